@@ -1,0 +1,368 @@
+//! Reading and verifying a bundle as a stream: age → gunzip → tar, hashing every entry and
+//! comparing it with the manifest, checking the snapshot's trailer and meta pages, and the
+//! SHA-256 of the ciphertext itself. Nothing is written to disk; memory stays flat.
+//!
+//! Failures are classified so the user learns *what* is wrong: the wrong key, a truncated
+//! copy, corrupted or tampered bytes, or content that disagrees with the manifest.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+use flate2::read::MultiGzDecoder;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::bundle::manifest::{
+    EntryKind, MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest, SNAPSHOT_PATH,
+};
+use crate::keys::Identities;
+use crate::snapshot::{SnapshotCheck, SnapshotSummary, TrailerStatus};
+
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error(
+        "wrong key: none of the identities given ({have}) can decrypt this bundle{want}. \
+         Pass the --identity file whose recipient was used when the backup was taken"
+    )]
+    WrongKey { have: String, want: String },
+    #[error("not a cpbackup bundle: {0}")]
+    NotABundle(String),
+    #[error(
+        "bundle is truncated: {0}. This copy is incomplete: use another copy or another backup"
+    )]
+    Truncated(String),
+    #[error(
+        "bundle is corrupted or was tampered with: {0}. Do not restore from it: use another copy or another backup"
+    )]
+    Corrupted(String),
+    #[error("bundle content does not match its manifest: {0}. Do not restore from it")]
+    Mismatch(String),
+    #[error("cannot read the bundle: {0}")]
+    Io(String),
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: usize,
+    pub files: usize,
+    pub plaintext_bytes: u64,
+    pub ciphertext_bytes: u64,
+    pub ciphertext_sha256: String,
+    pub snapshot: SnapshotSummary,
+    pub manifest: Manifest,
+}
+
+type Tap = Rc<RefCell<Option<(io::ErrorKind, String)>>>;
+
+/// Remembers the first error that passed through a layer, to classify failures afterwards.
+struct ErrorTap<R> {
+    inner: R,
+    seen: Tap,
+}
+
+impl<R: Read> Read for ErrorTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.seen
+                .borrow_mut()
+                .get_or_insert((e.kind(), e.to_string()));
+        })
+    }
+}
+
+/// Hashes and counts the raw (encrypted) bytes.
+struct HashCount<R> {
+    inner: R,
+    hash: Sha256,
+    count: u64,
+    progress: Box<dyn FnMut(u64)>,
+}
+
+impl<R: Read> Read for HashCount<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// What the caller knows about the bundle from its record, to sharpen the diagnosis.
+#[derive(Debug, Default, Clone)]
+pub struct Expectation {
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub recipients: Vec<String>,
+}
+
+/// Verifies the bundle read from `input`.
+pub fn verify(
+    input: impl Read,
+    ids: &Identities,
+    expect: &Expectation,
+    progress: Box<dyn FnMut(u64)>,
+) -> Result<VerifyReport, VerifyError> {
+    let raw_tap: Tap = Rc::default();
+    let age_tap: Tap = Rc::default();
+    let counted = Rc::new(RefCell::new(HashCount {
+        inner: ErrorTap {
+            inner: input,
+            seen: raw_tap.clone(),
+        },
+        hash: Sha256::new(),
+        count: 0,
+        progress,
+    }));
+    let shared = SharedReader(counted.clone());
+
+    let decryptor = age::Decryptor::new(shared).map_err(|e| classify_header(e, &raw_tap))?;
+    let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
+            have: ids.fingerprints().join(", "),
+            want: if expect.recipients.is_empty() {
+                String::new()
+            } else {
+                format!(" (it was encrypted to {})", expect.recipients.join(", "))
+            },
+        },
+        other => classify_header(other, &raw_tap),
+    })?;
+    let plain = ErrorTap {
+        inner: plain,
+        seen: age_tap.clone(),
+    };
+
+    let result = read_tar(MultiGzDecoder::new(plain));
+    let raw_count = counted.borrow().count;
+    let fail = |e: VerifyError| -> VerifyError {
+        if let Some((_, msg)) = raw_tap.borrow().clone() {
+            return VerifyError::Io(msg);
+        }
+        if let Some(size) = expect.size
+            && raw_count < size
+            && age_tap.borrow().is_some()
+        {
+            return VerifyError::Truncated(format!(
+                "only {raw_count} of the recorded {size} bytes are there"
+            ));
+        }
+        match age_tap.borrow().clone() {
+            Some((io::ErrorKind::UnexpectedEof, m)) => VerifyError::Truncated(m),
+            Some((_, m)) => VerifyError::Corrupted(format!("age authentication failed ({m})")),
+            None => e,
+        }
+    };
+    let (report_parts, plaintext_bytes) = result.map_err(fail)?;
+    let (entries, files, snapshot, manifest) = report_parts;
+
+    let hc = counted.borrow();
+    let ciphertext_sha256 = hex::encode(hc.hash.clone().finalize());
+    if let Some(want) = &expect.sha256
+        && *want != ciphertext_sha256
+    {
+        return Err(VerifyError::Corrupted(format!(
+            "ciphertext SHA-256 {ciphertext_sha256} differs from the recorded {want}"
+        )));
+    }
+    Ok(VerifyReport {
+        entries,
+        files,
+        plaintext_bytes,
+        ciphertext_bytes: hc.count,
+        ciphertext_sha256,
+        snapshot,
+        manifest,
+    })
+}
+
+/// Lets the age decryptor own a reader whose counters we still read afterwards.
+struct SharedReader<R>(Rc<RefCell<R>>);
+
+impl<R: Read> Read for SharedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
+    if let Some((_, m)) = raw_tap.borrow().clone() {
+        return VerifyError::Io(m);
+    }
+    match e {
+        age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
+            VerifyError::NotABundle(
+                "the age header is missing or unreadable (not age-encrypted, or damaged)".into(),
+            )
+        }
+        age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
+            VerifyError::Truncated("the file ends inside the age header".into())
+        }
+        age::DecryptError::InvalidMac => {
+            VerifyError::Corrupted("the age header's MAC does not match (header modified)".into())
+        }
+        other => VerifyError::Corrupted(format!("age: {other}")),
+    }
+}
+
+type TarOutcome = (usize, usize, SnapshotSummary, Manifest);
+
+fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
+    let bad = |m: String| {
+        VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
+    };
+    let mut archive = tar::Archive::new(input);
+    let mut seen: BTreeMap<String, (EntryKind, u64, Option<String>, Option<String>)> =
+        BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut snapshot: Option<SnapshotSummary> = None;
+    let mut manifest: Option<Manifest> = None;
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        if manifest.is_some() {
+            return Err(VerifyError::Mismatch(format!(
+                "entry {path} follows the manifest, which must be last"
+            )));
+        }
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        total += size;
+        if path == MANIFEST_PATH {
+            if size > MAX_MANIFEST_BYTES {
+                return Err(VerifyError::Mismatch(format!(
+                    "manifest is implausibly large ({size} bytes)"
+                )));
+            }
+            let mut json = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut json)
+                .map_err(|e| bad(e.to_string()))?;
+            manifest = Some(
+                serde_json::from_slice(&json)
+                    .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))?,
+            );
+            continue;
+        }
+        let rec = match kind {
+            tar::EntryType::Directory => (EntryKind::Dir, 0, None, None),
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| bad(e.to_string()))?
+                    .map(|t| t.to_string_lossy().into_owned());
+                (EntryKind::Symlink, 0, None, target)
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut hash = Sha256::new();
+                let mut check = (path == SNAPSHOT_PATH).then(|| SnapshotCheck::new(size));
+                loop {
+                    let n = entry.read(&mut buf).map_err(|e| bad(e.to_string()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    if let Some(c) = check.as_mut() {
+                        c.update(&buf[..n]);
+                    } else {
+                        hash.update(&buf[..n]);
+                    }
+                }
+                let digest = match check {
+                    Some(c) => {
+                        let s = c.finish();
+                        let d = s.file_sha256.clone();
+                        snapshot = Some(s);
+                        d
+                    }
+                    None => hex::encode(hash.finalize()),
+                };
+                (EntryKind::File, size, Some(digest), None)
+            }
+            other => {
+                return Err(VerifyError::Mismatch(format!(
+                    "{path}: unexpected tar entry type {other:?}"
+                )));
+            }
+        };
+        order.push(path.clone());
+        seen.insert(path, rec);
+    }
+    // Drain what follows the tar end marker, so age authenticates the final chunk.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| bad(e.to_string()))?;
+
+    let manifest = manifest.ok_or_else(|| {
+        VerifyError::Mismatch(
+            "no cpbackup/manifest.json: the bundle is incomplete or not made by cpbackup".into(),
+        )
+    })?;
+    let snapshot = snapshot
+        .ok_or_else(|| VerifyError::Mismatch(format!("no {SNAPSHOT_PATH} in the bundle")))?;
+    match snapshot.trailer {
+        TrailerStatus::Valid => {}
+        TrailerStatus::Invalid => {
+            return Err(VerifyError::Mismatch(
+                "the snapshot's sha256 trailer does not match its content".into(),
+            ));
+        }
+        TrailerStatus::Absent => {
+            return Err(VerifyError::Mismatch(
+                "the snapshot has no sha256 trailer".into(),
+            ));
+        }
+    }
+    if let Some(e) = &snapshot.meta_error {
+        return Err(VerifyError::Mismatch(format!(
+            "the snapshot's bbolt meta pages are invalid: {e}"
+        )));
+    }
+    let mut files = 0;
+    for m in &manifest.entries {
+        let Some((kind, size, sha, target)) = seen.remove(&m.path) else {
+            return Err(VerifyError::Mismatch(format!(
+                "{} is in the manifest but missing from the bundle",
+                m.path
+            )));
+        };
+        if kind != m.kind {
+            return Err(VerifyError::Mismatch(format!(
+                "{}: manifest says {:?}, bundle holds {kind:?}",
+                m.path, m.kind
+            )));
+        }
+        if kind == EntryKind::File {
+            files += 1;
+            if size != m.size || sha != m.sha256 {
+                return Err(VerifyError::Mismatch(format!(
+                    "{}: SHA-256 {} ({size} bytes) differs from the manifest's {} ({} bytes)",
+                    m.path,
+                    sha.unwrap_or_default(),
+                    m.sha256.clone().unwrap_or_default(),
+                    m.size
+                )));
+            }
+        }
+        if kind == EntryKind::Symlink && target != m.link_target {
+            return Err(VerifyError::Mismatch(format!(
+                "{}: symlink target differs from the manifest",
+                m.path
+            )));
+        }
+    }
+    if let Some(extra) = seen.keys().next() {
+        return Err(VerifyError::Mismatch(format!(
+            "{extra} is in the bundle but not in the manifest"
+        )));
+    }
+    Ok(((order.len(), files, snapshot, manifest), total))
+}

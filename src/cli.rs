@@ -1,0 +1,254 @@
+//! The command-line contract (see PRODUCT.md): clap definitions only, no behaviour.
+//!
+//! Every setting is a flag, an environment variable (`CPBACKUP_…`) and a key in the config file;
+//! flags win over the environment, which wins over the file. Values left unset here are `None`
+//! so that `config` can tell "not given" from "given as the default".
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Configuration: /etc/cpbackup/config.toml (or --config FILE) holds the same settings as the
+flags; environment variables CPBACKUP_<FLAG> (e.g. CPBACKUP_STORE) sit in between. A missing
+default config file means defaults.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
+
+Typical first run on a control-plane node:
+  cpbackup keygen --out /root/cpbackup.key        # keep this file OFF the node
+  cpbackup backup --recipient age1... --store /var/lib/cpbackup/backups
+  cpbackup list --store /var/lib/cpbackup/backups
+  cpbackup verify --store /var/lib/cpbackup/backups --identity /root/cpbackup.key --latest";
+
+/// Encrypted, immutable backups of etcd and the control-plane static pod resources.
+#[derive(Debug, Parser)]
+#[command(name = "cpbackup", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file (TOML). Default /etc/cpbackup/config.toml; a missing default file means defaults.
+    #[arg(long, global = true, env = "CPBACKUP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Read every host path (etcd certificates, static pod resources) under this directory, e.g.
+    /// /host inside `oc debug node/…`. Paths given explicitly are used as written.
+    #[arg(long, global = true, env = "CPBACKUP_HOST_ROOT", value_name = "DIR")]
+    pub host_root: Option<PathBuf>,
+
+    /// Report format on stdout.
+    #[arg(long, global = true, env = "CPBACKUP_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+
+    /// Log format on stderr (text on a terminal is coloured).
+    #[arg(long, global = true, env = "CPBACKUP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take one backup now: etcd snapshot + static pod resources, encrypted, to every store.
+    ///
+    /// The snapshot streams from the local etcd member through tar, gzip (all cores) and age
+    /// straight into the stores: no plaintext copy touches the disk. The etcd endpoint and its
+    /// client certificates are discovered from the host (OpenShift etcd.env, or kubeadm's
+    /// /etc/kubernetes/pki) unless given.
+    Backup(Box<BackupArgs>),
+    /// List the backups in the stores: time, node, revision, size, state.
+    ///
+    /// Needs no key: it reads the unencrypted .cpb.json record beside each bundle. A bundle
+    /// without its record is shown as `incomplete` (the backup did not finish).
+    List(ListArgs),
+    /// Decrypt a backup and check every hash, the snapshot's sha256 trailer and its bbolt meta pages.
+    ///
+    /// Streams the bundle; nothing is written to disk. Exit code 1 names what is wrong: wrong
+    /// key, corrupted or tampered bytes, truncation, or a hash mismatch.
+    Verify(VerifyArgs),
+    /// Make a new age identity (private key) file, mode 0600, and print its recipient.
+    ///
+    /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
+    /// control-plane nodes (it is needed only to read backups).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which static pod resources go into the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaticPodsMode {
+    /// Detect OpenShift or kubeadm from the host; fail when neither is found.
+    Auto,
+    /// /etc/kubernetes/static-pod-resources/<component>-pod-N and the four manifests.
+    Openshift,
+    /// /etc/kubernetes/pki, /etc/kubernetes/manifests and /etc/kubernetes/*.conf.
+    Kubeadm,
+    /// etcd snapshot only (and extra paths): NOT enough for a whole-cluster restore.
+    None,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct EtcdArgs {
+    /// etcd client URL of the local member (default: discovered from the host).
+    #[arg(long, env = "CPBACKUP_ETCD_ENDPOINT", value_name = "URL")]
+    pub etcd_endpoint: Option<String>,
+    /// CA bundle that signed etcd's serving certificate.
+    #[arg(long, env = "CPBACKUP_ETCD_CACERT", value_name = "FILE")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate for etcd (mTLS).
+    #[arg(long, env = "CPBACKUP_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key for etcd (mTLS).
+    #[arg(long, env = "CPBACKUP_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// Seconds to wait for etcd to answer before giving up (default 10).
+    #[arg(long, env = "CPBACKUP_ETCD_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    pub etcd_connect_timeout: Option<u64>,
+    /// Seconds without any snapshot data before the stream is declared stalled (default 60).
+    #[arg(long, env = "CPBACKUP_ETCD_STALL_TIMEOUT", value_name = "SECONDS")]
+    pub etcd_stall_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecipientArgs {
+    /// age recipient (age1…) to encrypt to; repeat for several (add an offline recovery key).
+    #[arg(
+        long = "recipient",
+        env = "CPBACKUP_RECIPIENT",
+        value_delimiter = ',',
+        value_name = "AGE1…"
+    )]
+    pub recipients: Vec<String>,
+    /// File with one recipient per line (`#` starts a comment).
+    #[arg(long, env = "CPBACKUP_RECIPIENTS_FILE", value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Where backups go: a directory (local store). Repeat for several stores.
+    #[arg(
+        long = "store",
+        env = "CPBACKUP_STORE",
+        value_delimiter = ',',
+        value_name = "PATH_OR_URL"
+    )]
+    pub stores: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArgs {
+    /// age identity file able to decrypt the bundle; repeatable.
+    #[arg(
+        long = "identity",
+        env = "CPBACKUP_IDENTITY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub identities: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    /// Which static pod resources to include.
+    #[arg(long, env = "CPBACKUP_STATIC_PODS", value_enum)]
+    pub static_pods: Option<StaticPodsMode>,
+    /// Also include this host path (file or directory tree); repeatable.
+    #[arg(
+        long = "extra-path",
+        env = "CPBACKUP_EXTRA_PATH",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub extra_paths: Vec<PathBuf>,
+    /// Take the backup even if checks fail; the bundle is marked "possibly dirty".
+    #[arg(long)]
+    pub force: bool,
+    /// Cluster name used in the object path (default: etcd cluster id).
+    #[arg(long, env = "CPBACKUP_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// This node's name (default: from the etcd certificate name, else the hostname).
+    #[arg(long, env = "CPBACKUP_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Directory for the node lock file (default /var/lib/cpbackup under the host root).
+    #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// gzip level 1 (fastest) to 9 (smallest); default 1.
+    #[arg(long, env = "CPBACKUP_COMPRESSION_LEVEL", value_name = "1-9")]
+    pub compression_level: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupRef {
+    /// A backup as `list` names it (cluster/node/file.cpb), or a path to a .cpb file.
+    #[arg(
+        value_name = "BACKUP",
+        required_unless_present = "latest",
+        conflicts_with = "latest"
+    )]
+    pub backup: Option<String>,
+    /// Pick the newest complete backup in the stores.
+    #[arg(long)]
+    pub latest: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub which: BackupRef,
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// Where to write the identity (created with mode 0600; an existing file is never overwritten).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,312 @@
+//! `cpbackup backup`: one backup now, streamed from etcd into every store.
+//!
+//! Order matters for "nothing partial ever looks complete": settings, keys, the node lock and
+//! the static pod plan are all checked before etcd is contacted; the bundle becomes visible in a
+//! store only after the whole stream, manifest included, was written and fsynced; the record
+//! follows. Any error or SIGINT/SIGTERM before that discards the uploads.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::bundle::BundleWriter;
+use crate::bundle::manifest::{EtcdInfo, FORMAT_VERSION, Manifest};
+use crate::bundle::pargz::default_threads;
+use crate::cli::{BackupArgs, OutputFormat, StaticPodsMode};
+use crate::config::{self, Common, EtcdSettings, FileConfig};
+use crate::etcd;
+use crate::host::{HostRoot, Platform, discover, static_pods};
+use crate::keys::Recipients;
+use crate::lock::NodeLock;
+use crate::output::{self, human_size};
+use crate::progress;
+use crate::store::fanout::FanOut;
+use crate::store::{BundleName, Record};
+
+#[derive(Debug, serde::Serialize)]
+pub struct StoreOutcome {
+    pub store: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct BackupReport {
+    pub name: String,
+    pub platform: Platform,
+    pub etcd_endpoint: String,
+    pub etcd_revision: i64,
+    pub snapshot_size: u64,
+    pub bundle_size: u64,
+    pub bundle_sha256: String,
+    pub entries: usize,
+    pub forced: bool,
+    pub duration_seconds: f64,
+    pub stores: Vec<StoreOutcome>,
+}
+
+pub async fn run(
+    args: &BackupArgs,
+    common: &Common,
+    file: &FileConfig,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let created = OffsetDateTime::now_utc().replace_nanosecond(0)?;
+    let host = HostRoot::new(&common.host_root);
+
+    // Everything that can be wrong with settings fails here, before any side effect.
+    let etcd_settings = EtcdSettings::resolve(&args.etcd, &file.etcd)?;
+    let recipients = Recipients::load(
+        &if args.recipients.recipients.is_empty() {
+            file.recipients.clone()
+        } else {
+            args.recipients.recipients.clone()
+        },
+        args.recipients
+            .recipients_file
+            .as_deref()
+            .or(file.recipients_file.as_deref()),
+    )?;
+    let store_locations = config::resolve_stores(&args.stores, file)?;
+    let level = config::resolve_compression_level(args.compression_level, file)?;
+    let mode = args
+        .static_pods
+        .or(file.static_pods)
+        .unwrap_or(StaticPodsMode::Auto);
+    let mut extra = file.extra_paths.clone();
+    extra.extend(args.extra_paths.iter().cloned());
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| file.state_dir.clone())
+        .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
+    let stores = super::open_stores(&store_locations)?;
+
+    let _lock = NodeLock::acquire(&state_dir)?;
+    let platform = Platform::detect(&host);
+    let plan = static_pods::plan(&host, mode, platform, &extra)?;
+    let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
+    let access = discover::etcd_access(&host, platform, &etcd_settings, node_arg.as_deref())?;
+    tracing::info!(endpoint = %access.endpoint, platform = ?plan.layout, sources = plan.sources.len(), "starting backup");
+
+    let (client, status) = etcd::connect(&access, etcd_settings.connect_timeout).await?;
+    let cluster = args
+        .cluster_name
+        .clone()
+        .or_else(|| file.cluster_name.clone())
+        .unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
+    let node = node_arg
+        .or(access.node_name.clone())
+        .or_else(discover::hostname)
+        .context("cannot tell this node's name: pass --node-name")?;
+    let name = BundleName::new(&cluster, &node, created, status.revision)?;
+
+    let mut uploads = Vec::new();
+    let mut outcomes = Vec::new();
+    for s in &stores {
+        match s.create(&name) {
+            Ok(u) => uploads.push((s.location(), u)),
+            Err(e) => {
+                tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unusable");
+                outcomes.push(StoreOutcome {
+                    store: s.location(),
+                    ok: false,
+                    error: Some(format!("{e:#}")),
+                });
+            }
+        }
+    }
+    if uploads.is_empty() {
+        anyhow::bail!(
+            "no store could take the backup: {}",
+            describe_failures(&outcomes)
+        );
+    }
+
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("signal received: aborting the backup, nothing will be published");
+        let _ = cancel_tx.send(true);
+    });
+    let stream =
+        etcd::snapshot::start(&client, etcd_settings.stall_timeout, cancel_rx.clone()).await?;
+    let bar = progress::bytes_bar(
+        stream.total,
+        !quiet && common.output == OutputFormat::Text,
+        "snapshot",
+    );
+    let threads = default_threads();
+    let forced = args.force;
+    let manifest_base = Manifest {
+        format_version: FORMAT_VERSION,
+        tool_version: crate::TOOL_VERSION.into(),
+        created: created.format(&time::format_description::well_known::Rfc3339)?,
+        cluster: cluster.clone(),
+        node: node.clone(),
+        platform: plan.layout,
+        forced,
+        etcd: EtcdInfo {
+            status: status.clone(),
+            image_sha256: String::new(),
+            snapshot_size: stream.total,
+            bbolt_txid: 0,
+            bbolt_page_size: 0,
+        },
+        static_pod_revisions: plan.revisions.iter().cloned().collect(),
+        entries: Vec::new(),
+    };
+    let sources = plan.sources.clone();
+    let snapshot_size = stream.total;
+    let pbar = bar.clone();
+    let recipients_fp = recipients.fingerprints();
+    let pipeline = tokio::task::spawn_blocking(move || -> anyhow::Result<(FanOut, usize)> {
+        let mut w = BundleWriter::new(FanOut::new(uploads), &recipients, level, threads)?;
+        let total = stream.total;
+        let snap = w.append_snapshot(total, stream, |n| pbar.inc(n))?;
+        pbar.finish_and_clear();
+        for s in &sources {
+            if *cancel_rx.borrow() {
+                anyhow::bail!("backup interrupted by signal");
+            }
+            w.append_source(s)?;
+        }
+        let mut manifest = manifest_base;
+        manifest.etcd.image_sha256 = snap.image_sha256.clone();
+        if let Some(m) = snap.meta {
+            manifest.etcd.bbolt_txid = m.txid;
+            manifest.etcd.bbolt_page_size = m.page_size;
+        }
+        let w_entries = w.entry_count() + 1;
+        let fan = w.finish(manifest)?;
+        Ok((fan, w_entries))
+    });
+    let result = pipeline.await.context("backup pipeline crashed")?;
+    signals.abort();
+    bar.finish_and_clear();
+    let (fan, entries) = result.context("backup failed; nothing was published")?;
+
+    let record = Record {
+        format_version: FORMAT_VERSION,
+        name: name.key(),
+        created: created.format(&time::format_description::well_known::Rfc3339)?,
+        cluster,
+        node,
+        etcd_revision: status.revision,
+        etcd_version: status.version.clone(),
+        etcd_member_id: status.member_id.clone(),
+        etcd_cluster_id: status.cluster_id.clone(),
+        snapshot_size,
+        bundle_size: fan.bytes,
+        bundle_sha256: fan.sha256(),
+        recipients: recipients_fp,
+        forced,
+        tool_version: crate::TOOL_VERSION.into(),
+        lock_mode: None,
+        retain_until: None,
+    };
+    for (store, err) in &fan.failures {
+        outcomes.push(StoreOutcome {
+            store: store.clone(),
+            ok: false,
+            error: Some(err.clone()),
+        });
+    }
+    let bundle_size = fan.bytes;
+    let bundle_sha = fan.sha256();
+    for (store, upload) in fan.targets {
+        let Some(upload) = upload else { continue };
+        match upload.commit(&record) {
+            Ok(()) => outcomes.push(StoreOutcome {
+                store,
+                ok: true,
+                error: None,
+            }),
+            Err(e) => outcomes.push(StoreOutcome {
+                store,
+                ok: false,
+                error: Some(format!("{e:#}")),
+            }),
+        }
+    }
+    let report = BackupReport {
+        name: name.key(),
+        platform: plan.layout,
+        etcd_endpoint: status.endpoint.clone(),
+        etcd_revision: status.revision,
+        snapshot_size: record.snapshot_size,
+        bundle_size,
+        bundle_sha256: bundle_sha,
+        entries,
+        forced,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        stores: outcomes,
+    };
+    let failed = report.stores.iter().filter(|s| !s.ok).count();
+    tracing::info!(
+        backup = %report.name,
+        bundle_bytes = report.bundle_size,
+        snapshot_bytes = report.snapshot_size,
+        revision = report.etcd_revision,
+        seconds = format!("{:.2}", report.duration_seconds),
+        stores_ok = report.stores.len() - failed,
+        stores_failed = failed,
+        "backup finished"
+    );
+    output::emit(common.output, &report, |r| {
+        let mut s = format!(
+            "{}  revision {}  snapshot {}  bundle {}  {:.1}s",
+            r.name,
+            r.etcd_revision,
+            human_size(r.snapshot_size),
+            human_size(r.bundle_size),
+            r.duration_seconds
+        );
+        for o in &r.stores {
+            s.push_str(&format!(
+                "\n  {} {}{}",
+                if o.ok { "ok    " } else { "FAILED" },
+                o.store,
+                o.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        s
+    })?;
+    if failed > 0 {
+        anyhow::bail!(
+            "the backup reached {} of {} stores: {}",
+            report.stores.len() - failed,
+            report.stores.len(),
+            describe_failures(&report.stores)
+        );
+    }
+    Ok(())
+}
+
+fn describe_failures(outcomes: &[StoreOutcome]) -> String {
+    outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .map(|o| format!("{}: {}", o.store, o.error.as_deref().unwrap_or("failed")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,89 @@
+//! `cpbackup list`: every backup in the stores with its state; needs no key.
+
+use crate::cli::OutputFormat;
+use crate::commands::open_stores;
+use crate::output::{self, human_size};
+use crate::store::Listing;
+
+pub fn run(stores: &[String], format: OutputFormat) -> anyhow::Result<()> {
+    let mut all: Vec<Listing> = Vec::new();
+    for s in open_stores(stores)? {
+        all.extend(s.list()?);
+    }
+    let many = stores.len() > 1;
+    output::emit(format, &all, |all| {
+        if all.is_empty() {
+            return "no backups".into();
+        }
+        let mut header = vec![
+            "TIME",
+            "NODE",
+            "REVISION",
+            "SIZE",
+            "LOCK",
+            "RETAIN-UNTIL",
+            "STATE",
+            "NAME",
+        ];
+        if many {
+            header.push("STORE");
+        }
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|l| {
+                let r = l.record.as_ref();
+                let mut row = vec![
+                    r.map(|r| r.created.clone())
+                        .unwrap_or_else(|| time_from_name(&l.name)),
+                    r.map(|r| r.node.clone())
+                        .unwrap_or_else(|| l.name.split('/').nth(1).unwrap_or("").to_owned()),
+                    r.map(|r| r.etcd_revision.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    l.size.map(human_size).unwrap_or_else(|| "-".into()),
+                    r.and_then(|r| r.lock_mode.clone())
+                        .unwrap_or_else(|| "none".into()),
+                    r.and_then(|r| r.retain_until.clone())
+                        .unwrap_or_else(|| "-".into()),
+                    l.state.as_str().to_owned(),
+                    l.name.clone(),
+                ];
+                if many {
+                    row.push(l.store.clone());
+                }
+                row
+            })
+            .collect();
+        output::table(&header, &rows)
+    })
+}
+
+/// `20261122T221005Z-rev7.cpb` → `2026-11-22T22:10:05Z`.
+fn time_from_name(name: &str) -> String {
+    let f = name.rsplit('/').next().unwrap_or(name);
+    let t = f.split('-').next().unwrap_or("");
+    if t.len() == 16 {
+        format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &t[0..4],
+            &t[4..6],
+            &t[6..8],
+            &t[9..11],
+            &t[11..13],
+            &t[13..15]
+        )
+    } else {
+        "-".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_from_file_name() {
+        assert_eq!(
+            super::time_from_name("c/n/20261122T221005Z-rev7.cpb"),
+            "2026-11-22T22:10:05Z"
+        );
+        assert_eq!(super::time_from_name("c/n/odd.cpb"), "-");
+    }
+}

@@ -1,0 +1,306 @@
+//! Settings from the config file, the environment and flags, merged and validated up front.
+//!
+//! Precedence: flags > environment (both via clap) > config file > built-in defaults. Every
+//! error names the key and says how to fix it, and maps to exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{self, LogFormat, OutputFormat, StaticPodsMode};
+use crate::error::usage;
+
+/// Where the config file lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpbackup/config.toml";
+
+/// The config file as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub host_root: Option<PathBuf>,
+    pub output: Option<OutputFormat>,
+    pub log_format: Option<LogFormat>,
+    pub cluster_name: Option<String>,
+    pub node_name: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub static_pods: Option<StaticPodsMode>,
+    #[serde(default)]
+    pub extra_paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
+    #[serde(default)]
+    pub identities: Vec<PathBuf>,
+    pub compression_level: Option<u32>,
+    #[serde(default)]
+    pub etcd: FileEtcd,
+    #[serde(default, rename = "store")]
+    pub stores: Vec<FileStore>,
+}
+
+/// `[etcd]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEtcd {
+    pub endpoint: Option<String>,
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub connect_timeout: Option<u64>,
+    pub stall_timeout: Option<u64>,
+}
+
+/// One `[[store]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStore {
+    /// A directory (local store).
+    pub url: String,
+}
+
+impl FileConfig {
+    /// Reads the config file. A missing file is fine only when it is the default path.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                return Ok(Self::default());
+            }
+            Err(e) => {
+                return Err(usage(format!(
+                    "cannot read config file {}: {e}; fix the path given to --config (or CPBACKUP_CONFIG)",
+                    path.display()
+                )));
+            }
+        };
+        Self::parse(&text).map_err(|e| usage(format!("config file {}: {e}", path.display())))
+    }
+
+    /// Parses config text; the error names the offending key and line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            format!(
+                "{}see docs/configuration.md for every key",
+                e.to_string().trim_end().to_owned() + "\n"
+            )
+        })
+    }
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub host_root: PathBuf,
+    pub output: OutputFormat,
+}
+
+impl Common {
+    pub fn resolve(cli: &cli::Cli, file: &FileConfig) -> Self {
+        Common {
+            host_root: cli
+                .host_root
+                .clone()
+                .or_else(|| file.host_root.clone())
+                .unwrap_or_else(|| PathBuf::from("/")),
+            output: cli.output.or(file.output).unwrap_or(OutputFormat::Text),
+        }
+    }
+}
+
+/// Explicit etcd connection settings; anything `None` is discovered from the host.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdSettings {
+    pub endpoint: Option<String>,
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+impl EtcdSettings {
+    pub fn resolve(args: &cli::EtcdArgs, file: &FileEtcd) -> anyhow::Result<Self> {
+        let secs = |flag: Option<u64>, key: Option<u64>, name: &str, default: u64| {
+            let v = flag.or(key).unwrap_or(default);
+            if v == 0 || v > 3600 {
+                Err(usage(format!(
+                    "etcd.{name} = {v} is out of range: give seconds between 1 and 3600"
+                )))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        let s = EtcdSettings {
+            endpoint: args.etcd_endpoint.clone().or_else(|| file.endpoint.clone()),
+            cacert: args.etcd_cacert.clone().or_else(|| file.cacert.clone()),
+            cert: args.etcd_cert.clone().or_else(|| file.cert.clone()),
+            key: args.etcd_key.clone().or_else(|| file.key.clone()),
+            connect_timeout: secs(
+                args.etcd_connect_timeout,
+                file.connect_timeout,
+                "connect_timeout",
+                10,
+            )?,
+            stall_timeout: secs(
+                args.etcd_stall_timeout,
+                file.stall_timeout,
+                "stall_timeout",
+                60,
+            )?,
+        };
+        if let Some(ep) = &s.endpoint {
+            if ep.contains(',') {
+                return Err(usage(format!(
+                    "etcd.endpoint = {ep:?} names several endpoints: a snapshot is the state of one member, give only the local member's URL"
+                )));
+            }
+            if !(ep.starts_with("https://") || ep.starts_with("http://")) {
+                return Err(usage(format!(
+                    "etcd.endpoint = {ep:?} is not a URL: write it as https://HOST:2379"
+                )));
+            }
+        }
+        if s.cert.is_some() != s.key.is_some() {
+            return Err(usage(
+                "etcd.cert and etcd.key go together: give both (--etcd-cert and --etcd-key) or neither",
+            ));
+        }
+        Ok(s)
+    }
+}
+
+/// Store locations, flags replacing the file's list.
+pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<String>> {
+    let stores: Vec<String> = if args.stores.is_empty() {
+        file.stores.iter().map(|s| s.url.clone()).collect()
+    } else {
+        args.stores.clone()
+    };
+    if stores.is_empty() {
+        return Err(usage(
+            "no store configured: pass --store DIR (repeatable) or add a [[store]] table with url = \"/var/lib/cpbackup/backups\" to the config file",
+        ));
+    }
+    for s in &stores {
+        if s.trim().is_empty() {
+            return Err(usage(
+                "store: an empty location was given; remove it or write a directory path",
+            ));
+        }
+    }
+    Ok(stores)
+}
+
+/// Identity files, flags replacing the file's list.
+pub fn resolve_identities(
+    args: &cli::IdentityArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let ids = if args.identities.is_empty() {
+        file.identities.clone()
+    } else {
+        args.identities.clone()
+    };
+    if ids.is_empty() {
+        return Err(usage(
+            "no identity given: pass --identity FILE (the age key made by `cpbackup keygen`) to read a backup",
+        ));
+    }
+    Ok(ids)
+}
+
+/// gzip level, 1..=9.
+pub fn resolve_compression_level(flag: Option<u32>, file: &FileConfig) -> anyhow::Result<u32> {
+    let level = flag
+        .or(file.compression_level)
+        .unwrap_or(crate::bundle::DEFAULT_GZIP_LEVEL);
+    if !(1..=9).contains(&level) {
+        return Err(usage(format!(
+            "compression_level = {level} is out of range: use 1 (fastest) to 9 (smallest)"
+        )));
+    }
+    Ok(level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c = FileConfig::parse(
+            r#"
+host_root = "/host"
+cluster_name = "prod"
+static_pods = "openshift"
+recipients = ["age1xyz"]
+compression_level = 3
+[etcd]
+endpoint = "https://10.0.0.1:2379"
+connect_timeout = 5
+[[store]]
+url = "/var/lib/cpbackup/backups"
+[[store]]
+url = "/mnt/nfs/backups"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.stores.len(), 2);
+        assert_eq!(c.static_pods, Some(StaticPodsMode::Openshift));
+        assert_eq!(c.etcd.connect_timeout, Some(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = FileConfig::parse("compresion_level = 3\n").unwrap_err();
+        assert!(e.contains("compresion_level"), "{e}");
+        let e = FileConfig::parse("[etcd]\nendpont = \"x\"\n").unwrap_err();
+        assert!(e.contains("endpont"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = FileConfig::parse("static_pods = \"everything\"\n").unwrap_err();
+        assert!(e.contains("static_pods") || e.contains("everything"), "{e}");
+    }
+
+    #[test]
+    fn flags_beat_file() {
+        let file = FileConfig::parse("[[store]]\nurl = \"/a\"\n").unwrap();
+        let args = cli::StoreArgs {
+            stores: vec!["/b".into()],
+        };
+        assert_eq!(resolve_stores(&args, &file).unwrap(), vec!["/b"]);
+        let none = cli::StoreArgs::default();
+        assert_eq!(resolve_stores(&none, &file).unwrap(), vec!["/a"]);
+        let e = resolve_stores(&none, &FileConfig::default()).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn etcd_validation() {
+        let mut a = cli::EtcdArgs {
+            etcd_endpoint: Some("https://a:2379,https://b:2379".into()),
+            ..Default::default()
+        };
+        assert!(EtcdSettings::resolve(&a, &FileEtcd::default()).is_err());
+        a.etcd_endpoint = Some("https://a:2379".into());
+        a.etcd_cert = Some("/c".into());
+        let e = EtcdSettings::resolve(&a, &FileEtcd::default()).unwrap_err();
+        assert!(e.to_string().contains("etcd.key"));
+        a.etcd_key = Some("/k".into());
+        let s = EtcdSettings::resolve(&a, &FileEtcd::default()).unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn compression_level_range() {
+        assert!(resolve_compression_level(Some(0), &FileConfig::default()).is_err());
+        assert_eq!(
+            resolve_compression_level(Some(9), &FileConfig::default()).unwrap(),
+            9
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The `cpbackup` binary: parse the CLI, load the config, run one command, map errors to exit
+//! codes (0 ok, 1 failed, 2 bad usage or config).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cpbackup::cli::{Cli, Command, LogFormat};
+use cpbackup::commands;
+use cpbackup::config::{self, Common, FileConfig};
+use cpbackup::error::exit_code;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match FileConfig::load(cli.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let log_format = cli
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Text);
+    cpbackup::logging::init(log_format, cli.verbose, cli.quiet);
+    match run(&cli, &file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn run(cli: &Cli, file: &FileConfig) -> anyhow::Result<()> {
+    let common = Common::resolve(cli, file);
+    match &cli.command {
+        Command::Keygen(a) => commands::keygen::run(a, common.output),
+        Command::List(a) => {
+            commands::list::run(&config::resolve_stores(&a.stores, file)?, common.output)
+        }
+        Command::Verify(a) => commands::verify::run(
+            &a.which,
+            &config::resolve_identities(&a.identities, file)?,
+            &config::resolve_stores(&a.stores, file).or_else(|e| {
+                // A path to a .cpb file needs no store.
+                if a.which
+                    .backup
+                    .as_deref()
+                    .is_some_and(|b| std::path::Path::new(b).is_file())
+                {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                }
+            })?,
+            common.output,
+            cli.quiet,
+        ),
+        Command::Backup(a) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(commands::backup::run(a, &common, file, cli.quiet)),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("cpbackup: error: {e:#}");
+    ExitCode::from(exit_code(e))
+}

@@ -1,0 +1,349 @@
+//! A directory as a store: `<root>/<cluster>/<node>/<file>.cpb` and `.cpb.json`.
+//!
+//! A bundle is written under a hidden temporary name (mode 0600), fsynced, linked to its final
+//! name (never replacing an existing one) and the directory fsynced; only then is the record
+//! written the same way. An interrupted backup leaves at most a hidden temp file, which `list`
+//! ignores and which is removed when the upload is dropped.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
+use crate::store::record::MAX_RECORD_BYTES;
+use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStore { root: root.into() }
+    }
+
+    fn path_of(&self, key: &str) -> anyhow::Result<PathBuf> {
+        let n = BundleName::parse(key).ok_or_else(|| {
+            crate::error::usage(format!(
+                "{key:?} is not a backup name: use the NAME column of `cpbackup list` (cluster/node/file.cpb) or a path to a .cpb file"
+            ))
+        })?;
+        Ok(self.root.join(n.key()))
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `data` to `path` atomically and durably, refusing to replace an existing file.
+fn write_new_durably(dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name(path), std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result?;
+    sync_dir(dir)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+struct LocalUpload {
+    file: Option<File>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Write for LocalUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("upload closed"))?
+            .write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for LocalUpload {
+    fn commit(mut self: Box<Self>, record: &Record) -> anyhow::Result<()> {
+        let f = self.file.take().context("upload already closed")?;
+        f.sync_all()
+            .with_context(|| format!("fsync {}", self.tmp.display()))?;
+        drop(f);
+        fs::hard_link(&self.tmp, &self.dest).with_context(|| {
+            format!(
+                "cannot publish {} (does it already exist?)",
+                self.dest.display()
+            )
+        })?;
+        fs::remove_file(&self.tmp).ok();
+        sync_dir(&self.dir).with_context(|| format!("fsync {}", self.dir.display()))?;
+        let rec_path = PathBuf::from(format!("{}.json", self.dest.display()));
+        let json = serde_json::to_vec_pretty(record)?;
+        write_new_durably(&self.dir, &rec_path, &json)
+            .with_context(|| format!("writing the record {}", rec_path.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Store for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
+        let dir = self.root.join(&name.cluster).join(&name.node);
+        let hint = || {
+            format!(
+                "store {} is not writable: check the path and its permissions, or choose another --store",
+                self.root.display()
+            )
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(hint)?;
+        let dest = dir.join(&name.file);
+        if dest.exists() {
+            anyhow::bail!(
+                "{} already exists; refusing to overwrite a backup",
+                dest.display()
+            );
+        }
+        let tmp = dir.join(format!(".{}.tmp-{}", name.file, std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(hint)?;
+        Ok(Box::new(LocalUpload {
+            file: Some(file),
+            dir,
+            tmp,
+            dest,
+        }))
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<Listing>> {
+        let mut out = Vec::new();
+        let read = |p: &Path| -> anyhow::Result<Vec<fs::DirEntry>> {
+            match fs::read_dir(p) {
+                Ok(d) => Ok(d.filter_map(Result::ok).collect()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e).with_context(|| format!("cannot list {}", p.display())),
+            }
+        };
+        if !self.root.exists() {
+            anyhow::bail!(
+                "store {} does not exist; check --store",
+                self.root.display()
+            );
+        }
+        for cluster in read(&self.root)? {
+            for node in read(&cluster.path())? {
+                let mut names: Vec<String> = read(&node.path())?
+                    .iter()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .filter(|f| !f.starts_with('.'))
+                    .filter_map(|f| {
+                        f.strip_suffix(".json")
+                            .map(str::to_owned)
+                            .or_else(|| f.ends_with(BUNDLE_EXT).then_some(f.clone()))
+                    })
+                    .filter(|f| f.ends_with(BUNDLE_EXT))
+                    .collect();
+                names.sort();
+                names.dedup();
+                for file in names {
+                    let key = format!(
+                        "{}/{}/{file}",
+                        cluster.file_name().to_string_lossy(),
+                        node.file_name().to_string_lossy()
+                    );
+                    if BundleName::parse(&key).is_none() {
+                        continue;
+                    }
+                    let bundle = node.path().join(&file);
+                    let size = fs::metadata(&bundle)
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len());
+                    let rec_path = node.path().join(format!(
+                        "{}{}",
+                        file.trim_end_matches(BUNDLE_EXT),
+                        RECORD_EXT
+                    ));
+                    let record = read_record(&rec_path);
+                    out.push(Listing {
+                        name: key,
+                        store: self.location(),
+                        size,
+                        state: state_of(size, record.as_ref()),
+                        record,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            let fa = a.name.rsplit('/').next();
+            let fb = b.name.rsplit('/').next();
+            fa.cmp(&fb).then(a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        let p = self.path_of(name)?;
+        let f = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        Ok(Box::new(io::BufReader::with_capacity(256 * 1024, f)))
+    }
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    let f = File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.take(MAX_RECORD_BYTES).read_to_end(&mut buf).ok()?;
+    match Record::parse(&buf) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(record = %path.display(), error = %e, "unreadable record; the backup is listed as incomplete");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::BackupState;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(name: &str, size: u64) -> Record {
+        Record {
+            format_version: 1,
+            name: name.into(),
+            created: "2026-11-22T22:10:05Z".into(),
+            cluster: "c".into(),
+            node: "n".into(),
+            etcd_revision: 7,
+            etcd_version: "3.5.1".into(),
+            etcd_member_id: "1".into(),
+            etcd_cluster_id: "2".into(),
+            snapshot_size: 1,
+            bundle_size: size,
+            bundle_sha256: "00".into(),
+            recipients: vec![],
+            forced: false,
+            tool_version: "0".into(),
+            lock_mode: None,
+            retain_until: None,
+        }
+    }
+
+    #[test]
+    fn commit_publishes_bundle_then_record_with_0600() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(d.path());
+        let n = BundleName::parse("c/n/20260101T000000Z-rev7.cpb").unwrap();
+        let mut u = s.create(&n).unwrap();
+        u.write_all(b"hello").unwrap();
+        // nothing visible before commit
+        assert!(s.list().unwrap().is_empty());
+        u.commit(&record(&n.key(), 5)).unwrap();
+        let l = s.list().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].state, BackupState::Complete);
+        let b = d.path().join("c/n/20260101T000000Z-rev7.cpb");
+        assert_eq!(
+            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = fs::read_dir(d.path().join("c/n"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temp files left: {names:?}");
+        // the same name is never overwritten
+        assert!(s.create(&n).is_err());
+    }
+
+    #[test]
+    fn dropped_upload_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(d.path());
+        let n = BundleName::parse("c/n/20260101T000000Z-rev7.cpb").unwrap();
+        let mut u = s.create(&n).unwrap();
+        u.write_all(b"partial").unwrap();
+        drop(u);
+        assert_eq!(fs::read_dir(d.path().join("c/n")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn states_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c/n");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("20260101T000000Z-rev1.cpb"), b"x").unwrap();
+        fs::write(dir.join("20260102T000000Z-rev2.cpb"), b"xy").unwrap();
+        fs::write(
+            dir.join("20260102T000000Z-rev2.cpb.json"),
+            serde_json::to_vec(&record("c/n/20260102T000000Z-rev2.cpb", 5)).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("20260103T000000Z-rev3.cpb.json"),
+            serde_json::to_vec(&record("x", 5)).unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.join(".20260104T000000Z-rev4.cpb.tmp-1"), b"x").unwrap();
+        let l = LocalStore::new(d.path()).list().unwrap();
+        let states: Vec<_> = l.iter().map(|x| x.state).collect();
+        assert_eq!(
+            states,
+            vec![
+                BackupState::Incomplete,
+                BackupState::SizeMismatch,
+                BackupState::MissingBundle
+            ]
+        );
+    }
+
+    #[test]
+    fn unwritable_store_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("file");
+        fs::write(&f, b"").unwrap();
+        let s = LocalStore::new(&f);
+        let n = BundleName::parse("c/n/20260101T000000Z-rev7.cpb").unwrap();
+        let e = s.create(&n).err().unwrap();
+        assert!(format!("{e:#}").contains("not writable"), "{e:#}");
+    }
+}

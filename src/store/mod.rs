@@ -1,0 +1,87 @@
+//! Where bundles live. A [`Store`] takes a bundle as a stream and makes it visible only when
+//! complete (`commit`), lists what it holds with each backup's state, and streams a bundle back.
+//! The local directory store is here; remote stores implement the same trait.
+
+pub mod fanout;
+pub mod local;
+pub mod naming;
+pub mod record;
+
+use std::io::{Read, Write};
+
+pub use local::LocalStore;
+pub use naming::BundleName;
+pub use record::Record;
+
+/// One backup as a store sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listing {
+    /// The name `list` prints and `verify` accepts: `<cluster>/<node>/<file>.cpb`.
+    pub name: String,
+    pub store: String,
+    /// Size of the bundle object, if it exists.
+    pub size: Option<u64>,
+    pub state: BackupState,
+    pub record: Option<Record>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupState {
+    /// Bundle and record present and consistent.
+    Complete,
+    /// A bundle without its record: the backup did not finish.
+    Incomplete,
+    /// The bundle's size differs from its record: truncated or replaced.
+    SizeMismatch,
+    /// A record whose bundle is gone.
+    MissingBundle,
+}
+
+impl BackupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupState::Complete => "complete",
+            BackupState::Incomplete => "incomplete",
+            BackupState::SizeMismatch => "size-mismatch",
+            BackupState::MissingBundle => "missing-bundle",
+        }
+    }
+}
+
+/// A bundle being written. Dropping it without `commit` discards it.
+pub trait Upload: Write + Send {
+    /// Makes the bundle visible under its final name, then writes its record beside it.
+    fn commit(self: Box<Self>, record: &Record) -> anyhow::Result<()>;
+}
+
+pub trait Store: Send + Sync {
+    /// Human description (the path or URL).
+    fn location(&self) -> String;
+    /// Starts writing a bundle under `name`.
+    fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>>;
+    /// Every backup, oldest first.
+    fn list(&self) -> anyhow::Result<Vec<Listing>>;
+    /// Streams a bundle's bytes.
+    fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>>;
+}
+
+/// Opens a store from its location (`--store`).
+pub fn open(location: &str) -> anyhow::Result<Box<dyn Store>> {
+    if location.contains("://") {
+        return Err(crate::error::usage(format!(
+            "store {location:?}: only local directories are supported by this build; give a path"
+        )));
+    }
+    Ok(Box::new(LocalStore::new(location)))
+}
+
+/// Computes a listing's state from what exists.
+pub fn state_of(size: Option<u64>, record: Option<&Record>) -> BackupState {
+    match (size, record) {
+        (Some(_), None) => BackupState::Incomplete,
+        (Some(s), Some(r)) if s != r.bundle_size => BackupState::SizeMismatch,
+        (Some(_), Some(_)) => BackupState::Complete,
+        (None, _) => BackupState::MissingBundle,
+    }
+}

@@ -1,0 +1,106 @@
+//! Bundle names: `<cluster>/<node>/<UTC time>-rev<revision>.cpb`, the record beside it as
+//! `….cpb.json`. Names sort by time within a node, and every part is safe as a path segment.
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::error::usage;
+
+pub const BUNDLE_EXT: &str = ".cpb";
+pub const RECORD_EXT: &str = ".cpb.json";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleName {
+    pub cluster: String,
+    pub node: String,
+    pub file: String,
+}
+
+impl BundleName {
+    pub fn new(
+        cluster: &str,
+        node: &str,
+        at: OffsetDateTime,
+        revision: i64,
+    ) -> anyhow::Result<Self> {
+        let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
+        let ts = at.to_offset(time::UtcOffset::UTC).format(&fmt)?;
+        Ok(BundleName {
+            cluster: segment(cluster, "cluster_name")?,
+            node: segment(node, "node_name")?,
+            file: format!("{ts}-rev{revision}{BUNDLE_EXT}"),
+        })
+    }
+
+    /// `cluster/node/file.cpb`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.cluster, self.node, self.file)
+    }
+
+    /// Parses a key as `list` prints it.
+    pub fn parse(key: &str) -> Option<Self> {
+        let mut parts = key.trim_matches('/').split('/');
+        let (c, n, f) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some()
+            || !f.ends_with(BUNDLE_EXT)
+            || [c, n, f].iter().any(|p| !is_safe(p))
+        {
+            return None;
+        }
+        Some(BundleName {
+            cluster: c.into(),
+            node: n.into(),
+            file: f.into(),
+        })
+    }
+}
+
+fn is_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Checks a name used as a path segment.
+fn segment(s: &str, key: &str) -> anyhow::Result<String> {
+    if is_safe(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(usage(format!(
+            "{key} = {s:?} cannot be used in a backup name: use letters, digits, '-', '_' and '.' only"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn name_round_trip() {
+        let n = BundleName::new(
+            "prod",
+            "master-0.example.com",
+            datetime!(2026-11-22 22:10:05 UTC),
+            4242,
+        )
+        .unwrap();
+        assert_eq!(
+            n.key(),
+            "prod/master-0.example.com/20261122T221005Z-rev4242.cpb"
+        );
+        assert_eq!(BundleName::parse(&n.key()), Some(n));
+    }
+
+    #[test]
+    fn unsafe_segments_are_refused() {
+        assert!(BundleName::new("../x", "n", OffsetDateTime::UNIX_EPOCH, 1).is_err());
+        assert!(BundleName::parse("a/../b.cpb").is_none());
+        assert!(BundleName::parse("a/b/c.txt").is_none());
+        assert!(BundleName::parse("a/b/.c.cpb").is_none());
+    }
+}

@@ -1,0 +1,41 @@
+//! The `.cpb.json` record beside each bundle: what `list` and `prune` need without a key
+//! (time, node, revision, sizes, SHA-256 of the ciphertext, recipients' fingerprints, version).
+//! It is written after the bundle, so a bundle without a record is an unfinished backup.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub format_version: u32,
+    pub name: String,
+    pub created: String,
+    pub cluster: String,
+    pub node: String,
+    pub etcd_revision: i64,
+    pub etcd_version: String,
+    pub etcd_member_id: String,
+    pub etcd_cluster_id: String,
+    /// Bytes of the snapshot file inside the bundle.
+    pub snapshot_size: u64,
+    /// Bytes of the encrypted bundle object.
+    pub bundle_size: u64,
+    /// SHA-256 of the encrypted bundle object.
+    pub bundle_sha256: String,
+    pub recipients: Vec<String>,
+    pub forced: bool,
+    pub tool_version: String,
+    /// Object Lock retention, for stores that have it.
+    #[serde(default)]
+    pub lock_mode: Option<String>,
+    #[serde(default)]
+    pub retain_until: Option<String>,
+}
+
+/// Records larger than this are not ours.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+impl Record {
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
