@@ -11,20 +11,55 @@ use std::process::Command;
 use support::*;
 
 fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", stdout(o), stderr(o)))
 }
 
 /// Decrypts with the age CLI and unpacks with GNU tar into `out`; returns `tar -tv` lines.
 fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
     fs::create_dir_all(out).unwrap();
     let plain = out.with_extension("tar.gz");
-    let st = Command::new("age").arg("-d").arg("-i").arg(key).arg("-o").arg(&plain).arg(bundle).status().unwrap();
+    let st = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(&plain)
+        .arg(bundle)
+        .status()
+        .unwrap();
     assert!(st.success(), "age CLI could not decrypt the bundle");
-    let list = Command::new("tar").arg("-tvzf").arg(&plain).output().unwrap();
-    assert!(list.status.success(), "GNU tar could not list: {}", stderr(&list));
-    let x = Command::new("tar").arg("-xzpf").arg(&plain).arg("-C").arg(out).output().unwrap();
-    assert!(x.status.success(), "GNU tar could not extract: {}", stderr(&x));
-    assert!(Command::new("gzip").arg("-t").arg(&plain).status().unwrap().success(), "gzip -t rejects the stream");
+    let list = Command::new("tar")
+        .arg("-tvzf")
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "GNU tar could not list: {}",
+        stderr(&list)
+    );
+    let x = Command::new("tar")
+        .arg("-xzpf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        x.status.success(),
+        "GNU tar could not extract: {}",
+        stderr(&x)
+    );
+    assert!(
+        Command::new("gzip")
+            .arg("-t")
+            .arg(&plain)
+            .status()
+            .unwrap()
+            .success(),
+        "gzip -t rejects the stream"
+    );
     stdout(&list)
 }
 
@@ -51,17 +86,38 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
     let (s1, s2) = (dir.join("store1"), dir.join("store2"));
 
     let mut c = cpbackup(dir);
-    c.arg("--host-root").arg(&root).args(["--output", "json", "backup", "--recipient", &r1, "--recipient", &r2]);
+    c.arg("--host-root").arg(&root).args([
+        "--output",
+        "json",
+        "backup",
+        "--recipient",
+        &r1,
+        "--recipient",
+        &r2,
+    ]);
     c.arg("--store").arg(&s1).arg("--store").arg(&s2);
     let o = run(c);
     assert!(o.status.success(), "backup failed: {}", stderr(&o));
     let rep = json(&o);
     assert_eq!(rep["platform"], "openshift");
     assert_eq!(rep["etcd_revision"], rev);
-    assert_eq!(rep["etcd_endpoint"], format!("https://{ip}:2379"), "the local member from NODE_<name>_IP");
-    assert!(rep["stores"].as_array().unwrap().iter().all(|s| s["ok"] == true));
+    assert_eq!(
+        rep["etcd_endpoint"],
+        format!("https://{ip}:2379"),
+        "the local member from NODE_<name>_IP"
+    );
+    assert!(
+        rep["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ok"] == true)
+    );
     let name = rep["name"].as_str().unwrap().to_owned();
-    assert!(name.contains("/master-0.example.com/") && name.ends_with(&format!("-rev{rev}.cpb")), "{name}");
+    assert!(
+        name.contains("/master-0.example.com/") && name.ends_with(&format!("-rev{rev}.cpb")),
+        "{name}"
+    );
 
     // list sees a complete backup in both stores, without any key
     for s in [&s1, &s2] {
@@ -75,14 +131,27 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
     // both recipients can verify
     for k in [&k1, &k2] {
         let mut c = cpbackup(dir);
-        c.args(["verify", "--latest", "--identity"]).arg(k).arg("--store").arg(&s1);
+        c.args(["verify", "--latest", "--identity"])
+            .arg(k)
+            .arg("--store")
+            .arg(&s1);
         let o = run(c);
         assert!(o.status.success(), "verify failed: {}", stderr(&o));
         assert!(stdout(&o).contains("OK "), "{}", stdout(&o));
     }
     let bundle = only_bundle(&s1);
-    assert_eq!(fs::metadata(&bundle).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(fs::metadata(format!("{}.json", bundle.display())).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(format!("{}.json", bundle.display()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 
     let out = dir.join("unpacked");
     let listing = age_and_tar(&bundle, &k2, &out);
@@ -95,21 +164,43 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
     ] {
         assert!(listing.contains(want), "{want} missing from:\n{listing}");
     }
-    assert!(!listing.contains("-pod-4"), "only the revision named in the manifests is taken:\n{listing}");
-    assert!(!listing.contains("etcd-certs"), "unrevisioned cert dirs are not part of the resources");
-    let key_line = listing.lines().find(|l| l.contains("etcd-pod-3/secrets/serving-cert/tls.key")).unwrap();
+    assert!(
+        !listing.contains("-pod-4"),
+        "only the revision named in the manifests is taken:\n{listing}"
+    );
+    assert!(
+        !listing.contains("etcd-certs"),
+        "unrevisioned cert dirs are not part of the resources"
+    );
+    let key_line = listing
+        .lines()
+        .find(|l| l.contains("etcd-pod-3/secrets/serving-cert/tls.key"))
+        .unwrap();
     assert!(key_line.starts_with("-rw-------"), "mode kept: {key_line}");
     let link = out.join("static-pod-resources/etcd-pod-3/configmaps/config/outside-link");
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "symlink stored as a link");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "symlink stored as a link"
+    );
     assert_eq!(fs::read_link(&link).unwrap(), Path::new("/etc/passwd"));
     assert_eq!(
-        fs::read_to_string(out.join("static-pod-resources/etcd-pod-3/configmaps/config/config.yaml")).unwrap(),
+        fs::read_to_string(
+            out.join("static-pod-resources/etcd-pod-3/configmaps/config/config.yaml")
+        )
+        .unwrap(),
         "rev: 3\n"
     );
 
     // upstream etcdutl accepts the snapshot unchanged, hash check included
     let snap = out.join("etcd/snapshot.db");
-    let st = Command::new(Version::V35.bin("etcdutl")).args(["snapshot", "status", "-w", "json"]).arg(&snap).output().unwrap();
+    let st = Command::new(Version::V35.bin("etcdutl"))
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&snap)
+        .output()
+        .unwrap();
     assert!(st.status.success(), "{}", stderr(&st));
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["revision"], rev);
@@ -120,8 +211,13 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
         .arg(dir.join("restored"))
         .output()
         .unwrap();
-    assert!(r.status.success(), "etcdutl snapshot restore refused it: {}", stderr(&r));
-    let m: serde_json::Value = serde_json::from_slice(&fs::read(out.join("cpbackup/manifest.json")).unwrap()).unwrap();
+    assert!(
+        r.status.success(),
+        "etcdutl snapshot restore refused it: {}",
+        stderr(&r)
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("cpbackup/manifest.json")).unwrap()).unwrap();
     assert_eq!(m["node"], "master-0.example.com");
     assert_eq!(m["static_pod_revisions"]["etcd"], 3);
     assert_eq!(m["forced"], false);
@@ -142,13 +238,29 @@ fn kubeadm_backup_from_etcd34_restores_with_its_etcdctl() {
     let store = dir.join("store");
     let mut c = cpbackup(dir);
     c.arg("--host-root").arg(&root);
-    c.args(["backup", "--etcd-endpoint", &etcd.endpoint, "--recipient", &r, "--node-name", "cp-1", "--store"]).arg(&store);
+    c.args([
+        "backup",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+        "--node-name",
+        "cp-1",
+        "--store",
+    ])
+    .arg(&store);
     let o = run(c);
     assert!(o.status.success(), "backup failed: {}", stderr(&o));
     let bundle = only_bundle(&store);
     let out = dir.join("unpacked");
     let listing = age_and_tar(&bundle, &k, &out);
-    for want in ["pki/sa.key", "pki/etcd/ca.crt", "manifests/etcd.yaml", "admin.conf", "etcd/snapshot.db"] {
+    for want in [
+        "pki/sa.key",
+        "pki/etcd/ca.crt",
+        "manifests/etcd.yaml",
+        "admin.conf",
+        "etcd/snapshot.db",
+    ] {
         assert!(listing.contains(want), "{want} missing:\n{listing}");
     }
     let r = Command::new(Version::V34.bin("etcdctl"))
@@ -159,7 +271,11 @@ fn kubeadm_backup_from_etcd34_restores_with_its_etcdctl() {
         .arg(dir.join("restored"))
         .output()
         .unwrap();
-    assert!(r.status.success(), "etcd 3.4 etcdctl snapshot restore refused it: {}", stderr(&r));
+    assert!(
+        r.status.success(),
+        "etcd 3.4 etcdctl snapshot restore refused it: {}",
+        stderr(&r)
+    );
 }
 
 #[test]
@@ -170,13 +286,28 @@ fn unreachable_etcd_fails_within_the_timeout_and_leaves_nothing() {
     let store = dir.join("store");
     let ep = format!("http://127.0.0.1:{}", free_port());
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", &ep, "--etcd-connect-timeout", "2"]);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &ep,
+        "--etcd-connect-timeout",
+        "2",
+    ]);
     c.args(["--recipient", &r, "--store"]).arg(&store);
     let started = std::time::Instant::now();
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "a dead etcd must not hang the backup");
-    assert!(stderr(&o).contains(&ep) && stderr(&o).contains("did not answer"), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "a dead etcd must not hang the backup"
+    );
+    assert!(
+        stderr(&o).contains(&ep) && stderr(&o).contains("did not answer"),
+        "{}",
+        stderr(&o)
+    );
     assert!(files_under(&store).is_empty());
 }
 
@@ -195,26 +326,54 @@ fn wrong_client_certificate_or_ca_is_refused_with_advice() {
         (&other.ca, &pki.client_cert, &pki.client_key),   // server cert not signed by our CA
     ] {
         let mut c = cpbackup(dir);
-        c.args(["backup", "--static-pods", "none", "--etcd-endpoint", &etcd.endpoint, "--etcd-connect-timeout", "5"]);
-        c.arg("--etcd-cacert").arg(ca).arg("--etcd-cert").arg(cert).arg("--etcd-key").arg(key);
+        c.args([
+            "backup",
+            "--static-pods",
+            "none",
+            "--etcd-endpoint",
+            &etcd.endpoint,
+            "--etcd-connect-timeout",
+            "5",
+        ]);
+        c.arg("--etcd-cacert")
+            .arg(ca)
+            .arg("--etcd-cert")
+            .arg(cert)
+            .arg("--etcd-key")
+            .arg(key);
         c.args(["--recipient", &r, "--store"]).arg(&store);
         let started = std::time::Instant::now();
         let o = run(c);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
         let e = stderr(&o);
-        assert!(e.contains("signed its serving certificate") && e.contains("client certificate"), "{e}");
+        assert!(
+            e.contains("signed its serving certificate") && e.contains("client certificate"),
+            "{e}"
+        );
         assert!(files_under(&store).is_empty());
     }
 }
 
 /// Starts a backup through a proxy that stops after `limit` bytes; returns the child.
-fn backup_through_proxy(dir: &Path, etcd: &Etcd, proxy: &Proxy, store: &Path) -> std::process::Child {
+fn backup_through_proxy(
+    dir: &Path,
+    etcd: &Etcd,
+    proxy: &Proxy,
+    store: &Path,
+) -> std::process::Child {
     let (_, r) = keygen(dir, "k");
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", &format!("http://{}", proxy.addr)]);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &format!("http://{}", proxy.addr),
+    ]);
     c.args(["--recipient", &r, "--store"]).arg(store);
-    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let _ = etcd;
     c.spawn().unwrap()
 }
@@ -229,10 +388,16 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
     let proxy = Proxy::start(&upstream, 400_000, ProxyMode::Freeze);
     let store = dir.join("store");
     let child = backup_through_proxy(dir, &etcd, &proxy, &store);
-    proxy.reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the snapshot stream started");
+    proxy
+        .reached
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the snapshot stream started");
     // Frozen mid-snapshot: only a hidden temp file exists, and list shows no backup.
     let partial = files_under(&store);
-    assert!(partial.len() == 1 && partial[0].rsplit('/').next().unwrap().starts_with('.'), "{partial:?}");
+    assert!(
+        partial.len() == 1 && partial[0].rsplit('/').next().unwrap().starts_with('.'),
+        "{partial:?}"
+    );
     let mut l = cpbackup(dir);
     l.args(["list", "--store"]).arg(&store);
     assert_eq!(stdout(&run(l)).trim(), "no backups");
@@ -240,7 +405,11 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("snapshot stream"), "{}", stderr(&o));
-    assert_eq!(files_under(&store), Vec::<String>::new(), "no bundle, no record, no temp file");
+    assert_eq!(
+        files_under(&store),
+        Vec::<String>::new(),
+        "no bundle, no record, no temp file"
+    );
 }
 
 #[test]
@@ -253,8 +422,15 @@ fn sigterm_mid_stream_aborts_and_publishes_nothing() {
     let proxy = Proxy::start(&upstream, 400_000, ProxyMode::Freeze);
     let store = dir.join("store");
     let child = backup_through_proxy(dir, &etcd, &proxy, &store);
-    proxy.reached.recv_timeout(std::time::Duration::from_secs(60)).expect("the snapshot stream started");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    proxy
+        .reached
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the snapshot stream started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
@@ -269,14 +445,22 @@ fn missing_static_pod_revision_directory_is_named_before_etcd_is_touched() {
     let pki = Pki::new(&dir.join("pki"), &[&ip]);
     let root = dir.join("host");
     fake_openshift_root(&root, "m0", &ip, &pki, 5);
-    fs::remove_dir_all(root.join("etc/kubernetes/static-pod-resources/kube-scheduler-pod-5")).unwrap();
+    fs::remove_dir_all(root.join("etc/kubernetes/static-pod-resources/kube-scheduler-pod-5"))
+        .unwrap();
     let (_, r) = keygen(dir, "k");
     let store = dir.join("store");
     let mut c = cpbackup(dir);
-    c.arg("--host-root").arg(&root).args(["backup", "--recipient", &r, "--store"]).arg(&store);
+    c.arg("--host-root")
+        .arg(&root)
+        .args(["backup", "--recipient", &r, "--store"])
+        .arg(&store);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("kube-scheduler-pod-5 does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kube-scheduler-pod-5 does not exist"),
+        "{}",
+        stderr(&o)
+    );
     assert!(files_under(&store).is_empty());
 }
 
@@ -285,10 +469,22 @@ fn no_recipients_is_a_usage_error_with_the_fix() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", "http://127.0.0.1:1", "--store"]).arg(dir.join("s"));
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        "http://127.0.0.1:1",
+        "--store",
+    ])
+    .arg(dir.join("s"));
     let o = run(c);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no recipients") && stderr(&o).contains("cpbackup keygen"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no recipients") && stderr(&o).contains("cpbackup keygen"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -302,23 +498,46 @@ fn a_broken_store_fails_the_run_but_the_good_store_keeps_its_backup() {
     fs::write(&bad, b"").unwrap();
     let good = dir.join("good");
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", &etcd.endpoint, "--recipient", &r]);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
     c.arg("--store").arg(&bad).arg("--store").arg(&good);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not writable"), "{}", stderr(&o));
     assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
     let mut c = cpbackup(dir);
-    c.args(["verify", "--latest", "--identity"]).arg(&k).arg("--store").arg(&good);
+    c.args(["verify", "--latest", "--identity"])
+        .arg(&k)
+        .arg("--store")
+        .arg(&good);
     assert!(run(c).status.success());
 
     // only a bad store: nothing anywhere, exit 1
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", &etcd.endpoint, "--recipient", &r]);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
     c.arg("--store").arg(&bad);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no store could take the backup"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no store could take the backup"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -327,14 +546,32 @@ fn a_second_concurrent_backup_is_refused() {
     let dir = t.path();
     let state = dir.join("state");
     fs::create_dir_all(&state).unwrap();
-    let held = fs::OpenOptions::new().create(true).truncate(false).write(true).open(state.join("backup.lock")).unwrap();
+    let held = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.join("backup.lock"))
+        .unwrap();
     held.lock().unwrap();
     let (_, r) = keygen(dir, "k");
     let mut c = cpbackup(dir);
-    c.args(["backup", "--static-pods", "none", "--etcd-endpoint", "http://127.0.0.1:1", "--recipient", &r, "--store"]);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        "http://127.0.0.1:1",
+        "--recipient",
+        &r,
+        "--store",
+    ]);
     c.arg(dir.join("s"));
     let o = run(c);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("another backup is already running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another backup is already running"),
+        "{}",
+        stderr(&o)
+    );
     drop(held);
 }

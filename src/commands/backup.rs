@@ -86,9 +86,17 @@ pub async fn run(
         .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
     let stores = super::open_stores(&store_locations)?;
     let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
-    let cluster_arg = args.cluster_name.clone().or_else(|| file.cluster_name.clone());
+    let cluster_arg = args
+        .cluster_name
+        .clone()
+        .or_else(|| file.cluster_name.clone());
     // Names given by the user must be usable in object names: fail before any side effect.
-    BundleName::new(cluster_arg.as_deref().unwrap_or("x"), node_arg.as_deref().unwrap_or("x"), created, 0)?;
+    BundleName::new(
+        cluster_arg.as_deref().unwrap_or("x"),
+        node_arg.as_deref().unwrap_or("x"),
+        created,
+        0,
+    )?;
 
     let _lock = NodeLock::acquire(&state_dir)?;
     let platform = Platform::detect(&host);

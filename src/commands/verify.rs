@@ -28,8 +28,8 @@ pub fn run(
     let ids = Identities::load(identity_files)?;
     let stores = open_stores(stores)?;
     let chosen = choose(which, &stores)?;
+    let recorded_size = chosen.record.as_ref().map(|r| r.bundle_size);
     let expect = Expectation {
-        size: chosen.record.as_ref().map(|r| r.bundle_size),
         sha256: chosen.record.as_ref().map(|r| r.bundle_sha256.clone()),
         recipients: chosen
             .record
@@ -40,7 +40,7 @@ pub fn run(
     if chosen.record.is_none() {
         tracing::warn!(backup = %chosen.name, "no record beside this bundle: the backup may be incomplete; checking its content anyway");
     }
-    if let (Some(have), Some(want)) = (chosen.size, expect.size)
+    if let (Some(have), Some(want)) = (chosen.size, recorded_size)
         && have != want
     {
         let what = if have < want {

