@@ -505,7 +505,10 @@ impl Proxy {
                     let mut buf = [0u8; 16384];
                     loop {
                         let n = match s.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
+                            Ok(0) | Err(_) => {
+                                let _ = c.shutdown(std::net::Shutdown::Both);
+                                break;
+                            }
                             Ok(n) => n,
                         };
                         let before = fwd.load(Ordering::SeqCst);
@@ -528,6 +531,8 @@ impl Proxy {
                                     // Keep both sockets open and forward nothing more.
                                     let mut sink = [0u8; 16384];
                                     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                                    // upstream died: pass the close on, as a real TCP peer would
+                                    let _ = c.shutdown(std::net::Shutdown::Both);
                                     break;
                                 }
                             }
