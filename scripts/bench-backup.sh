@@ -46,7 +46,7 @@ PIDS+=("$(cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
 R=$(cat "$WORK/recipient")
 export ETCDCTL_API=3
 
-# seed KEYS_FROM KEYS_TO: ~10 KiB Kubernetes-like JSON objects, 100 per txn, 2 etcdctl at a time.
+# seed KEYS_FROM KEYS_TO: ~4 KiB Kubernetes-like JSON objects, 100 per txn, 2 etcdctl at a time.
 seed() {
   python3 - "$1" "$2" "$ETCD/etcdctl" "$EP" <<'PY'
 import json, random, subprocess, sys
@@ -64,7 +64,7 @@ def obj(i):
          "data": {"k%d" % j: "%x" % r.getrandbits(160) + "-value-" * 6 for j in range(40)}}
     return "/registry/%s/%s/obj-%d" % (kind, ns, i), json.dumps(o, separators=(",", ":"))
 def batch(start):
-    lines = ["", *("put %s %s" % obj(i) for i in range(start, min(start + 100, hi))), "", ""]
+    lines = ["", *("put %s %s" % obj(i) for i in range(start, min(start + 100, hi))), "", "", ""]
     subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(),
                    stdout=subprocess.DEVNULL, check=True)
 with ThreadPoolExecutor(2) as ex:
@@ -88,7 +88,7 @@ export ETCD EP WORK R
 printf '\n%-6s %-9s %9s %9s %9s %12s %12s %10s %10s\n' "data" "db" "floor s" "base s" "cpb s" "cpb/base" "cpb/floor" "RSS MiB" "bundle"
 keys=0
 for size in $SIZES_MIB; do
-  target=$((size * 1024 * 1024 / 10240))
+  target=$((size * 1024 * 1024 / 4096))
   cpb_log "seeding etcd to ~${size} MiB of objects ($target keys)"
   seed "$keys" "$target"
   keys=$target

@@ -202,6 +202,12 @@ fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
 
 type TarOutcome = (usize, usize, SnapshotSummary, Manifest);
 
+/// Checks an already-decrypted bundle (the gzip'd tar): every entry against the manifest, the
+/// snapshot trailer and meta pages. The entry point for fuzzing the untrusted-bytes parsers.
+pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
+    read_tar(MultiGzDecoder::new(input)).map(|((_, _, _, m), _)| m)
+}
+
 fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
     let bad = |m: String| {
         VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
