@@ -355,15 +355,30 @@ fn wrong_client_certificate_or_ca_is_refused_with_advice() {
     }
 }
 
-/// Starts a backup through a proxy that stops after `limit` bytes; returns the child.
-fn backup_through_proxy(
-    dir: &Path,
-    etcd: &Etcd,
-    proxy: &Proxy,
-    store: &Path,
-) -> std::process::Child {
-    let (_, r) = keygen(dir, "k");
-    let mut c = cpbackup(dir);
+/// A backup frozen in the middle of the snapshot stream: etcd (with ~2 MB of data) behind a
+/// proxy that stops forwarding after 400 kB. Returns once the stream is frozen, after checking
+/// that nothing in the store looks like a backup yet.
+struct Frozen {
+    _t: tempfile::TempDir,
+    etcd: Etcd,
+    _proxy: Proxy,
+    child: std::process::Child,
+    store: std::path::PathBuf,
+}
+
+fn frozen_backup() -> Frozen {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let etcd = Etcd::start(Version::V35, &dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
+    let proxy = Proxy::start(
+        etcd.endpoint.trim_start_matches("http://"),
+        400_000,
+        ProxyMode::Freeze,
+    );
+    let store = dir.join("store");
+    let (_, r) = keygen(&dir, "k");
+    let mut c = cpbackup(&dir);
     c.args([
         "backup",
         "--static-pods",
@@ -371,23 +386,10 @@ fn backup_through_proxy(
         "--etcd-endpoint",
         &format!("http://{}", proxy.addr),
     ]);
-    c.args(["--recipient", &r, "--store"]).arg(store);
+    c.args(["--recipient", &r, "--store"]).arg(&store);
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let _ = etcd;
-    c.spawn().unwrap()
-}
-
-#[test]
-fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path();
-    let mut etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
-    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
-    let upstream = etcd.endpoint.trim_start_matches("http://").to_owned();
-    let proxy = Proxy::start(&upstream, 400_000, ProxyMode::Freeze);
-    let store = dir.join("store");
-    let child = backup_through_proxy(dir, &etcd, &proxy, &store);
+    let child = c.spawn().unwrap();
     proxy
         .reached
         .recv_timeout(std::time::Duration::from_secs(60))
@@ -398,15 +400,27 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
         partial.len() == 1 && partial[0].rsplit('/').next().unwrap().starts_with('.'),
         "{partial:?}"
     );
-    let mut l = cpbackup(dir);
+    let mut l = cpbackup(&dir);
     l.args(["list", "--store"]).arg(&store);
     assert_eq!(stdout(&run(l)).trim(), "no backups");
-    etcd.kill();
-    let o = child.wait_with_output().unwrap();
+    Frozen {
+        _t: t,
+        etcd,
+        _proxy: proxy,
+        child,
+        store,
+    }
+}
+
+#[test]
+fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
+    let mut f = frozen_backup();
+    f.etcd.kill();
+    let o = f.child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("snapshot stream"), "{}", stderr(&o));
     assert_eq!(
-        files_under(&store),
+        files_under(&f.store),
         Vec::<String>::new(),
         "no bundle, no record, no temp file"
     );
@@ -414,27 +428,13 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
 
 #[test]
 fn sigterm_mid_stream_aborts_and_publishes_nothing() {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path();
-    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
-    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
-    let upstream = etcd.endpoint.trim_start_matches("http://").to_owned();
-    let proxy = Proxy::start(&upstream, 400_000, ProxyMode::Freeze);
-    let store = dir.join("store");
-    let child = backup_through_proxy(dir, &etcd, &proxy, &store);
-    proxy
-        .reached
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the snapshot stream started");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let f = frozen_backup();
+    let pid = nix::unistd::Pid::from_raw(f.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let o = f.child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
-    assert_eq!(files_under(&store), Vec::<String>::new());
+    assert_eq!(files_under(&f.store), Vec::<String>::new());
 }
 
 #[test]

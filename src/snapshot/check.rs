@@ -35,9 +35,9 @@ pub struct SnapshotCheck {
     total: u64,
     image_len: u64,
     seen: u64,
-    image: Sha256,
+    /// One pass of SHA-256 over the file; cloned at the image boundary for the image digest.
+    hash: Sha256,
     image_digest: Option<[u8; 32]>,
-    file: Sha256,
     trailer: Vec<u8>,
     head: Vec<u8>,
 }
@@ -49,9 +49,8 @@ impl SnapshotCheck {
             total,
             image_len: if has_trailer { total - 32 } else { total },
             seen: 0,
-            image: Sha256::new(),
+            hash: Sha256::new(),
             image_digest: None,
-            file: Sha256::new(),
             trailer: Vec::with_capacity(32),
             head: Vec::new(),
         }
@@ -62,7 +61,6 @@ impl SnapshotCheck {
     }
 
     pub fn update(&mut self, mut data: &[u8]) {
-        self.file.update(data);
         if self.head.len() < HEAD_KEEP {
             let n = data.len().min(HEAD_KEEP - self.head.len());
             self.head.extend_from_slice(&data[..n]);
@@ -70,21 +68,22 @@ impl SnapshotCheck {
         while !data.is_empty() {
             if self.seen < self.image_len {
                 let n = data.len().min((self.image_len - self.seen) as usize);
-                self.image.update(&data[..n]);
+                self.hash.update(&data[..n]);
                 self.seen += n as u64;
                 data = &data[n..];
                 if self.seen == self.image_len {
-                    self.image_digest = Some(self.image.clone().finalize().into());
+                    self.image_digest = Some(self.hash.clone().finalize().into());
                 }
             } else {
                 let n = data.len().min(32usize.saturating_sub(self.trailer.len()));
                 self.trailer.extend_from_slice(&data[..n]);
+                self.hash.update(data);
                 self.seen += data.len() as u64;
                 data = &[];
             }
         }
         if self.image_len == 0 && self.image_digest.is_none() {
-            self.image_digest = Some(self.image.clone().finalize().into());
+            self.image_digest = Some(self.hash.clone().finalize().into());
         }
     }
 
@@ -94,9 +93,9 @@ impl SnapshotCheck {
     }
 
     pub fn finish(self) -> SnapshotSummary {
-        let image_digest = self
-            .image_digest
-            .unwrap_or_else(|| self.image.clone().finalize().into());
+        let file_digest: [u8; 32] = self.hash.clone().finalize().into();
+        // A file shorter than its image has no separate image digest.
+        let image_digest = self.image_digest.unwrap_or(file_digest);
         let trailer = if !self.has_trailer() {
             TrailerStatus::Absent
         } else if self.seen == self.total && self.trailer[..] == image_digest[..] {
@@ -112,7 +111,7 @@ impl SnapshotCheck {
             size: self.seen,
             trailer,
             image_sha256: hex::encode(image_digest),
-            file_sha256: hex::encode(self.file.finalize()),
+            file_sha256: hex::encode(file_digest),
             meta,
             meta_error,
         }
