@@ -50,6 +50,7 @@ cpb_free_port() {
 }
 
 # cpb_start_etcd BIN_DIR DATA_DIR CLIENT_PORT LOG -> prints the PID; waits until healthy.
+# Extra etcd flags may be given in CPB_ETCD_EXTRA.
 cpb_start_etcd() {
   local bin=$1 data=$2 port=$3 log=$4 peer
   peer=$(cpb_free_port)
@@ -57,7 +58,7 @@ cpb_start_etcd() {
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "demo=http://127.0.0.1:$peer" --heartbeat-interval 10 --election-timeout 100 \
-    --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) >"$log" 2>&1 &
+    --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) ${CPB_ETCD_EXTRA:-} >"$log" 2>&1 &
   local pid=$!
   local i
   for i in $(seq 1 300); do

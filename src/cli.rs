@@ -73,6 +73,12 @@ pub enum Command {
     /// Streams the bundle; nothing is written to disk. Exit code 1 names what is wrong: wrong
     /// key, corrupted or tampered bytes, truncation, or a hash mismatch.
     Verify(VerifyArgs),
+    /// What is in a snapshot: revision, keys, size, and which resources and namespaces hold them.
+    ///
+    /// Reads a bare snapshot (`etcdctl snapshot save` output or a copied member/snap/db) directly,
+    /// or the snapshot inside a backup (decrypted as it streams into an unlinked, 0600 spool file
+    /// that vanishes when cpbackup exits). Needs no etcd.
+    Inspect(InspectArgs),
     /// Make a new age identity (private key) file, mode 0600, and print its recipient.
     ///
     /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
@@ -233,6 +239,40 @@ pub struct VerifyArgs {
     pub identities: IdentityArgs,
     #[command(flatten)]
     pub stores: StoreArgs,
+}
+
+/// How `inspect` groups the live keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    Resource,
+    Namespace,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// A snapshot file, a .cpb bundle file, or a backup as `list` names it.
+    #[arg(
+        value_name = "SNAPSHOT_OR_BACKUP",
+        required_unless_present = "latest",
+        conflicts_with = "latest"
+    )]
+    pub source: Option<String>,
+    /// Inspect the newest complete backup in the stores.
+    #[arg(long)]
+    pub latest: bool,
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    /// Group the live keys by Kubernetes resource or by namespace.
+    #[arg(long, value_enum, default_value = "resource")]
+    pub by: GroupBy,
+    /// Show this many groups (JSON output always has all of them).
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// Where a snapshot from a bundle is spooled (an unlinked 0600 file; default $TMPDIR).
+    #[arg(long, env = "CPBACKUP_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

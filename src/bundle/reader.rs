@@ -364,3 +364,59 @@ fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
     }
     Ok(((order.len(), files, snapshot, manifest), total))
 }
+
+/// Decrypts a bundle and copies its `etcd/snapshot.db` into `out`, stopping there; returns the
+/// snapshot's size. (The trailer and structure are checked by whoever reads `out`.)
+pub fn extract_snapshot(
+    input: impl Read,
+    ids: &Identities,
+    out: &mut impl io::Write,
+) -> Result<u64, VerifyError> {
+    let raw_tap: Tap = Rc::default();
+    let age_tap: Tap = Rc::default();
+    let input = ErrorTap {
+        inner: input,
+        seen: raw_tap.clone(),
+    };
+    let decryptor = age::Decryptor::new(input).map_err(|e| classify_header(e, &raw_tap))?;
+    let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
+            have: ids.fingerprints().join(", "),
+            want: String::new(),
+        },
+        other => classify_header(other, &raw_tap),
+    })?;
+    let plain = ErrorTap {
+        inner: plain,
+        seen: age_tap.clone(),
+    };
+    let fail = |m: String| match (raw_tap.borrow().clone(), age_tap.borrow().clone()) {
+        (Some((_, r)), _) => VerifyError::Io(r),
+        (None, Some((io::ErrorKind::UnexpectedEof, a))) => VerifyError::Truncated(a),
+        (None, Some((_, a))) => VerifyError::Corrupted(format!("age authentication failed ({a})")),
+        (None, None) => {
+            VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
+        }
+    };
+    let mut archive = tar::Archive::new(MultiGzDecoder::new(plain));
+    for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
+        let mut entry = entry.map_err(|e| fail(e.to_string()))?;
+        let is_snapshot = entry
+            .path()
+            .map(|p| p.as_os_str() == SNAPSHOT_PATH)
+            .unwrap_or(false);
+        if is_snapshot {
+            let want = entry.size();
+            let n = io::copy(&mut entry, out).map_err(|e| fail(e.to_string()))?;
+            if n != want {
+                return Err(VerifyError::Truncated(format!(
+                    "snapshot entry holds {n} of {want} bytes"
+                )));
+            }
+            return Ok(n);
+        }
+    }
+    Err(VerifyError::Mismatch(format!(
+        "no {SNAPSHOT_PATH} in the bundle"
+    )))
+}

@@ -19,7 +19,7 @@ pub struct Meta {
     pub txid: u64,
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum MetaError {
     #[error("file too short for a bbolt meta page ({0} bytes)")]
     TooShort(usize),
@@ -152,6 +152,16 @@ pub(crate) mod tests {
             p[72..80].copy_from_slice(&sum.to_le_bytes());
         }
         img
+    }
+
+    /// Points both meta pages at another root page, fixing their checksums.
+    pub fn set_root(img: &mut [u8], page_size: usize, root: u64) {
+        for i in 0..2 {
+            let p = &mut img[i * page_size..];
+            p[32..40].copy_from_slice(&root.to_le_bytes());
+            let sum = fnv1a64(&p[16..72]);
+            p[72..80].copy_from_slice(&sum.to_le_bytes());
+        }
     }
 
     #[test]

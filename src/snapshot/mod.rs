@@ -1,7 +1,12 @@
-//! Reading etcd snapshot files: the bbolt meta pages and the sha256 trailer that
-//! `etcdctl snapshot save` appends. (The full page walker comes with `inspect`.)
+//! Reading etcd snapshot files offline: the bbolt pages (`db`), etcd's MVCC revisions on top
+//! (`mvcc`), the sha256 trailer that `etcdctl snapshot save` appends (`check`), and what the
+//! keyspace holds per resource and namespace (`stats`).
 
 pub mod check;
+pub mod db;
 pub mod meta;
+pub mod mvcc;
+pub mod report;
+pub mod stats;
 
 pub use check::{SnapshotCheck, SnapshotSummary, TrailerStatus};
