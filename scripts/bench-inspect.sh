@@ -49,7 +49,7 @@ def batch(start):
     lines = [""]
     for i in range(start, min(start + 1000, n)):
         kind = kinds[i % len(kinds)]
-        body = "%x" % r.getrandbits(size * 2)
+        body = "%x" % r.getrandbits(size * 4 + 8)
         lines.append("put /registry/%s/ns-%d/obj-%d %s" % (kind, i % 211, i, body[:size]))
     lines += ["", "", ""]
     subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(), stdout=subprocess.DEVNULL, check=True)

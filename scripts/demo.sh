@@ -58,6 +58,9 @@ cpb_log "cpbackup list (needs no key)"
 cpb_log "cpbackup verify --latest: decrypt, check every hash, the sha256 trailer and the bbolt meta pages"
 "$BIN" verify --store "$WORK/store" --identity "$WORK/recovery.key" --latest
 
+cpb_log "cpbackup inspect: what the backed-up snapshot holds, per namespace, without any etcd"
+"$BIN" inspect --store "$WORK/store" --identity "$WORK/recovery.key" --latest --by namespace
+
 cpb_log "restoring: the age CLI decrypts, tar unpacks, etcdutl restores into a scratch directory"
 BUNDLE=$(find "$WORK/store" -name '*.cpb')
 mkdir -p "$WORK/unpacked"

@@ -33,6 +33,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub identities: Vec<PathBuf>,
     pub compression_level: Option<u32>,
+    pub spool_dir: Option<PathBuf>,
     #[serde(default)]
     pub etcd: FileEtcd,
     #[serde(default, rename = "store")]

@@ -118,9 +118,8 @@ fn cross_check(version: Version) {
     let db = Db::open(&data).unwrap();
     let ks = mvcc::keyspace(&db).unwrap();
     let ours: BTreeMap<Vec<u8>, Vec<u8>> = ks
-        .live
         .iter()
-        .map(|(k, kv)| (k.to_vec(), kv.value.to_vec()))
+        .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
         .collect();
     assert_eq!(ours.len(), expected.len());
     assert!(

@@ -44,7 +44,11 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
                 },
                 &stores,
             )?;
-            let spool_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let spool_dir = args
+                .spool_dir
+                .clone()
+                .or_else(|| file.spool_dir.clone())
+                .unwrap_or_else(std::env::temp_dir);
             let mut spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
                 format!(
                     "cannot create a spool file in {}; pass --spool-dir DIR",
@@ -75,7 +79,9 @@ fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
 fn map(f: File, what: &str) -> anyhow::Result<memmap2::Mmap> {
     // SAFETY: the file is opened read-only (or is our own unlinked spool); if another process
     // truncates it while mapped, reads may fault — the same contract every mmap reader has.
-    unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {what}"))
+    // `populate` faults the whole file in with one call instead of one fault per page.
+    unsafe { memmap2::MmapOptions::new().populate().map(&f) }
+        .with_context(|| format!("cannot map {what}"))
 }
 
 fn text(o: &Output, by: GroupBy, top: usize) -> String {

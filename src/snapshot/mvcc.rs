@@ -4,7 +4,7 @@
 //! revision, as etcd's own `restore` does. Values are never copied: the index holds slices of
 //! the mapped file.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use thiserror::Error;
 
@@ -122,9 +122,19 @@ pub fn decode_kv(b: &[u8]) -> Result<KeyValue<'_>, String> {
     Ok(kv)
 }
 
+/// A live key's entry in the index.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    /// The encoded `mvccpb.KeyValue` (decode with [`decode_kv`]).
+    pub raw: &'a [u8],
+    pub value_len: u32,
+}
+
 /// The live keyspace and the numbers `etcdutl snapshot status` reports.
 pub struct Keyspace<'a> {
-    pub live: HashMap<&'a [u8], KeyValue<'a>>,
+    /// Live key → where its encoded `KeyValue` is in the file. Slices keep the index small:
+    /// no value is copied, and statistics need not touch the values again.
+    pub live: HashMap<&'a [u8], Live<'a>>,
     /// Revision of the last entry in the `key` bucket.
     pub last_revision: i64,
     /// `finishedCompactRev` (0 if never compacted).
@@ -144,59 +154,95 @@ impl Keyspace<'_> {
     }
 }
 
-/// Reads the `key` and `meta` buckets into the live keyspace.
+impl<'a> Keyspace<'a> {
+    /// `expected_keys` sizes the index up front (rehashing a large map is costly).
+    pub fn with_capacity(expected_keys: usize) -> Self {
+        let mut ks = Self::new();
+        ks.live.reserve(expected_keys);
+        ks
+    }
+
+    pub fn new() -> Self {
+        Keyspace {
+            live: HashMap::default(),
+            last_revision: 0,
+            compact_revision: 0,
+            scheduled_compact_revision: 0,
+            revisions: 0,
+        }
+    }
+
+    /// Takes one entry of the `meta` bucket (compaction markers).
+    pub fn add_meta(&mut self, k: &[u8], v: &[u8]) {
+        let rev = parse_revision(v).map(|r| r.main).unwrap_or(0);
+        match k {
+            b"finishedCompactRev" => self.compact_revision = rev,
+            b"scheduledCompactRev" => self.scheduled_compact_revision = rev,
+            _ => {}
+        }
+    }
+
+    /// Takes the next entry of the `key` bucket; entries must come in bucket (revision) order.
+    pub fn add_revision(&mut self, k: &'a [u8], v: &'a [u8]) -> Result<(), MvccError> {
+        let index = self.revisions;
+        self.revisions += 1;
+        let rev = parse_revision(k).ok_or(MvccError::BadRevision {
+            index,
+            len: k.len(),
+        })?;
+        self.last_revision = rev.main;
+        if v.is_empty() {
+            // written by `etcdutl snapshot restore --bump-revision`: not a key
+            return Ok(());
+        }
+        let kv = decode_kv(v).map_err(|reason| MvccError::BadKeyValue {
+            main: rev.main,
+            reason,
+        })?;
+        if rev.tombstone {
+            self.live.remove(kv.key);
+        } else {
+            self.live.insert(
+                kv.key,
+                Live {
+                    raw: v,
+                    value_len: kv.value.len() as u32,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Keyspace<'a> {
+    /// The live keys, decoded (in no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = KeyValue<'a>> + '_ {
+        self.live.values().filter_map(|l| decode_kv(l.raw).ok())
+    }
+}
+
+impl Default for Keyspace<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads the `meta` and `key` buckets into the live keyspace.
 pub fn keyspace<'a>(db: &Db<'a>) -> Result<Keyspace<'a>, MvccError> {
-    let mut ks = Keyspace {
-        live: HashMap::new(),
-        last_revision: 0,
-        compact_revision: 0,
-        scheduled_compact_revision: 0,
-        revisions: 0,
-    };
+    let mut ks = Keyspace::new();
     if let Some(meta) = db.bucket(b"meta")? {
         db.for_each(meta, |k, v, _| {
-            let rev = parse_revision(v).map(|r| r.main).unwrap_or(0);
-            match k {
-                b"finishedCompactRev" => ks.compact_revision = rev,
-                b"scheduledCompactRev" => ks.scheduled_compact_revision = rev,
-                _ => {}
-            }
+            ks.add_meta(k, v);
             Ok(())
         })?;
     }
     let key = db.bucket(b"key")?.ok_or(MvccError::NoKeyBucket)?;
     let mut failure: Option<MvccError> = None;
     db.for_each(key, |k, v, _| {
-        let index = ks.revisions;
-        ks.revisions += 1;
-        let Some(rev) = parse_revision(k) else {
-            failure.get_or_insert(MvccError::BadRevision {
-                index,
-                len: k.len(),
-            });
-            return Err(DbError::BadBucket("key".into()));
-        };
-        ks.last_revision = rev.main;
-        if v.is_empty() {
-            // written by `etcdutl snapshot restore --bump-revision`: not a key
-            return Ok(());
-        }
-        let kv = match decode_kv(v) {
-            Ok(kv) => kv,
-            Err(reason) => {
-                failure.get_or_insert(MvccError::BadKeyValue {
-                    main: rev.main,
-                    reason,
-                });
-                return Err(DbError::BadBucket("key".into()));
-            }
-        };
-        if rev.tombstone {
-            ks.live.remove(kv.key);
-        } else {
-            ks.live.insert(kv.key, kv);
-        }
-        Ok(())
+        ks.add_revision(k, v).map_err(|e| {
+            failure = Some(e);
+            DbError::BadBucket("key".into())
+        })
     })
     .map_err(|e| failure.take().unwrap_or(MvccError::Db(e)))?;
     Ok(ks)

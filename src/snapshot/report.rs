@@ -69,13 +69,35 @@ pub fn analyze(data: &[u8]) -> Result<Report, ReportError> {
         let mut crc = 0u32;
         let mut total_keys = 0u64;
         let mut buckets = Vec::new();
+        // One walk: etcdutl's counts and hash, and the MVCC keyspace from `meta` and `key`.
+        // A guess of one live key per 2 KiB of file sizes the index without rehashing.
+        let mut ks = mvcc::Keyspace::with_capacity((data.len() / 2048).min(1 << 22));
+        let mut saw_key_bucket = false;
+        let mut failure: Option<MvccError> = None;
         for (name, root) in db.buckets()? {
             crc = crc32c::crc32c_append(crc, name);
+            let is_key = name == b"key";
+            let is_meta = name == b"meta";
+            saw_key_bucket |= is_key;
             let mut n = 0u64;
             db.for_each(root, |k, v, _| {
                 crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
                 n += 1;
+                if is_key {
+                    ks.add_revision(k, v).map_err(|e| {
+                        failure = Some(e);
+                        DbError::BadBucket("key".into())
+                    })?;
+                } else if is_meta {
+                    ks.add_meta(k, v);
+                }
                 Ok(())
+            })
+            .map_err(|e| {
+                failure
+                    .take()
+                    .map(ReportError::Mvcc)
+                    .unwrap_or(ReportError::Db(e))
             })?;
             total_keys += n;
             buckets.push(BucketCount {
@@ -83,8 +105,10 @@ pub fn analyze(data: &[u8]) -> Result<Report, ReportError> {
                 entries: n,
             });
         }
-        let ks = mvcc::keyspace(&db)?;
-        let breakdown = stats::breakdown(ks.live.values().map(|kv| (kv.key, kv.value.len())));
+        if !saw_key_bucket {
+            return Err(MvccError::NoKeyBucket.into());
+        }
+        let breakdown = stats::breakdown(ks.live.iter().map(|(k, l)| (*k, l.value_len as usize)));
         Ok(Report {
             file_size: data.len() as u64,
             hash_trailer: trailer.join().unwrap_or(TrailerStatus::Invalid),
