@@ -211,7 +211,7 @@ fn inspect_a_bundle_a_data_dir_copy_and_broken_files() {
         s.contains("NAMESPACE") && s.contains("shop") && s.contains("billing"),
         "{s}"
     );
-    assert!(s.contains("trailer Valid"), "{s}");
+    assert!(s.contains("trailer valid"), "{s}");
 
     // a copied data directory has no trailer
     let snap = dir.join("s.db");

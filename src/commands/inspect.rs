@@ -87,12 +87,12 @@ fn map(f: File, what: &str) -> anyhow::Result<memmap2::Mmap> {
 fn text(o: &Output, by: GroupBy, top: usize) -> String {
     let r = &o.report;
     let mut s = format!(
-        "{}: {} , sha256 trailer {:?}\n\
+        "{}: {}, sha256 trailer {}\n\
          revision {} (head {}, compacted at {}), {} keys in {} buckets, {} live, {} stored revisions\n\
          total size {} (page size {}, txid {}), hash {}\n",
         o.source,
         human_size(r.file_size),
-        r.hash_trailer,
+        r.hash_trailer.as_str(),
         r.revision,
         r.head_revision,
         r.compact_revision,

@@ -75,7 +75,7 @@ pub fn run(
                 let d = r.details.as_ref().expect("ok report has details");
                 let meta = d.snapshot.meta.as_ref();
                 format!(
-                    "OK {}\n  entries: {} ({} files), {} plaintext, {} encrypted\n  snapshot: {} (etcd {} revision {}), sha256 trailer {:?}, bbolt txid {} page size {}\n  ciphertext sha256: {}{}",
+                    "OK {}\n  entries: {} ({} files), {} plaintext, {} encrypted\n  snapshot: {} (etcd {} revision {}), sha256 trailer {}, bbolt txid {} page size {}\n  ciphertext sha256: {}{}",
                     r.name,
                     d.entries,
                     d.files,
@@ -84,7 +84,7 @@ pub fn run(
                     human_size(d.snapshot.size),
                     d.manifest.etcd.status.version,
                     d.manifest.etcd.status.revision,
-                    d.snapshot.trailer,
+                    d.snapshot.trailer.as_str(),
                     meta.map(|m| m.txid).unwrap_or(0),
                     meta.map(|m| m.page_size).unwrap_or(0),
                     d.ciphertext_sha256,

@@ -16,6 +16,16 @@ pub enum TrailerStatus {
     Absent,
 }
 
+impl TrailerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrailerStatus::Valid => "valid",
+            TrailerStatus::Invalid => "invalid",
+            TrailerStatus::Absent => "absent",
+        }
+    }
+}
+
 /// What the checks found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SnapshotSummary {
