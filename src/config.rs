@@ -53,11 +53,25 @@ pub struct FileEtcd {
 }
 
 /// One `[[store]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStore {
-    /// A directory (local store).
+    /// A directory (local store) or `s3://bucket/prefix`.
     pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub ca_bundle: Option<PathBuf>,
+    pub lock_mode: Option<crate::store::s3::LockMode>,
+    pub retain_days: Option<u32>,
+    pub allow_mutable: Option<bool>,
+}
+
+/// A store location with its settings, flags applied over the file's.
+#[derive(Debug, Clone)]
+pub struct StoreSpec {
+    pub url: String,
+    pub s3: crate::store::s3::S3Settings,
 }
 
 impl FileConfig {
@@ -172,26 +186,49 @@ impl EtcdSettings {
     }
 }
 
-/// Store locations, flags replacing the file's list.
-pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<String>> {
-    let stores: Vec<String> = if args.stores.is_empty() {
-        file.stores.iter().map(|s| s.url.clone()).collect()
+/// Stores: `--store` flags replace the file's list; S3 flags apply over every store's settings.
+pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreSpec>> {
+    let from_file: Vec<&FileStore> = file.stores.iter().collect();
+    let default = FileStore::default();
+    let entries: Vec<(String, &FileStore)> = if args.stores.is_empty() {
+        from_file.iter().map(|s| (s.url.clone(), *s)).collect()
     } else {
-        args.stores.clone()
+        args.stores.iter().map(|u| (u.clone(), &default)).collect()
     };
-    if stores.is_empty() {
+    if entries.is_empty() {
         return Err(usage(
-            "no store configured: pass --store DIR (repeatable) or add a [[store]] table with url = \"/var/lib/cpbackup/backups\" to the config file",
+            "no store configured: pass --store DIR|s3://BUCKET/PREFIX (repeatable) or add a [[store]] table with url = \"/var/lib/cpbackup/backups\" to the config file",
         ));
     }
-    for s in &stores {
-        if s.trim().is_empty() {
+    let mut out = Vec::new();
+    for (url, fs) in entries {
+        if url.trim().is_empty() {
             return Err(usage(
                 "store: an empty location was given; remove it or write a directory path",
             ));
         }
+        let d = crate::store::s3::S3Settings::default();
+        let retain_days = args.retain_days.or(fs.retain_days).unwrap_or(d.retain_days);
+        if retain_days == 0 || retain_days > 36500 {
+            return Err(usage(format!(
+                "store {url}: retain_days = {retain_days} is out of range: give 1 to 36500 days"
+            )));
+        }
+        out.push(StoreSpec {
+            s3: crate::store::s3::S3Settings {
+                endpoint: args.s3_endpoint.clone().or_else(|| fs.endpoint.clone()),
+                region: args.s3_region.clone().or_else(|| fs.region.clone()),
+                path_style: args.s3_path_style || fs.path_style.unwrap_or(false),
+                ca_bundle: args.s3_ca_bundle.clone().or_else(|| fs.ca_bundle.clone()),
+                lock_mode: args.lock_mode.or(fs.lock_mode).unwrap_or(d.lock_mode),
+                retain_days,
+                allow_mutable: args.allow_mutable || fs.allow_mutable.unwrap_or(false),
+                part_size: args.s3_part_size.unwrap_or(d.part_size),
+            },
+            url,
+        });
     }
-    Ok(stores)
+    Ok(out)
 }
 
 /// Identity files, flags replacing the file's list.
@@ -272,12 +309,37 @@ url = "/mnt/nfs/backups"
         let file = FileConfig::parse("[[store]]\nurl = \"/a\"\n").unwrap();
         let args = cli::StoreArgs {
             stores: vec!["/b".into()],
+            ..Default::default()
         };
-        assert_eq!(resolve_stores(&args, &file).unwrap(), vec!["/b"]);
+        assert_eq!(resolve_stores(&args, &file).unwrap()[0].url, "/b");
         let none = cli::StoreArgs::default();
-        assert_eq!(resolve_stores(&none, &file).unwrap(), vec!["/a"]);
+        assert_eq!(resolve_stores(&none, &file).unwrap()[0].url, "/a");
         let e = resolve_stores(&none, &FileConfig::default()).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn s3_store_settings_merge() {
+        let file = FileConfig::parse(
+            "[[store]]\nurl = \"s3://b/p\"\nlock_mode = \"governance\"\nretain_days = 7\nendpoint = \"http://x\"\n",
+        )
+        .unwrap();
+        let s = &resolve_stores(&cli::StoreArgs::default(), &file).unwrap()[0];
+        assert_eq!(s.s3.retain_days, 7);
+        assert_eq!(s.s3.lock_mode, crate::store::s3::LockMode::Governance);
+        let flags = cli::StoreArgs {
+            retain_days: Some(90),
+            ..Default::default()
+        };
+        assert_eq!(resolve_stores(&flags, &file).unwrap()[0].s3.retain_days, 90);
+        let zero = cli::StoreArgs {
+            retain_days: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            crate::error::exit_code(&resolve_stores(&zero, &file).unwrap_err()),
+            2
+        );
     }
 
     #[test]

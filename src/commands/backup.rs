@@ -85,6 +85,10 @@ pub async fn run(
         .or_else(|| file.state_dir.clone())
         .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
     let stores = super::open_stores(&store_locations)?;
+    for s in &stores {
+        s.preflight_write()
+            .with_context(|| format!("store {}", s.location()))?;
+    }
     let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
     let cluster_arg = args
         .cluster_name

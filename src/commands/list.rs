@@ -5,7 +5,7 @@ use crate::commands::open_stores;
 use crate::output::{self, human_size};
 use crate::store::Listing;
 
-pub fn run(stores: &[String], format: OutputFormat) -> anyhow::Result<()> {
+pub fn run(stores: &[crate::config::StoreSpec], format: OutputFormat) -> anyhow::Result<()> {
     let mut all: Vec<Listing> = Vec::new();
     for s in open_stores(stores)? {
         all.extend(s.list()?);

@@ -13,8 +13,8 @@ use crate::error::usage;
 use crate::store::{self, BackupState, Listing, Record, Store};
 
 /// Opens every configured store.
-pub fn open_stores(locations: &[String]) -> anyhow::Result<Vec<Box<dyn Store>>> {
-    locations.iter().map(|l| store::open(l)).collect()
+pub fn open_stores(specs: &[crate::config::StoreSpec]) -> anyhow::Result<Vec<Box<dyn Store>>> {
+    specs.iter().map(store::open).collect()
 }
 
 /// A backup chosen by name, path or `--latest`, ready to stream.

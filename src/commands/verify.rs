@@ -21,7 +21,7 @@ struct Report {
 pub fn run(
     which: &crate::cli::BackupRef,
     identity_files: &[std::path::PathBuf],
-    stores: &[String],
+    stores: &[crate::config::StoreSpec],
     format: OutputFormat,
     quiet: bool,
 ) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod local;
 pub mod naming;
 pub mod record;
+pub mod s3;
 
 use std::io::{Read, Write};
 
@@ -58,6 +59,11 @@ pub trait Upload: Write + Send {
 pub trait Store: Send + Sync {
     /// Human description (the path or URL).
     fn location(&self) -> String;
+    /// Checks, before any backup work, that this store can take backups as configured
+    /// (for S3: that the bucket has Object Lock, unless mutable buckets are allowed).
+    fn preflight_write(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Starts writing a bundle under `name`.
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>>;
     /// Every backup, oldest first.
@@ -66,11 +72,15 @@ pub trait Store: Send + Sync {
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>>;
 }
 
-/// Opens a store from its location (`--store`).
-pub fn open(location: &str) -> anyhow::Result<Box<dyn Store>> {
+/// Opens a store from its location (`--store`): a directory or `s3://bucket/prefix`.
+pub fn open(spec: &crate::config::StoreSpec) -> anyhow::Result<Box<dyn Store>> {
+    let location = spec.url.as_str();
+    if location.starts_with("s3://") {
+        return Ok(Box::new(s3::S3Store::new(location, spec.s3.clone())?));
+    }
     if location.contains("://") {
         return Err(crate::error::usage(format!(
-            "store {location:?}: only local directories are supported by this build; give a path"
+            "store {location:?}: unknown scheme; give a directory or s3://BUCKET/PREFIX"
         )));
     }
     Ok(Box::new(LocalStore::new(location)))

@@ -1,0 +1,653 @@
+//! S3 (and S3-compatible) store with Object Lock: `s3://bucket/prefix`.
+//!
+//! Immutability is checked, not assumed: before writing, the bucket's Object Lock configuration
+//! is read and a bucket without it is refused (unless `allow_mutable`). Each bundle streams up as
+//! a multipart upload (parts carry a CRC32C the server verifies; two parts in flight bound the
+//! memory), completed with `If-None-Match: *` so nothing is overwritten, and aborted on any error
+//! or drop. The retention (mode + retain-until) is set on the upload and again on the finished
+//! version, then read back with HeadObject: some S3-compatible servers (moto among them) drop the
+//! lock of multipart uploads and do not implement GetObjectRetention.
+//!
+//! The [`Store`] trait is blocking; S3 calls run on a process-wide runtime of their own, from
+//! whatever thread calls (a scoped helper thread when the caller is itself inside a runtime).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::error::usage;
+use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
+use crate::store::record::MAX_RECORD_BYTES;
+use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+
+/// Parts in flight per upload; with the part size this bounds an upload's memory.
+const PARTS_IN_FLIGHT: usize = 2;
+/// 10,000 parts of this size cover 117 GiB (S3 allows 10,000 parts of ≥ 5 MiB).
+pub const DEFAULT_PART_SIZE: usize = 12 << 20;
+const MIN_PART_SIZE: usize = 5 << 20;
+
+/// Object Lock mode for new objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Compliance,
+    Governance,
+}
+
+/// How to reach and use one S3 store.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub ca_bundle: Option<PathBuf>,
+    pub lock_mode: LockMode,
+    pub retain_days: u32,
+    pub allow_mutable: bool,
+    pub part_size: usize,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            endpoint: None,
+            region: None,
+            path_style: false,
+            ca_bundle: None,
+            lock_mode: LockMode::Compliance,
+            retain_days: 30,
+            allow_mutable: false,
+            part_size: DEFAULT_PART_SIZE,
+        }
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3-io")
+            .enable_all()
+            .build()
+            .expect("starting the S3 I/O runtime")
+    })
+}
+
+/// Runs a future to completion on the S3 runtime from any thread.
+fn block<F: Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| runtime().block_on(f))
+                .join()
+                .expect("S3 helper thread")
+        })
+    } else {
+        runtime().block_on(f)
+    }
+}
+
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    let code = e.code().unwrap_or("");
+    let msg = e.message().unwrap_or("");
+    let hint = match code {
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken" => {
+            "; check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web identity or instance role) and the bucket policy"
+        }
+        "NoSuchBucket" => "; check the bucket name in the store URL",
+        _ => "",
+    };
+    if code.is_empty() {
+        let mut chain = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            src = s.source();
+        }
+        chain
+    } else {
+        format!("{code}: {msg}{hint}")
+    }
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    settings: S3Settings,
+}
+
+impl S3Store {
+    /// `url` is `s3://bucket[/prefix]`.
+    pub fn new(url: &str, settings: S3Settings) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| usage(format!("{url:?} is not an s3:// URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(usage(format!(
+                "store {url:?} names no bucket: write s3://BUCKET/PREFIX"
+            )));
+        }
+        if settings.part_size < MIN_PART_SIZE {
+            return Err(usage(format!(
+                "S3 part size {} is below S3's 5 MiB minimum",
+                settings.part_size
+            )));
+        }
+        let client = block(build_client(settings.clone()))?;
+        Ok(S3Store {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            settings,
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// Whether the bucket has Object Lock enabled.
+    fn lock_enabled(&self) -> anyhow::Result<bool> {
+        let r = block(
+            self.client
+                .get_object_lock_configuration()
+                .bucket(&self.bucket)
+                .send(),
+        );
+        match r {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read the Object Lock configuration of bucket {}: {}",
+                self.bucket,
+                describe(&e)
+            )),
+        }
+    }
+
+    fn retention(&self) -> (ObjectLockMode, DateTime) {
+        let until =
+            SystemTime::now() + Duration::from_secs(u64::from(self.settings.retain_days) * 86_400);
+        let mode = match self.settings.lock_mode {
+            LockMode::Compliance => ObjectLockMode::Compliance,
+            LockMode::Governance => ObjectLockMode::Governance,
+        };
+        (mode, DateTime::from(until))
+    }
+
+    fn head_lock(&self, key: &str) -> anyhow::Result<(u64, Option<String>, Option<String>)> {
+        let h = block(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("HeadObject {key}: {}", describe(&e)))?;
+        Ok((
+            h.content_length().unwrap_or(0).max(0) as u64,
+            h.object_lock_mode().map(|m| m.as_str().to_owned()),
+            h.object_lock_retain_until_date()
+                .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
+        ))
+    }
+}
+
+async fn build_client(s: S3Settings) -> anyhow::Result<Client> {
+    use aws_smithy_http_client::tls;
+    let mut trust = tls::TrustStore::default();
+    if let Some(ca) = &s.ca_bundle {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("cannot read the S3 CA bundle {}", ca.display()))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let tls_ctx = tls::TlsContext::builder().with_trust_store(trust).build()?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(tls_ctx)
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if let Some(r) = &s.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let sdk = loader.load().await;
+    let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(s.path_style);
+    if sdk.region().is_none() {
+        conf = conf.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(ep) = &s.endpoint {
+        conf = conf.endpoint_url(ep);
+    }
+    Ok(Client::from_conf(conf.build()))
+}
+
+type PartFuture = Pin<Box<dyn Future<Output = anyhow::Result<CompletedPart>> + Send>>;
+
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    part_size: usize,
+    buf: Vec<u8>,
+    next_part: i32,
+    in_flight: VecDeque<tokio::task::JoinHandle<anyhow::Result<CompletedPart>>>,
+    parts: Vec<CompletedPart>,
+    retention: Option<(ObjectLockMode, DateTime)>,
+    finished: bool,
+}
+
+impl S3Upload {
+    fn part_future(&mut self, body: Vec<u8>) -> PartFuture {
+        let n = self.next_part;
+        self.next_part += 1;
+        let (client, bucket, key, id) = (
+            self.client.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+        );
+        Box::pin(async move {
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(id)
+                .part_number(n)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("uploading part {n} of {key}: {}", describe(&e)))?;
+            Ok(CompletedPart::builder()
+                .part_number(n)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+                .build())
+        })
+    }
+
+    fn wait_one(&mut self) -> io::Result<()> {
+        if let Some(h) = self.in_flight.pop_front() {
+            let part = block(h)
+                .map_err(|e| io::Error::other(format!("upload task failed: {e}")))?
+                .map_err(|e| io::Error::other(format!("{e:#}")))?;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    fn send_part(&mut self) -> io::Result<()> {
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.wait_one()?;
+        }
+        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
+        let fut = self.part_future(body);
+        self.in_flight.push_back(runtime().spawn(fut));
+        Ok(())
+    }
+}
+
+impl Write for S3Upload {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(self.part_size - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.part_size {
+            self.send_part()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for S3Upload {
+    fn commit(mut self: Box<Self>, record: &Record) -> anyhow::Result<()> {
+        if !self.buf.is_empty() || self.next_part == 1 {
+            self.send_part()?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_one()?;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        let done = block(
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .if_none_match("*")
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("completing the upload of {}: {}", self.key, describe(&e)))?;
+        self.finished = true;
+        let mut record = record.clone();
+        if let Some((mode, until)) = self.retention.clone() {
+            // Explicit retention on the finished version: a no-op on AWS, needed where the
+            // server ignores the lock of multipart uploads.
+            block(
+                self.client
+                    .put_object_retention()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .set_version_id(done.version_id().map(str::to_owned))
+                    .retention(
+                        ObjectLockRetention::builder()
+                            .mode(ObjectLockRetentionMode::from(mode.as_str()))
+                            .retain_until_date(until)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!("setting the retention of {}: {}", self.key, describe(&e))
+            })?;
+            let h = block(
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .send(),
+            )
+            .map_err(|e| anyhow::anyhow!("HeadObject {}: {}", self.key, describe(&e)))?;
+            if h.object_lock_mode().is_none() {
+                anyhow::bail!(
+                    "{} was written but the server reports no Object Lock on it; the backup is NOT immutable",
+                    self.key
+                );
+            }
+            record.lock_mode = h.object_lock_mode().map(|m| m.as_str().to_owned());
+            record.retain_until = h
+                .object_lock_retain_until_date()
+                .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok());
+        }
+        let json = serde_json::to_vec_pretty(&record)?;
+        let rec_key = format!("{}.json", self.key);
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&rec_key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .if_none_match("*")
+            .content_type("application/json")
+            .body(ByteStream::from(json));
+        if let Some((mode, until)) = self.retention.clone() {
+            put = put
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(until);
+        }
+        block(put.send())
+            .map_err(|e| anyhow::anyhow!("writing the record {rec_key}: {}", describe(&e)))?;
+        Ok(())
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        for h in self.in_flight.drain(..) {
+            h.abort();
+        }
+        let r = block(
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .send(),
+        );
+        if let Err(e) = r {
+            tracing::warn!(key = %self.key, error = %describe(&e), "could not abort the multipart upload; prune will clean it up");
+        }
+    }
+}
+
+impl Store for S3Store {
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn preflight_write(&self) -> anyhow::Result<()> {
+        if !self.lock_enabled()? && !self.settings.allow_mutable {
+            return Err(usage(format!(
+                "bucket {} has no Object Lock: backups there could be deleted or overwritten. Create the bucket with \
+                 Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket …), or set \
+                 allow_mutable = true on this store to accept that",
+                self.bucket
+            )));
+        }
+        Ok(())
+    }
+
+    fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
+        self.preflight_write()?;
+        let locked = self.lock_enabled()?;
+        let key = self.key(&name.key());
+        let retention = locked.then(|| self.retention());
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .content_type("application/octet-stream");
+        if let Some((mode, until)) = retention.clone() {
+            req = req
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(until);
+        }
+        let out = block(req.send())
+            .map_err(|e| anyhow::anyhow!("starting the upload of {key}: {}", describe(&e)))?;
+        let upload_id = out
+            .upload_id()
+            .context("the server returned no upload id")?
+            .to_owned();
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key,
+            upload_id,
+            part_size: self.settings.part_size,
+            buf: Vec::with_capacity(self.settings.part_size),
+            next_part: 1,
+            in_flight: VecDeque::new(),
+            parts: Vec::new(),
+            retention,
+            finished: false,
+        }))
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<Listing>> {
+        let base = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut objects: BTreeMap<String, u64> = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = block(
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&base)
+                    .set_continuation_token(token.clone())
+                    .send(),
+            )
+            .map_err(|e| anyhow::anyhow!("listing {}: {}", self.location(), describe(&e)))?;
+            for o in out.contents() {
+                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&base)) {
+                    objects.insert(k.to_owned(), o.size().unwrap_or(0).max(0) as u64);
+                }
+            }
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let mut names: Vec<String> = objects
+            .keys()
+            .filter_map(|k| {
+                k.strip_suffix(".json")
+                    .map(str::to_owned)
+                    .or_else(|| Some(k.clone()))
+            })
+            .filter(|k| k.ends_with(BUNDLE_EXT) && BundleName::parse(k).is_some())
+            .collect();
+        names.dedup();
+        let mut out = Vec::new();
+        for name in names {
+            let size = objects.get(&name).copied();
+            let rec_name = format!("{}{}", name.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
+            let mut record = if objects.contains_key(&rec_name) {
+                self.read_record(&rec_name)
+            } else {
+                None
+            };
+            if size.is_some()
+                && let Some(r) = record.as_mut()
+            {
+                // Lock state as the server reports it now, not as the record remembers it.
+                let (_, mode, until) = self.head_lock(&self.key(&name))?;
+                r.lock_mode = mode;
+                r.retain_until = until;
+            }
+            out.push(Listing {
+                state: state_of(size, record.as_ref()),
+                name,
+                store: self.location(),
+                size,
+                record,
+            });
+        }
+        out.sort_by(|a, b| {
+            a.name
+                .rsplit('/')
+                .next()
+                .cmp(&b.name.rsplit('/').next())
+                .then(a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        if BundleName::parse(name).is_none() {
+            return Err(usage(format!(
+                "{name:?} is not a backup name: use the NAME column of `cpbackup list`"
+            )));
+        }
+        let key = self.key(name);
+        let out = block(
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
+        Ok(Box::new(S3Reader {
+            inner: Box::pin(out.body.into_async_read()),
+        }))
+    }
+}
+
+impl S3Store {
+    fn read_record(&self, rel: &str) -> Option<Record> {
+        let key = self.key(rel);
+        let bytes = block(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+                .ok()?;
+            let mut buf = Vec::new();
+            out.body
+                .into_async_read()
+                .take(MAX_RECORD_BYTES)
+                .read_to_end(&mut buf)
+                .await
+                .ok()?;
+            Some(buf)
+        })?;
+        Record::parse(&bytes).ok()
+    }
+}
+
+/// A download read synchronously, streaming (no full copy in memory).
+struct S3Reader {
+    inner: Pin<Box<dyn tokio::io::AsyncBufRead + Send>>,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let inner = &mut self.inner;
+        block(async move { inner.read(buf).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(S3Store::new("s3:///x", S3Settings::default()).is_err());
+        let e = S3Store::new(
+            "s3://b/p",
+            S3Settings {
+                part_size: 1024,
+                ..Default::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("5 MiB"));
+    }
+}
