@@ -355,45 +355,18 @@ fn wrong_client_certificate_or_ca_is_refused_with_advice() {
     }
 }
 
-/// A backup frozen in the middle of the snapshot stream: etcd (with ~2 MB of data) behind a
-/// proxy that stops forwarding after 400 kB. Returns once the stream is frozen, after checking
-/// that nothing in the store looks like a backup yet.
-struct Frozen {
+/// A local-store backup frozen mid-snapshot; checks nothing in the store looks like a backup.
+struct FrozenLocal {
     _t: tempfile::TempDir,
-    etcd: Etcd,
-    _proxy: Proxy,
-    child: std::process::Child,
+    f: Frozen,
     store: std::path::PathBuf,
 }
 
-fn frozen_backup() -> Frozen {
+fn frozen_backup_local() -> FrozenLocal {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    let etcd = Etcd::start(Version::V35, &dir, "127.0.0.1", free_port(), None);
-    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
-    let proxy = Proxy::start(
-        etcd.endpoint.trim_start_matches("http://"),
-        400_000,
-        ProxyMode::Freeze,
-    );
     let store = dir.join("store");
-    let (_, r) = keygen(&dir, "k");
-    let mut c = cpbackup(&dir);
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &format!("http://{}", proxy.addr),
-    ]);
-    c.args(["--recipient", &r, "--store"]).arg(&store);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    proxy
-        .reached
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the snapshot stream started");
+    let f = frozen_backup(&dir, cpbackup(&dir), &[store.to_str().unwrap()]);
     // Frozen mid-snapshot: only a hidden temp file exists, and list shows no backup.
     let partial = files_under(&store);
     assert!(
@@ -403,20 +376,14 @@ fn frozen_backup() -> Frozen {
     let mut l = cpbackup(&dir);
     l.args(["list", "--store"]).arg(&store);
     assert_eq!(stdout(&run(l)).trim(), "no backups");
-    Frozen {
-        _t: t,
-        etcd,
-        _proxy: proxy,
-        child,
-        store,
-    }
+    FrozenLocal { _t: t, f, store }
 }
 
 #[test]
 fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
-    let mut f = frozen_backup();
-    f.etcd.kill();
-    let o = f.child.wait_with_output().unwrap();
+    let mut f = frozen_backup_local();
+    f.f.etcd.kill();
+    let o = f.f.child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("snapshot stream"), "{}", stderr(&o));
     assert_eq!(
@@ -428,10 +395,9 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
 
 #[test]
 fn sigterm_mid_stream_aborts_and_publishes_nothing() {
-    let f = frozen_backup();
-    let pid = nix::unistd::Pid::from_raw(f.child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let o = f.child.wait_with_output().unwrap();
+    let f = frozen_backup_local();
+    f.f.sigterm();
+    let o = f.f.child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert_eq!(files_under(&f.store), Vec::<String>::new());

@@ -140,3 +140,79 @@ fn a_bucket_without_object_lock_is_refused_unless_allowed() {
     assert_eq!(l[0]["state"], "complete");
     assert!(l[0]["record"]["lock_mode"].is_null());
 }
+
+/// What the bucket holds: (visible objects, multipart uploads in progress).
+fn bucket_state(moto: &Moto, bucket: &str) -> (u64, usize) {
+    let out = moto.py(&format!(
+        "print(s3.list_objects_v2(Bucket='{bucket}').get('KeyCount'), len(s3.list_multipart_uploads(Bucket='{bucket}').get('Uploads', [])))"
+    ));
+    let mut it = out.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn sigterm_mid_upload_aborts_the_multipart_upload() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    let f = frozen_backup(dir, moto.cpbackup(dir), &["s3://locked/prod"]);
+    assert_eq!(
+        bucket_state(&moto, "locked"),
+        (0, 1),
+        "an upload is in progress, nothing visible"
+    );
+    f.sigterm();
+    let o = f.child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        bucket_state(&moto, "locked"),
+        (0, 0),
+        "no object and no dangling upload"
+    );
+}
+
+#[test]
+fn a_killed_backup_leaves_nothing_visible_and_the_next_one_cleans_up() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    let mut f = frozen_backup(dir, moto.cpbackup(dir), &["s3://locked/prod"]);
+    f.child.kill().unwrap(); // SIGKILL: no chance to abort
+    f.child.wait().unwrap();
+    assert_eq!(
+        bucket_state(&moto, "locked"),
+        (0, 1),
+        "nothing visible, one dangling upload"
+    );
+    // The next backup of this node aborts what a killed run left behind.
+    f.etcd.put("/registry/namespaces/after", "{}");
+    let (_, r) = keygen(dir, "k2");
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &f.etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
+    c.args(["--store", "s3://locked/prod"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("aborted 1 unfinished upload"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        bucket_state(&moto, "locked"),
+        (2, 0),
+        "one bundle and its record, no upload left"
+    );
+}

@@ -119,6 +119,17 @@ pub async fn run(
     let mut uploads = Vec::new();
     let mut outcomes = Vec::new();
     for s in &stores {
+        match s.abort_unfinished(&name.cluster, &name.node) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(store = %s.location(), "aborted {n} unfinished upload(s) left by an interrupted backup")
+            }
+            Err(e) => {
+                tracing::warn!(store = %s.location(), error = %format!("{e:#}"), "could not clean up after interrupted backups")
+            }
+        }
+    }
+    for s in &stores {
         match s.create(&name) {
             Ok(u) => uploads.push((s.location(), u)),
             Err(e) => {

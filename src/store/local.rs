@@ -117,6 +117,24 @@ impl Store for LocalStore {
         self.root.display().to_string()
     }
 
+    fn abort_unfinished(&self, cluster: &str, node: &str) -> anyhow::Result<usize> {
+        let dir = self.root.join(cluster).join(node);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                fs::remove_file(e.path())
+                    .with_context(|| format!("removing the stale {}", e.path().display()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
         let dir = self.root.join(&name.cluster).join(&name.node);
         let hint = || {
@@ -304,6 +322,22 @@ mod tests {
         u.write_all(b"partial").unwrap();
         drop(u);
         assert_eq!(fs::read_dir(d.path().join("c/n")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temp_files_of_a_killed_run_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c/n");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".20260101T000000Z-rev1.cpb.tmp-999"), b"x").unwrap();
+        fs::write(dir.join("20260101T000000Z-rev1.cpb"), b"kept").unwrap();
+        assert_eq!(
+            LocalStore::new(d.path())
+                .abort_unfinished("c", "n")
+                .unwrap(),
+            1
+        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
     }
 
     #[test]

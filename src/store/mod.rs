@@ -64,6 +64,11 @@ pub trait Store: Send + Sync {
     fn preflight_write(&self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Removes what interrupted backups of this node left behind (temp files, multipart
+    /// uploads). Called with the node lock held, so nothing of this node is in progress.
+    fn abort_unfinished(&self, _cluster: &str, _node: &str) -> anyhow::Result<usize> {
+        Ok(0)
+    }
     /// Starts writing a bundle under `name`.
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>>;
     /// Every backup, oldest first.

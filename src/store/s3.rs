@@ -463,6 +463,51 @@ impl Store for S3Store {
         Ok(())
     }
 
+    fn abort_unfinished(&self, cluster: &str, node: &str) -> anyhow::Result<usize> {
+        let prefix = self.key(&format!("{cluster}/{node}/"));
+        let mut n = 0;
+        loop {
+            let out = block(
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(&prefix)
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "listing unfinished uploads under {prefix}: {}",
+                    describe(&e)
+                )
+            })?;
+            let uploads: Vec<(String, String)> = out
+                .uploads()
+                .iter()
+                .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned())))
+                .collect();
+            if uploads.is_empty() {
+                return Ok(n);
+            }
+            for (key, id) in uploads {
+                block(
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .upload_id(&id)
+                        .send(),
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("aborting the unfinished upload of {key}: {}", describe(&e))
+                })?;
+                n += 1;
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(n);
+            }
+        }
+    }
+
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
         self.preflight_write()?;
         let locked = self.lock_enabled()?;

@@ -629,3 +629,52 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// A backup frozen in the middle of the snapshot stream: etcd (with ~2 MB of data) behind a
+/// proxy that stops forwarding after 400 kB, and `base` (a cpbackup command) running
+/// `backup` into `stores`. Returned once the stream is frozen.
+pub struct Frozen {
+    pub etcd: Etcd,
+    _proxy: Proxy,
+    pub child: Child,
+}
+
+impl Frozen {
+    pub fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+}
+
+pub fn frozen_backup(dir: &Path, mut base: Command, stores: &[&str]) -> Frozen {
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
+    let proxy = Proxy::start(
+        etcd.endpoint.trim_start_matches("http://"),
+        400_000,
+        ProxyMode::Freeze,
+    );
+    let (_, r) = keygen(dir, "frozen.key");
+    base.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &format!("http://{}", proxy.addr),
+    ]);
+    base.args(["--recipient", &r]);
+    for s in stores {
+        base.args(["--store", s]);
+    }
+    base.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = base.spawn().unwrap();
+    proxy
+        .reached
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the snapshot stream started");
+    Frozen {
+        etcd,
+        _proxy: proxy,
+        child,
+    }
+}
