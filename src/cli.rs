@@ -222,6 +222,10 @@ pub struct BackupArgs {
     /// Take the backup even if checks fail; the bundle is marked "possibly dirty".
     #[arg(long)]
     pub force: bool,
+    /// Take no snapshot: copy local backups marked pending (a remote store failed when they
+    /// were taken) to the stores they missed, then clear the mark.
+    #[arg(long)]
+    pub upload_pending: bool,
     /// Cluster name used in the object path (default: etcd cluster id).
     #[arg(long, env = "CPBACKUP_CLUSTER_NAME")]
     pub cluster_name: Option<String>,

@@ -216,3 +216,87 @@ fn a_killed_backup_leaves_nothing_visible_and_the_next_one_cleans_up() {
         "one bundle and its record, no upload left"
     );
 }
+
+#[test]
+fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/shop/cm-", 200, 500);
+    let (key, r) = keygen(dir, "k");
+    let local = dir.join("spool");
+    let local_s = local.to_str().unwrap();
+
+    // S3 unreachable: the local copy is written and marked pending, exit 1.
+    let mut c = moto.cpbackup(dir);
+    c.env(
+        "CPBACKUP_S3_ENDPOINT",
+        format!("http://127.0.0.1:{}", free_port()),
+    );
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
+    c.args(["--store", local_s, "--store", "s3://locked/prod"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
+    let mut c = cpbackup(dir);
+    c.args(["list", "--output", "json", "--store", local_s]);
+    let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(l[0]["state"], "complete");
+    assert_eq!(l[0]["pending"][0], "s3://locked/prod");
+    assert_eq!(bucket_state(&moto, "locked"), (0, 0));
+
+    // S3 back: --upload-pending copies it, with its lock, and clears the mark.
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "backup",
+        "--upload-pending",
+        "--store",
+        local_s,
+        "--store",
+        "s3://locked/prod",
+    ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("uploaded"), "{}", stdout(&o));
+    let mut c = cpbackup(dir);
+    c.args(["list", "--output", "json", "--store", local_s]);
+    let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert!(l[0].get("pending").is_none(), "{l}");
+    let mut c = moto.cpbackup(dir);
+    c.args(["list", "--output", "json", "--store", "s3://locked/prod"]);
+    let s3l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(s3l[0]["state"], "complete");
+    assert_eq!(s3l[0]["name"], l[0]["name"]);
+    assert_eq!(s3l[0]["record"]["lock_mode"], "COMPLIANCE");
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "verify",
+        "--latest",
+        "--store",
+        "s3://locked/prod",
+        "--identity",
+    ])
+    .arg(&key);
+    assert!(run(c).status.success());
+    // nothing left to do
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "backup",
+        "--upload-pending",
+        "--store",
+        local_s,
+        "--store",
+        "s3://locked/prod",
+    ]);
+    assert_eq!(stdout(&run(c)).trim(), "nothing pending");
+}

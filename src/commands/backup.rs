@@ -54,6 +54,9 @@ pub async fn run(
     file: &FileConfig,
     quiet: bool,
 ) -> anyhow::Result<()> {
+    if args.upload_pending {
+        return super::upload_pending::run(args, common, file);
+    }
     let started = Instant::now();
     let created = OffsetDateTime::now_utc().replace_nanosecond(0)?;
     let host = HostRoot::new(&common.host_root);
@@ -85,9 +88,21 @@ pub async fn run(
         .or_else(|| file.state_dir.clone())
         .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
     let stores = super::open_stores(&store_locations)?;
+    // A store that is wrongly set up stops everything (exit 2); one that is unreachable only
+    // fails itself, so the other stores (a local spool) still get the backup.
+    let mut unusable: Vec<StoreOutcome> = Vec::new();
     for s in &stores {
-        s.preflight_write()
-            .with_context(|| format!("store {}", s.location()))?;
+        if let Err(e) = s.preflight_write() {
+            if crate::error::exit_code(&e) == crate::error::EXIT_USAGE {
+                return Err(e.context(format!("store {}", s.location())));
+            }
+            tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unreachable; continuing with the others");
+            unusable.push(StoreOutcome {
+                store: s.location(),
+                ok: false,
+                error: Some(format!("{e:#}")),
+            });
+        }
     }
     let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
     let cluster_arg = args
@@ -117,8 +132,13 @@ pub async fn run(
     let name = BundleName::new(&cluster, &node, created, status.revision)?;
 
     let mut uploads = Vec::new();
-    let mut outcomes = Vec::new();
-    for s in &stores {
+    let mut outcomes = unusable;
+    let usable: Vec<&dyn crate::store::Store> = stores
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| !outcomes.iter().any(|o| o.store == s.location()))
+        .collect();
+    for s in &usable {
         match s.abort_unfinished(&name.cluster, &name.node) {
             Ok(0) => {}
             Ok(n) => {
@@ -129,7 +149,7 @@ pub async fn run(
             }
         }
     }
-    for s in &stores {
+    for s in &usable {
         match s.create(&name) {
             Ok(u) => uploads.push((s.location(), u)),
             Err(e) => {
@@ -255,6 +275,7 @@ pub async fn run(
             }),
         }
     }
+    mark_pending(&store_locations, &stores, &outcomes, &name.key());
     let report = BackupReport {
         name: name.key(),
         platform: plan.layout,
@@ -310,6 +331,46 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Marks the local copies that succeeded with the stores that failed, for `--upload-pending`.
+fn mark_pending(
+    specs: &[config::StoreSpec],
+    stores: &[Box<dyn crate::store::Store>],
+    outcomes: &[StoreOutcome],
+    key: &str,
+) {
+    let url_of = |location: &str| {
+        stores
+            .iter()
+            .zip(specs)
+            .find(|(s, _)| s.location() == location)
+            .map(|(_, spec)| spec.url.clone())
+    };
+    let missed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.ok)
+        .filter_map(|o| url_of(&o.store))
+        .collect();
+    if missed.is_empty() {
+        return;
+    }
+    for o in outcomes.iter().filter(|o| o.ok) {
+        let Some(url) = url_of(&o.store).filter(|u| !u.contains("://")) else {
+            continue;
+        };
+        let marked = crate::store::LocalStore::new(&url)
+            .bundle_path(key)
+            .and_then(|p| crate::store::pending::write(&p, &missed));
+        match marked {
+            Ok(()) => {
+                tracing::warn!(store = %url, missed = ?missed, "local copy marked pending; run `cpbackup backup --upload-pending` once the stores are back")
+            }
+            Err(e) => {
+                tracing::error!(store = %url, error = %format!("{e:#}"), "could not mark the local copy pending")
+            }
+        }
+    }
 }
 
 fn describe_failures(outcomes: &[StoreOutcome]) -> String {

@@ -25,6 +25,11 @@ impl LocalStore {
         LocalStore { root: root.into() }
     }
 
+    /// The bundle file of a backup name.
+    pub fn bundle_path(&self, key: &str) -> anyhow::Result<PathBuf> {
+        self.path_of(key)
+    }
+
     fn path_of(&self, key: &str) -> anyhow::Result<PathBuf> {
         let n = BundleName::parse(key).ok_or_else(|| {
             crate::error::usage(format!(
@@ -226,6 +231,7 @@ impl Store for LocalStore {
                         size,
                         state: state_of(size, record.as_ref()),
                         record,
+                        pending: crate::store::pending::read(&bundle).stores,
                     });
                 }
             }

@@ -5,6 +5,7 @@
 pub mod fanout;
 pub mod local;
 pub mod naming;
+pub mod pending;
 pub mod record;
 pub mod s3;
 
@@ -24,6 +25,9 @@ pub struct Listing {
     pub size: Option<u64>,
     pub state: BackupState,
     pub record: Option<Record>,
+    /// Stores this (local) copy still has to reach (`backup --upload-pending`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

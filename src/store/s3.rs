@@ -607,6 +607,7 @@ impl Store for S3Store {
                 store: self.location(),
                 size,
                 record,
+                pending: Vec::new(),
             });
         }
         out.sort_by(|a, b| {

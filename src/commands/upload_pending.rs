@@ -1,0 +1,119 @@
+//! `cpbackup backup --upload-pending`: copy local backups marked pending to the stores they
+//! missed (the bytes as they are: same ciphertext, same record), then clear the mark.
+
+use std::io;
+
+use anyhow::Context;
+
+use crate::cli::BackupArgs;
+use crate::config::{self, Common, FileConfig};
+use crate::lock::NodeLock;
+use crate::output;
+use crate::store::{self, BundleName, LocalStore, Store, pending};
+
+#[derive(serde::Serialize)]
+struct Copied {
+    backup: String,
+    from: String,
+    to: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: &BackupArgs, common: &Common, file: &FileConfig) -> anyhow::Result<()> {
+    let specs = config::resolve_stores(&args.stores, file)?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| file.state_dir.clone())
+        .unwrap_or_else(|| crate::host::HostRoot::new(&common.host_root).path("/var/lib/cpbackup"));
+    let _lock = NodeLock::acquire(&state_dir)?;
+    let mut done: Vec<Copied> = Vec::new();
+    for local_spec in specs.iter().filter(|s| !s.url.contains("://")) {
+        let local = LocalStore::new(&local_spec.url);
+        for l in local.list()?.into_iter().filter(|l| !l.pending.is_empty()) {
+            let bundle = local.bundle_path(&l.name)?;
+            let mut still = Vec::new();
+            for target in &l.pending {
+                let result = copy_one(&local, &l, target, &specs);
+                if result.is_err() {
+                    still.push(target.clone());
+                }
+                done.push(Copied {
+                    backup: l.name.clone(),
+                    from: local_spec.url.clone(),
+                    to: target.clone(),
+                    ok: result.is_ok(),
+                    error: result.err().map(|e| format!("{e:#}")),
+                });
+            }
+            pending::write(&bundle, &still)?;
+        }
+    }
+    let failed = done.iter().filter(|c| !c.ok).count();
+    output::emit(common.output, &done, |d| {
+        if d.is_empty() {
+            return "nothing pending".into();
+        }
+        d.iter()
+            .map(|c| {
+                format!(
+                    "{} {} -> {}{}",
+                    if c.ok { "uploaded" } else { "FAILED  " },
+                    c.backup,
+                    c.to,
+                    c.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    if failed > 0 {
+        anyhow::bail!("{failed} pending upload(s) failed; they stay pending");
+    }
+    Ok(())
+}
+
+fn copy_one(
+    local: &LocalStore,
+    l: &store::Listing,
+    target: &str,
+    specs: &[config::StoreSpec],
+) -> anyhow::Result<()> {
+    let spec = specs.iter().find(|s| s.url == target).with_context(|| {
+        format!("{target} is not among the configured stores; pass it with --store (with its settings) to upload")
+    })?;
+    let record = l
+        .record
+        .clone()
+        .context("the local copy has no record; it is incomplete and cannot be uploaded")?;
+    let name = BundleName::parse(&l.name).context("bad backup name")?;
+    let dest = store::open(spec)?;
+    dest.preflight_write()?;
+    if dest
+        .list()?
+        .iter()
+        .any(|d| d.name == l.name && d.state == store::BackupState::Complete)
+    {
+        tracing::info!(backup = %l.name, store = %target, "already there; clearing the pending mark");
+        return Ok(());
+    }
+    let mut up = dest.create(&name)?;
+    let mut src = local.open(&l.name)?;
+    let n =
+        io::copy(&mut src, &mut up).with_context(|| format!("copying {} to {target}", l.name))?;
+    if n != record.bundle_size {
+        anyhow::bail!(
+            "{} is {n} bytes, its record says {}; not uploading a damaged copy",
+            l.name,
+            record.bundle_size
+        );
+    }
+    up.commit(&record)?;
+    tracing::info!(backup = %l.name, store = %target, bytes = n, "pending backup uploaded");
+    Ok(())
+}
