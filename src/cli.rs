@@ -73,6 +73,13 @@ pub enum Command {
     /// Streams the bundle; nothing is written to disk. Exit code 1 names what is wrong: wrong
     /// key, corrupted or tampered bytes, truncation, or a hash mismatch.
     Verify(VerifyArgs),
+    /// Apply the retention policy: delete old backups, never one still under Object Lock.
+    ///
+    /// Per cluster and node, a backup stays when a keep rule selects it; older than
+    /// --max-age-days it goes; the newest complete backup always stays; with no rule nothing is
+    /// deleted. Locked S3 object versions are kept and reported. Unfinished uploads older than a
+    /// day are aborted. --dry-run prints the plan only.
+    Prune(PruneArgs),
     /// What is in a snapshot: revision, keys, size, and which resources and namespaces hold them.
     ///
     /// Reads a bare snapshot (`etcdctl snapshot save` output or a copied member/snap/db) directly,
@@ -268,6 +275,33 @@ pub struct VerifyArgs {
     pub identities: IdentityArgs,
     #[command(flatten)]
     pub stores: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    /// Print what would be deleted and why; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the N newest backups.
+    #[arg(long, env = "CPBACKUP_KEEP_LAST", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours.
+    #[arg(long, env = "CPBACKUP_KEEP_HOURLY", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days.
+    #[arg(long, env = "CPBACKUP_KEEP_DAILY", value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, env = "CPBACKUP_KEEP_WEEKLY", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months.
+    #[arg(long, env = "CPBACKUP_KEEP_MONTHLY", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Delete backups older than this many days (the newest complete one always stays).
+    #[arg(long, env = "CPBACKUP_MAX_AGE_DAYS", value_name = "DAYS")]
+    pub max_age_days: Option<u32>,
 }
 
 /// How `inspect` groups the live keys.

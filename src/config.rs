@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub compression_level: Option<u32>,
     pub spool_dir: Option<PathBuf>,
     #[serde(default)]
+    pub retention: crate::store::retention::Policy,
+    #[serde(default)]
     pub etcd: FileEtcd,
     #[serde(default, rename = "store")]
     pub stores: Vec<FileStore>,

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod inspect;
 pub mod keygen;
 pub mod list;
+pub mod prune;
 pub mod upload_pending;
 pub mod verify;
 

@@ -122,6 +122,32 @@ impl Store for LocalStore {
         self.root.display().to_string()
     }
 
+    fn delete(&self, name: &str) -> anyhow::Result<crate::store::Deleted> {
+        let bundle = self.path_of(name)?;
+        let record = PathBuf::from(format!(
+            "{}{}",
+            bundle.display().to_string().trim_end_matches(BUNDLE_EXT),
+            RECORD_EXT
+        ));
+        // The record goes first: a bundle without record is "incomplete", never mistaken for whole.
+        for p in [
+            record,
+            crate::store::pending::marker_path(&bundle),
+            bundle.clone(),
+        ] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", p.display()));
+                }
+                _ => {}
+            }
+        }
+        if let Some(dir) = bundle.parent() {
+            let _ = sync_dir(dir);
+        }
+        Ok(crate::store::Deleted::Gone)
+    }
+
     fn abort_unfinished(&self, cluster: &str, node: &str) -> anyhow::Result<usize> {
         let dir = self.root.join(cluster).join(node);
         let Ok(entries) = fs::read_dir(&dir) else {

@@ -7,6 +7,7 @@ pub mod local;
 pub mod naming;
 pub mod pending;
 pub mod record;
+pub mod retention;
 pub mod s3;
 
 use std::io::{Read, Write};
@@ -54,6 +55,16 @@ impl BackupState {
     }
 }
 
+/// What `delete` could do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Gone,
+    /// At least one object version is locked until this time; nothing locked was touched.
+    Locked {
+        until: String,
+    },
+}
+
 /// A bundle being written. Dropping it without `commit` discards it.
 pub trait Upload: Write + Send {
     /// Makes the bundle visible under its final name, then writes its record beside it.
@@ -71,6 +82,12 @@ pub trait Store: Send + Sync {
     /// Removes what interrupted backups of this node left behind (temp files, multipart
     /// uploads). Called with the node lock held, so nothing of this node is in progress.
     fn abort_unfinished(&self, _cluster: &str, _node: &str) -> anyhow::Result<usize> {
+        Ok(0)
+    }
+    /// Deletes a backup (bundle, record, marks). Objects still under lock are kept and reported.
+    fn delete(&self, name: &str) -> anyhow::Result<Deleted>;
+    /// Aborts or removes unfinished uploads of any node older than `age`.
+    fn abort_stale(&self, _age: std::time::Duration) -> anyhow::Result<usize> {
         Ok(0)
     }
     /// Starts writing a bundle under `name`.

@@ -463,6 +463,106 @@ impl Store for S3Store {
         Ok(())
     }
 
+    fn delete(&self, name: &str) -> anyhow::Result<crate::store::Deleted> {
+        if BundleName::parse(name).is_none() {
+            return Err(usage(format!("{name:?} is not a backup name")));
+        }
+        let now = DateTime::from(SystemTime::now());
+        let mut locked_until: Option<DateTime> = None;
+        let rec = format!("{}{}", name.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
+        // The record goes first, so a half-deleted backup shows as incomplete, not whole.
+        for key in [self.key(&rec), self.key(name)] {
+            let versions = block(
+                self.client
+                    .list_object_versions()
+                    .bucket(&self.bucket)
+                    .prefix(&key)
+                    .send(),
+            )
+            .map_err(|e| anyhow::anyhow!("listing versions of {key}: {}", describe(&e)))?;
+            for v in versions
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(key.as_str()))
+            {
+                let Some(id) = v.version_id() else { continue };
+                // "null" is the version of an object written before versioning (or without it).
+                let vid = (id != "null").then(|| id.to_owned());
+                let h = block(
+                    self.client
+                        .head_object()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .set_version_id(vid.clone())
+                        .send(),
+                )
+                .map_err(|e| anyhow::anyhow!("HeadObject {key} version {id}: {}", describe(&e)))?;
+                if let Some(until) = h
+                    .object_lock_retain_until_date()
+                    .filter(|u| u.secs() > now.secs())
+                {
+                    if locked_until.is_none_or(|l| until.secs() > l.secs()) {
+                        locked_until = Some(*until);
+                    }
+                    continue;
+                }
+                block(
+                    self.client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(&key)
+                        .set_version_id(vid)
+                        .send(),
+                )
+                .map_err(|e| anyhow::anyhow!("deleting {key} version {id}: {}", describe(&e)))?;
+            }
+        }
+        Ok(match locked_until {
+            None => crate::store::Deleted::Gone,
+            Some(u) => crate::store::Deleted::Locked {
+                until: u
+                    .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+                    .unwrap_or_default(),
+            },
+        })
+    }
+
+    fn abort_stale(&self, age: Duration) -> anyhow::Result<usize> {
+        let cutoff = SystemTime::now() - age;
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let out = block(
+            self.client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("listing unfinished uploads: {}", describe(&e)))?;
+        let mut n = 0;
+        for u in out.uploads() {
+            let old = u
+                .initiated()
+                .is_some_and(|t| t.secs() < DateTime::from(cutoff).secs());
+            if let (true, Some(key), Some(id)) = (old, u.key(), u.upload_id()) {
+                block(
+                    self.client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send(),
+                )
+                .map_err(|e| anyhow::anyhow!("aborting the upload of {key}: {}", describe(&e)))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn abort_unfinished(&self, cluster: &str, node: &str) -> anyhow::Result<usize> {
         let prefix = self.key(&format!("{cluster}/{node}/"));
         let mut n = 0;
