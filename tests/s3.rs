@@ -300,3 +300,76 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
     ]);
     assert_eq!(stdout(&run(c)).trim(), "nothing pending");
 }
+
+#[test]
+fn s3_gone_mid_upload_fails_that_store_only_and_leaves_no_object() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/shop/cm-", 8000, 2000); // several 5 MiB parts
+    let (_, r) = keygen(dir, "k");
+    let local = dir.join("spool");
+    let proxy = FlakyProxy::start(moto.endpoint.trim_start_matches("http://"), 7 << 20);
+    let mut c = moto.cpbackup(dir);
+    c.env("CPBACKUP_S3_ENDPOINT", format!("http://{}", proxy.addr));
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
+    c.args([
+        "--s3-part-size",
+        "5242880",
+        "--store",
+        "s3://locked/prod",
+        "--store",
+    ])
+    .arg(&local);
+    let o = run(c);
+    assert!(proxy.is_down(), "the proxy must have cut the upload");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
+    // nothing visible in the bucket; the local copy is complete and owes S3 the backup
+    assert_eq!(bucket_state(&moto, "locked").0, 0);
+    let mut c = cpbackup(dir);
+    c.args(["list", "--output", "json", "--store"]).arg(&local);
+    let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(l[0]["state"], "complete");
+    assert_eq!(l[0]["pending"][0], "s3://locked/prod");
+}
+
+#[test]
+fn wrong_credentials_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    // moto enforces credentials after its first request (the bucket creation)
+    let moto = Moto::start_with_env(dir, &[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]);
+    moto.create_bucket("locked", true);
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    let (_, r) = keygen(dir, "k");
+    let mut c = moto.cpbackup(dir);
+    c.env("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1");
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--recipient",
+        &r,
+    ]);
+    c.args(["--store", "s3://locked/prod"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("check the credentials"),
+        "{}",
+        stderr(&o)
+    );
+}

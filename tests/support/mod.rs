@@ -557,8 +557,13 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(dir: &Path) -> Moto {
+        Self::start_with_env(dir, &[])
+    }
+
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("python3")
+            .envs(env.iter().copied())
             .args([
                 "-m",
                 "moto.server",
@@ -676,5 +681,66 @@ pub fn frozen_backup(dir: &Path, mut base: Command, stores: &[&str]) -> Frozen {
         etcd,
         _proxy: proxy,
         child,
+    }
+}
+
+/// A TCP proxy that plays a server going away: once `limit` bytes went client→server it cuts
+/// every connection and refuses (closes) new ones until `heal()`.
+pub struct FlakyProxy {
+    pub addr: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: &str, limit: u64) -> FlakyProxy {
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (d, upstream) = (down.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (s2, c2);
+                    let _ = std::io::copy(&mut s, &mut c);
+                });
+                let (d, sent) = (d.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (client, server);
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        let n = match c.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if d.load(Ordering::SeqCst)
+                            || sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit
+                        {
+                            d.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FlakyProxy { addr, down }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
     }
 }
