@@ -528,84 +528,16 @@ impl Store for S3Store {
     }
 
     fn abort_stale(&self, age: Duration) -> anyhow::Result<usize> {
-        let cutoff = SystemTime::now() - age;
         let prefix = if self.prefix.is_empty() {
             String::new()
         } else {
             format!("{}/", self.prefix)
         };
-        let out = block(
-            self.client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .send(),
-        )
-        .map_err(|e| anyhow::anyhow!("listing unfinished uploads: {}", describe(&e)))?;
-        let mut n = 0;
-        for u in out.uploads() {
-            let old = u
-                .initiated()
-                .is_some_and(|t| t.secs() < DateTime::from(cutoff).secs());
-            if let (true, Some(key), Some(id)) = (old, u.key(), u.upload_id()) {
-                block(
-                    self.client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(id)
-                        .send(),
-                )
-                .map_err(|e| anyhow::anyhow!("aborting the upload of {key}: {}", describe(&e)))?;
-                n += 1;
-            }
-        }
-        Ok(n)
+        self.abort_uploads(&prefix, Some(SystemTime::now() - age))
     }
 
     fn abort_unfinished(&self, cluster: &str, node: &str) -> anyhow::Result<usize> {
-        let prefix = self.key(&format!("{cluster}/{node}/"));
-        let mut n = 0;
-        loop {
-            let out = block(
-                self.client
-                    .list_multipart_uploads()
-                    .bucket(&self.bucket)
-                    .prefix(&prefix)
-                    .send(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "listing unfinished uploads under {prefix}: {}",
-                    describe(&e)
-                )
-            })?;
-            let uploads: Vec<(String, String)> = out
-                .uploads()
-                .iter()
-                .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned())))
-                .collect();
-            if uploads.is_empty() {
-                return Ok(n);
-            }
-            for (key, id) in uploads {
-                block(
-                    self.client
-                        .abort_multipart_upload()
-                        .bucket(&self.bucket)
-                        .key(&key)
-                        .upload_id(&id)
-                        .send(),
-                )
-                .map_err(|e| {
-                    anyhow::anyhow!("aborting the unfinished upload of {key}: {}", describe(&e))
-                })?;
-                n += 1;
-            }
-            if out.is_truncated() != Some(true) {
-                return Ok(n);
-            }
-        }
+        self.abort_uploads(&self.key(&format!("{cluster}/{node}/")), None)
     }
 
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
@@ -742,6 +674,54 @@ impl Store for S3Store {
 }
 
 impl S3Store {
+    /// Aborts the multipart uploads under `prefix` (those started before `before`, if given).
+    fn abort_uploads(&self, prefix: &str, before: Option<SystemTime>) -> anyhow::Result<usize> {
+        let cutoff = before.map(|t| DateTime::from(t).secs());
+        let mut n = 0;
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = block(
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_key_marker(markers.0.clone())
+                    .set_upload_id_marker(markers.1.clone())
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "listing unfinished uploads under {prefix:?}: {}",
+                    describe(&e)
+                )
+            })?;
+            for u in out.uploads() {
+                let old_enough = cutoff.is_none_or(|c| u.initiated().is_some_and(|t| t.secs() < c));
+                if let (true, Some(key), Some(id)) = (old_enough, u.key(), u.upload_id()) {
+                    block(
+                        self.client
+                            .abort_multipart_upload()
+                            .bucket(&self.bucket)
+                            .key(key)
+                            .upload_id(id)
+                            .send(),
+                    )
+                    .map_err(|e| {
+                        anyhow::anyhow!("aborting the unfinished upload of {key}: {}", describe(&e))
+                    })?;
+                    n += 1;
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(n);
+            }
+            markers = (
+                out.next_key_marker().map(str::to_owned),
+                out.next_upload_id_marker().map(str::to_owned),
+            );
+        }
+    }
+
     fn read_record(&self, rel: &str) -> Option<Record> {
         let key = self.key(rel);
         let bytes = block(async {
