@@ -464,15 +464,7 @@ fn a_broken_store_fails_the_run_but_the_good_store_keeps_its_backup() {
     fs::write(&bad, b"").unwrap();
     let good = dir.join("good");
     let mut c = cpbackup(dir);
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
     c.arg("--store").arg(&bad).arg("--store").arg(&good);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -487,15 +479,7 @@ fn a_broken_store_fails_the_run_but_the_good_store_keeps_its_backup() {
 
     // only a bad store: nothing anywhere, exit 1
     let mut c = cpbackup(dir);
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
     c.arg("--store").arg(&bad);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1));

@@ -16,15 +16,7 @@ fn backups(dir: &Path, etcd: &Etcd, n: usize, mut base: impl FnMut() -> Command,
         let i = format!("{id}-{i}");
         etcd.put(&format!("/registry/configmaps/shop/c{i}"), "{}");
         let mut c = base();
-        c.args([
-            "backup",
-            "--static-pods",
-            "none",
-            "--etcd-endpoint",
-            &etcd.endpoint,
-            "--recipient",
-            &r,
-        ]);
+        etcd_backup(&mut c, &etcd.endpoint, &r);
         for s in stores {
             c.args(["--store", s]);
         }

@@ -111,15 +111,7 @@ fn a_bucket_without_object_lock_is_refused_unless_allowed() {
     let (_, r) = keygen(dir, "k");
     let backup = |extra: &[&str]| {
         let mut c = moto.cpbackup(dir);
-        c.args([
-            "backup",
-            "--static-pods",
-            "none",
-            "--etcd-endpoint",
-            &etcd.endpoint,
-            "--recipient",
-            &r,
-        ]);
+        etcd_backup(&mut c, &etcd.endpoint, &r);
         c.args(["--store", "s3://plain/x"]).args(extra);
         run(c)
     };
@@ -193,15 +185,7 @@ fn a_killed_backup_leaves_nothing_visible_and_the_next_one_cleans_up() {
     f.etcd.put("/registry/namespaces/after", "{}");
     let (_, r) = keygen(dir, "k2");
     let mut c = moto.cpbackup(dir);
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &f.etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &f.etcd.endpoint, &r);
     c.args(["--store", "s3://locked/prod"]);
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -235,15 +219,7 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
         "CPBACKUP_S3_ENDPOINT",
         format!("http://127.0.0.1:{}", free_port()),
     );
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args(["--store", local_s, "--store", "s3://locked/prod"]);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -314,15 +290,7 @@ fn s3_gone_mid_upload_fails_that_store_only_and_leaves_no_object() {
     let proxy = FlakyProxy::start(moto.endpoint.trim_start_matches("http://"), 7 << 20);
     let mut c = moto.cpbackup(dir);
     c.env("CPBACKUP_S3_ENDPOINT", format!("http://{}", proxy.addr));
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args([
         "--s3-part-size",
         "5242880",
@@ -355,15 +323,7 @@ fn wrong_credentials_are_named() {
     let (_, r) = keygen(dir, "k");
     let mut c = moto.cpbackup(dir);
     c.env("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1");
-    c.args([
-        "backup",
-        "--static-pods",
-        "none",
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--recipient",
-        &r,
-    ]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args(["--store", "s3://locked/prod"]);
     let o = run(c);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -316,6 +316,19 @@ pub fn cpbackup(dir: &Path) -> Command {
     c
 }
 
+/// Appends `backup --static-pods none --etcd-endpoint EP --recipient R` (etcd only, no host).
+pub fn etcd_backup(c: &mut Command, endpoint: &str, recipient: &str) {
+    c.args([
+        "backup",
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        endpoint,
+        "--recipient",
+        recipient,
+    ]);
+}
+
 /// Runs and returns output; panics with stderr if it could not start.
 pub fn run(mut c: Command) -> Output {
     c.output().expect("cpbackup runs")
