@@ -78,6 +78,24 @@ fn backup_to_a_locked_bucket_is_immutable_listable_and_verifiable() {
     let o = run(c);
     assert!(o.status.success(), "verify from S3 failed: {}", stderr(&o));
 
+    // inspect reads the snapshot straight from the bucket
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "inspect",
+        "--output",
+        "json",
+        "--latest",
+        "--store",
+        "s3://locked/prod",
+        "--identity",
+    ])
+    .arg(&key);
+    let o = run(c);
+    assert!(o.status.success(), "inspect from S3 failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["live_keys"], 8000);
+    assert_eq!(v["hash_trailer"], "valid");
+
     // An independent client sees the lock on both objects and cannot delete them early.
     let out = moto.py(&format!(
         "for k in ['prod/{name}', 'prod/{name}.json']:\n\
