@@ -36,9 +36,21 @@ use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
 
 /// Parts in flight per upload; with the part size this bounds an upload's memory.
 const PARTS_IN_FLIGHT: usize = 2;
-/// 10,000 parts of this size cover 117 GiB (S3 allows 10,000 parts of ≥ 5 MiB).
+/// First part size. S3 allows 10,000 parts of ≥ 5 MiB; parts grow (see [`part_size_for`]) so
+/// that 10,000 of them hold far more than any etcd database (about 740 GiB from 12 MiB).
 pub const DEFAULT_PART_SIZE: usize = 12 << 20;
 const MIN_PART_SIZE: usize = 5 << 20;
+/// Parts double in size every this many parts...
+const PARTS_PER_SIZE: i32 = 2000;
+/// ...up to this size (memory: PARTS_IN_FLIGHT + 1 parts).
+const MAX_PART_SIZE: usize = 256 << 20;
+
+/// Size of part `n` (1-based) when the first parts are `base` bytes.
+pub fn part_size_for(base: usize, n: i32) -> usize {
+    let doublings = ((n.max(1) - 1) / PARTS_PER_SIZE).min(16) as u32;
+    base.saturating_mul(1 << doublings)
+        .min(MAX_PART_SIZE.max(base))
+}
 
 /// Object Lock mode for new objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -259,7 +271,9 @@ struct S3Upload {
     bucket: String,
     key: String,
     upload_id: String,
+    /// Size of the part being filled.
     part_size: usize,
+    base_part_size: usize,
     buf: Vec<u8>,
     next_part: i32,
     in_flight: VecDeque<tokio::task::JoinHandle<anyhow::Result<CompletedPart>>>,
@@ -312,8 +326,13 @@ impl S3Upload {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.wait_one()?;
         }
-        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
-        let fut = self.part_future(body);
+        let fut = {
+            // The part about to be sent is `next_part`; the buffer after it may be larger.
+            let next_size = part_size_for(self.base_part_size, self.next_part + 1);
+            self.part_size = next_size;
+            let body = std::mem::replace(&mut self.buf, Vec::with_capacity(next_size));
+            self.part_future(body)
+        };
         self.in_flight.push_back(runtime().spawn(fut));
         Ok(())
     }
@@ -569,6 +588,7 @@ impl Store for S3Store {
             key,
             upload_id,
             part_size: self.settings.part_size,
+            base_part_size: self.settings.part_size,
             buf: Vec::with_capacity(self.settings.part_size),
             next_part: 1,
             in_flight: VecDeque::new(),
@@ -761,6 +781,29 @@ impl Read for S3Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_grow_so_ten_thousand_hold_any_database() {
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, 1), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, 2000), DEFAULT_PART_SIZE);
+        assert_eq!(
+            part_size_for(DEFAULT_PART_SIZE, 2001),
+            2 * DEFAULT_PART_SIZE
+        );
+        assert_eq!(
+            part_size_for(DEFAULT_PART_SIZE, 9999),
+            MAX_PART_SIZE.min(16 * DEFAULT_PART_SIZE)
+        );
+        let total: u64 = (1..=10_000)
+            .map(|n| part_size_for(DEFAULT_PART_SIZE, n) as u64)
+            .sum();
+        assert!(total > 700 << 30, "10,000 parts hold {} GiB", total >> 30);
+        // the smallest allowed base still covers 100 GiB
+        let total: u64 = (1..=10_000)
+            .map(|n| part_size_for(MIN_PART_SIZE, n) as u64)
+            .sum();
+        assert!(total >= 100 << 30, "{} GiB", total >> 30);
+    }
 
     #[test]
     fn urls_are_checked() {
