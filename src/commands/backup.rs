@@ -131,6 +131,14 @@ pub async fn run(
         .context("cannot tell this node's name: pass --node-name")?;
     let name = BundleName::new(&cluster, &node, created, status.revision)?;
 
+    // Signal handlers are in place before any upload starts, so SIGINT/SIGTERM always aborts.
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut on_signal = Signals::install()?;
+    let signals = tokio::spawn(async move {
+        on_signal.wait().await;
+        tracing::warn!("signal received: aborting the backup, nothing will be published");
+        let _ = cancel_tx.send(true);
+    });
     let mut uploads = Vec::new();
     let mut outcomes = unusable;
     let usable: Vec<&dyn crate::store::Store> = stores
@@ -169,12 +177,6 @@ pub async fn run(
         );
     }
 
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let signals = tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("signal received: aborting the backup, nothing will be published");
-        let _ = cancel_tx.send(true);
-    });
     let stream =
         etcd::snapshot::start(&client, etcd_settings.stall_timeout, cancel_rx.clone()).await?;
     let bar = progress::bytes_bar(
@@ -382,14 +384,25 @@ fn describe_failures(outcomes: &[StoreOutcome]) -> String {
         .join("; ")
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, registered when created.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
