@@ -86,6 +86,13 @@ pub enum Command {
     /// or the snapshot inside a backup (decrypted as it streams into an unlinked, 0600 spool file
     /// that vanishes when cpbackup exits). Needs no etcd.
     Inspect(InspectArgs),
+    /// Write a backup as OpenShift's cluster-backup.sh would: snapshot_<ts>.db and
+    /// static_kuberesources_<ts>.tar.gz, for the stock cluster-restore.sh.
+    ///
+    /// Both files are plaintext (0600) and hold every control-plane key: write them only where the
+    /// restore needs them (e.g. /home/core/assets/backup on the recovery master).
+    #[command(name = "export-openshift")]
+    ExportOpenshift(ExportArgs),
     /// Make a new age identity (private key) file, mode 0600, and print its recipient.
     ///
     /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
@@ -336,6 +343,19 @@ pub struct InspectArgs {
     /// Where a snapshot from a bundle is spooled (an unlinked 0600 file; default $TMPDIR).
     #[arg(long, env = "CPBACKUP_SPOOL_DIR", value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub which: BackupRef,
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    /// Directory for the two files (created 0700 if missing; existing files are never replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

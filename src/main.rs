@@ -52,6 +52,7 @@ fn run(cli: &Cli, file: &FileConfig) -> anyhow::Result<()> {
             common.output,
             cli.quiet,
         ),
+        Command::ExportOpenshift(a) => commands::export_openshift::run(a, file, common.output),
         Command::Prune(a) => commands::prune::run(a, file, common.output),
         Command::Inspect(a) => commands::inspect::run(a, file, common.output),
         Command::Backup(a) => tokio::runtime::Builder::new_multi_thread()

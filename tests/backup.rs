@@ -221,6 +221,95 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
     assert_eq!(m["node"], "master-0.example.com");
     assert_eq!(m["static_pod_revisions"]["etcd"], 3);
     assert_eq!(m["forced"], false);
+
+    // OpenShift compatibility export: the files cluster-backup.sh would have written
+    let export = |out: &Path| {
+        let mut c = cpbackup(dir);
+        c.args([
+            "--output",
+            "json",
+            "export-openshift",
+            "--latest",
+            "--identity",
+        ])
+        .arg(&k1);
+        c.arg("--store").arg(&s1).arg("--out").arg(out);
+        let o = run(c);
+        assert!(o.status.success(), "export failed: {}", stderr(&o));
+        let v = json(&o);
+        (
+            std::path::PathBuf::from(v["snapshot"].as_str().unwrap()),
+            std::path::PathBuf::from(v["static_kuberesources"].as_str().unwrap()),
+        )
+    };
+    let (snap_db, res_tgz) = export(&dir.join("export"));
+    let (sn, rn) = (
+        snap_db.file_name().unwrap().to_str().unwrap(),
+        res_tgz.file_name().unwrap().to_str().unwrap(),
+    );
+    let ts = sn
+        .strip_prefix("snapshot_")
+        .and_then(|x| x.strip_suffix(".db"))
+        .unwrap();
+    assert_eq!(ts.len(), "2026-11-22_221005".len(), "{sn}");
+    assert_eq!(rn, format!("static_kuberesources_{ts}.tar.gz"));
+    for f in [&snap_db, &res_tgz] {
+        assert_eq!(fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&res_tgz)
+        .output()
+        .unwrap();
+    let listing = stdout(&listing);
+    assert!(
+        listing
+            .lines()
+            .all(|l| l.starts_with("static-pod-resources/")),
+        "{listing}"
+    );
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
+        assert!(
+            listing.contains(&format!(
+                "static-pod-resources/{c}-pod-3/secrets/serving-cert/tls.key"
+            )),
+            "{listing}"
+        );
+    }
+    let st = Command::new(Version::V35.bin("etcdutl"))
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&snap_db)
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(st["revision"], rev);
+    // a forced backup exports with cluster-backup.sh's dirty suffix
+    etcd.put("/registry/namespaces/forced", "{}");
+    let mut c = cpbackup(dir);
+    c.arg("--host-root")
+        .arg(&root)
+        .args(["backup", "--force", "--recipient", &r1, "--store"])
+        .arg(&s1);
+    assert!(run(c).status.success());
+    let (snap_db, res_tgz) = export(&dir.join("export-forced"));
+    assert!(
+        snap_db.to_str().unwrap().ends_with("__POSSIBLY_DIRTY__.db"),
+        "{}",
+        snap_db.display()
+    );
+    assert!(
+        res_tgz
+            .to_str()
+            .unwrap()
+            .ends_with("__POSSIBLY_DIRTY__.tar.gz"),
+        "{}",
+        res_tgz.display()
+    );
 }
 
 #[test]

@@ -242,3 +242,39 @@ fn a_bundle_without_its_record_is_incomplete_and_never_the_latest() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("no record"), "{}", stderr(&o));
 }
+
+#[test]
+fn export_openshift_refuses_a_non_openshift_backup_and_leaves_nothing() {
+    let f = fixture();
+    let out = f.dir.join("export");
+    let mut c = cpbackup(&f.dir);
+    c.args(["export-openshift", "--latest", "--identity"])
+        .arg(&f.key)
+        .arg("--store")
+        .arg(&f.store);
+    c.arg("--out").arg(&out);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no OpenShift static pod resources"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        files_under(&out),
+        Vec::<String>::new(),
+        "no file, not even a temporary one"
+    );
+    // a wrong key is named the same way as in verify
+    let (other, _) = keygen(&f.dir, "other");
+    let mut c = cpbackup(&f.dir);
+    c.args(["export-openshift", "--latest", "--identity"])
+        .arg(&other)
+        .arg("--store")
+        .arg(&f.store);
+    c.arg("--out").arg(&out);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong key"), "{}", stderr(&o));
+    assert_eq!(files_under(&out), Vec::<String>::new());
+}

@@ -365,13 +365,22 @@ fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
     Ok(((order.len(), files, snapshot, manifest), total))
 }
 
-/// Decrypts a bundle and copies its `etcd/snapshot.db` into `out`, stopping there; returns the
-/// snapshot's size. (The trailer and structure are checked by whoever reads `out`.)
-pub fn extract_snapshot(
-    input: impl Read,
+/// What to do after an entry in [`for_each_entry`].
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// A decrypted entry as [`for_each_entry`] hands it over.
+pub type PlainEntry<'e, 'r> = tar::Entry<'e, Box<dyn Read + 'r>>;
+
+/// Decrypts a bundle and calls `f` with each tar entry in order (until it says stop). Failures of
+/// the layers below (storage, age, gzip/tar) are classified like `verify` does.
+pub fn for_each_entry<'r>(
+    input: impl Read + 'r,
     ids: &Identities,
-    out: &mut impl io::Write,
-) -> Result<u64, VerifyError> {
+    mut f: impl for<'e> FnMut(&mut PlainEntry<'e, 'r>) -> Result<Flow, VerifyError>,
+) -> Result<(), VerifyError> {
     let raw_tap: Tap = Rc::default();
     let age_tap: Tap = Rc::default();
     let input = ErrorTap {
@@ -398,25 +407,46 @@ pub fn extract_snapshot(
             VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
         }
     };
-    let mut archive = tar::Archive::new(MultiGzDecoder::new(plain));
+    let stream: Box<dyn Read + 'r> = Box::new(MultiGzDecoder::new(plain));
+    let mut archive = tar::Archive::new(stream);
     for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
         let mut entry = entry.map_err(|e| fail(e.to_string()))?;
-        let is_snapshot = entry
-            .path()
-            .map(|p| p.as_os_str() == SNAPSHOT_PATH)
-            .unwrap_or(false);
-        if is_snapshot {
-            let want = entry.size();
-            let n = io::copy(&mut entry, out).map_err(|e| fail(e.to_string()))?;
-            if n != want {
-                return Err(VerifyError::Truncated(format!(
-                    "snapshot entry holds {n} of {want} bytes"
-                )));
-            }
-            return Ok(n);
+        match f(&mut entry) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Stop) => return Ok(()),
+            // An I/O error inside `f` is most likely the layers below failing: classify it.
+            Err(VerifyError::Io(m)) => return Err(fail(m)),
+            Err(e) => return Err(e),
         }
     }
-    Err(VerifyError::Mismatch(format!(
-        "no {SNAPSHOT_PATH} in the bundle"
-    )))
+    Ok(())
+}
+
+/// Decrypts a bundle and copies its `etcd/snapshot.db` into `out`, stopping there; returns the
+/// snapshot's size. (The trailer and structure are checked by whoever reads `out`.)
+pub fn extract_snapshot(
+    input: impl Read,
+    ids: &Identities,
+    out: &mut impl io::Write,
+) -> Result<u64, VerifyError> {
+    let mut copied = None;
+    for_each_entry(input, ids, |entry| {
+        if entry
+            .path()
+            .map(|p| p.as_os_str() != SNAPSHOT_PATH)
+            .unwrap_or(true)
+        {
+            return Ok(Flow::Continue);
+        }
+        let want = entry.size();
+        let n = io::copy(entry, out).map_err(|e| VerifyError::Io(e.to_string()))?;
+        if n != want {
+            return Err(VerifyError::Truncated(format!(
+                "snapshot entry holds {n} of {want} bytes"
+            )));
+        }
+        copied = Some(n);
+        Ok(Flow::Stop)
+    })?;
+    copied.ok_or_else(|| VerifyError::Mismatch(format!("no {SNAPSHOT_PATH} in the bundle")))
 }

@@ -1,0 +1,35 @@
+//! `cpbackup export-openshift`: a backup as the two files OpenShift's restore scripts expect.
+
+use std::path::Path;
+
+use crate::bundle::export;
+use crate::cli::{ExportArgs, OutputFormat};
+use crate::commands::{choose, open_stores};
+use crate::config::{self, FileConfig};
+use crate::keys::Identities;
+use crate::output;
+
+pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+    let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
+    let is_file = args
+        .which
+        .backup
+        .as_deref()
+        .is_some_and(|b| Path::new(b).is_file());
+    let stores = if is_file {
+        Vec::new()
+    } else {
+        open_stores(&config::resolve_stores(&args.stores, file)?)?
+    };
+    let chosen = choose(&args.which, &stores)?;
+    let out = export::export_openshift(chosen.reader, &ids, &args.out)
+        .map_err(|e| e.context(format!("exporting {}", chosen.name)))?;
+    tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
+    output::emit(format, &out, |o| {
+        format!(
+            "{}\n{}",
+            o.snapshot.display(),
+            o.static_kuberesources.display()
+        )
+    })
+}
