@@ -293,6 +293,29 @@ url = "/mnt/nfs/backups"
     }
 
     #[test]
+    fn the_documented_examples_parse() {
+        let mut checked = 0;
+        for doc in [
+            include_str!("../docs/configuration.md"),
+            include_str!("../README.md"),
+        ] {
+            let mut rest = doc;
+            while let Some(start) = rest.find("```toml\n") {
+                let block = &rest[start + 8..];
+                let end = block.find("```").expect("closed code block");
+                let example = &block[..end];
+                FileConfig::parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+                checked += 1;
+                rest = &block[end..];
+            }
+        }
+        assert!(
+            checked >= 2,
+            "the README and docs/configuration.md each show a config example"
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = FileConfig::parse("compresion_level = 3\n").unwrap_err();
         assert!(e.contains("compresion_level"), "{e}");
