@@ -262,7 +262,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupRef {
-    /// A backup as `list` names it (cluster/node/file.cpb), or a path to a .cpb file.
+    /// A backup as `list` names it (cluster/node/file.cpb) or a path to a .cpb file
+    /// (`inspect` also takes a bare snapshot file).
     #[arg(
         value_name = "BACKUP",
         required_unless_present = "latest",
@@ -320,16 +321,8 @@ pub enum GroupBy {
 
 #[derive(Debug, Clone, Args)]
 pub struct InspectArgs {
-    /// A snapshot file, a .cpb bundle file, or a backup as `list` names it.
-    #[arg(
-        value_name = "SNAPSHOT_OR_BACKUP",
-        required_unless_present = "latest",
-        conflicts_with = "latest"
-    )]
-    pub source: Option<String>,
-    /// Inspect the newest complete backup in the stores.
-    #[arg(long)]
-    pub latest: bool,
+    #[command(flatten)]
+    pub which: BackupRef,
     #[command(flatten)]
     pub identities: IdentityArgs,
     #[command(flatten)]

@@ -105,49 +105,24 @@ pub fn verify(
     expect: &Expectation,
     progress: Box<dyn FnMut(u64)>,
 ) -> Result<VerifyReport, VerifyError> {
-    let raw_tap: Tap = Rc::default();
-    let age_tap: Tap = Rc::default();
+    let taps = Taps::default();
     let counted = Rc::new(RefCell::new(HashCount {
         inner: ErrorTap {
             inner: input,
-            seen: raw_tap.clone(),
+            seen: taps.raw.clone(),
         },
         hash: Sha256::new(),
         count: 0,
         progress,
     }));
-    let shared = SharedReader(counted.clone());
-
-    let decryptor = age::Decryptor::new(shared).map_err(|e| classify_header(e, &raw_tap))?;
-    let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
-            have: ids.fingerprints().join(", "),
-            want: if expect.recipients.is_empty() {
-                String::new()
-            } else {
-                format!(" (it was encrypted to {})", expect.recipients.join(", "))
-            },
-        },
-        other => classify_header(other, &raw_tap),
-    })?;
-    let plain = ErrorTap {
-        inner: plain,
-        seen: age_tap.clone(),
-    };
-
+    let plain = decrypt(
+        SharedReader(counted.clone()),
+        ids,
+        &expect.recipients,
+        &taps,
+    )?;
     let result = read_tar(MultiGzDecoder::new(plain));
-    let fail = |e: VerifyError| -> VerifyError {
-        if let Some((_, msg)) = raw_tap.borrow().clone() {
-            return VerifyError::Io(msg);
-        }
-        match age_tap.borrow().clone() {
-            Some((io::ErrorKind::UnexpectedEof, m)) => VerifyError::Truncated(m),
-            Some((_, m)) => VerifyError::Corrupted(format!(
-                "age authentication failed ({m}); the bytes were changed, or cut inside a chunk"
-            )),
-            None => e,
-        }
-    };
+    let fail = |e: VerifyError| taps.classify(e);
     let (report_parts, plaintext_bytes) = result.map_err(fail)?;
     let (entries, files, snapshot, manifest) = report_parts;
 
@@ -178,6 +153,57 @@ impl<R: Read> Read for SharedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.borrow_mut().read(buf)
     }
+}
+
+/// Error taps on the storage layer (`raw`) and the age layer (`age`): after a failure they tell
+/// which layer it came from.
+#[derive(Default)]
+struct Taps {
+    raw: Tap,
+    age: Tap,
+}
+
+impl Taps {
+    /// Names the layer that failed; `inner` is what the layer above (gzip/tar) reported.
+    fn classify(&self, inner: VerifyError) -> VerifyError {
+        if let Some((_, m)) = self.raw.borrow().clone() {
+            return VerifyError::Io(m);
+        }
+        match self.age.borrow().clone() {
+            Some((io::ErrorKind::UnexpectedEof, m)) => VerifyError::Truncated(m),
+            Some((_, m)) => VerifyError::Corrupted(format!(
+                "age authentication failed ({m}); the bytes were changed, or cut inside a chunk"
+            )),
+            None => inner,
+        }
+    }
+}
+
+/// Opens the age layer over `input` (already tapped by the caller into `taps.raw`); the
+/// returned plaintext reader is tapped into `taps.age`. `encrypted_to` (fingerprints from the
+/// record, if known) sharpens the wrong-key message.
+fn decrypt<'r>(
+    input: impl Read + 'r,
+    ids: &Identities,
+    encrypted_to: &[String],
+    taps: &Taps,
+) -> Result<impl Read + 'r, VerifyError> {
+    let decryptor = age::Decryptor::new(input).map_err(|e| classify_header(e, &taps.raw))?;
+    let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
+            have: ids.fingerprints().join(", "),
+            want: if encrypted_to.is_empty() {
+                String::new()
+            } else {
+                format!(" (it was encrypted to {})", encrypted_to.join(", "))
+            },
+        },
+        other => classify_header(other, &taps.raw),
+    })?;
+    Ok(ErrorTap {
+        inner: plain,
+        seen: taps.age.clone(),
+    })
 }
 
 fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
@@ -381,31 +407,20 @@ pub fn for_each_entry<'r>(
     ids: &Identities,
     mut f: impl for<'e> FnMut(&mut PlainEntry<'e, 'r>) -> Result<Flow, VerifyError>,
 ) -> Result<(), VerifyError> {
-    let raw_tap: Tap = Rc::default();
-    let age_tap: Tap = Rc::default();
-    let input = ErrorTap {
-        inner: input,
-        seen: raw_tap.clone(),
-    };
-    let decryptor = age::Decryptor::new(input).map_err(|e| classify_header(e, &raw_tap))?;
-    let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
-            have: ids.fingerprints().join(", "),
-            want: String::new(),
+    let taps = Taps::default();
+    let plain = decrypt(
+        ErrorTap {
+            inner: input,
+            seen: taps.raw.clone(),
         },
-        other => classify_header(other, &raw_tap),
-    })?;
-    let plain = ErrorTap {
-        inner: plain,
-        seen: age_tap.clone(),
-    };
-    let fail = |m: String| match (raw_tap.borrow().clone(), age_tap.borrow().clone()) {
-        (Some((_, r)), _) => VerifyError::Io(r),
-        (None, Some((io::ErrorKind::UnexpectedEof, a))) => VerifyError::Truncated(a),
-        (None, Some((_, a))) => VerifyError::Corrupted(format!("age authentication failed ({a})")),
-        (None, None) => {
-            VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
-        }
+        ids,
+        &[],
+        &taps,
+    )?;
+    let fail = |m: String| {
+        taps.classify(VerifyError::Corrupted(format!(
+            "invalid gzip/tar content after decryption: {m}"
+        )))
     };
     let stream: Box<dyn Read + 'r> = Box::new(MultiGzDecoder::new(plain));
     let mut archive = tar::Archive::new(stream);

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::bundle::reader;
-use crate::cli::{BackupRef, GroupBy, InspectArgs, OutputFormat};
+use crate::cli::{GroupBy, InspectArgs, OutputFormat};
 use crate::commands::{choose, open_stores};
 use crate::config::{self, FileConfig};
 use crate::keys::Identities;
@@ -25,7 +25,7 @@ struct Output {
 }
 
 pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
-    let source = args.source.clone();
+    let source = args.which.backup.clone();
     let (name, mapped) = match source.as_deref().filter(|s| Path::new(s).is_file()) {
         Some(path) if !starts_with_age(Path::new(path))? => {
             (path.to_owned(), map(File::open(path)?, path)?)
@@ -37,13 +37,7 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
             } else {
                 open_stores(&config::resolve_stores(&args.stores, file)?)?
             };
-            let chosen = choose(
-                &BackupRef {
-                    backup: source,
-                    latest: args.latest,
-                },
-                &stores,
-            )?;
+            let chosen = choose(&args.which, &stores)?;
             let spool_dir = args
                 .spool_dir
                 .clone()
