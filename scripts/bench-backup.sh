@@ -26,18 +26,9 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cpb_install_all
-cpb_log "building cpbackup (release)"
-cargo build --release -q
-BIN=$PWD/target/release/cpbackup
+cpb_bench_setup bench
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
-WORK=$(mktemp -d /var/tmp/cpbackup-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+ETCD=$CPBACKUP_TEST_ETCD35_DIR
 
 PORT=$(cpb_free_port)
 EP=http://127.0.0.1:$PORT
@@ -72,12 +63,6 @@ with ThreadPoolExecutor(2) as ex:
 PY
 }
 
-# measure NAME CMD... : appends "NAME seconds maxrss_kib" to $WORK/times
-measure() {
-  local name=$1; shift
-  sync # the previous contender's dirty pages must not be written back during this one
-  /usr/bin/time -f "$name %e %M" -a -o "$WORK/times" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
-}
 
 baseline() {
   "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/base.db" >/dev/null
@@ -96,9 +81,9 @@ for size in $SIZES_MIB; do
   : >"$WORK/times"
   for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK/store" "$WORK/floor.db" "$WORK/base.db" "$WORK/base.db.gz.age"
-    measure floor "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/floor.db"
-    measure baseline bash -c baseline
-    measure cpbackup "$BIN" -q backup --static-pods none --etcd-endpoint "$EP" --recipient "$R" \
+    cpb_measure floor "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/floor.db"
+    cpb_measure baseline bash -c baseline
+    cpb_measure cpbackup "$BIN" -q backup --static-pods none --etcd-endpoint "$EP" --recipient "$R" \
       --store "$WORK/store" --state-dir "$WORK/state" ${LEVEL:+--compression-level "$LEVEL"}
     [ "$round" -lt "$ROUNDS" ] || "$BIN" -q verify --store "$WORK/store" --identity "$WORK/key" --latest >/dev/null
   done

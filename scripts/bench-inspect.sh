@@ -21,18 +21,9 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cpb_install_all
-cpb_log "building cpbackup (release)"
-cargo build --release -q
-BIN=$PWD/target/release/cpbackup
+cpb_bench_setup bench-inspect
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
-WORK=$(mktemp -d /var/tmp/cpbackup-bench-inspect.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+ETCD=$CPBACKUP_TEST_ETCD35_DIR
 export ETCDCTL_API=3
 PORT=$(cpb_free_port)
 EP=http://127.0.0.1:$PORT
@@ -60,15 +51,10 @@ PY
 SIZE=$(stat -c %s "$WORK/snap.db")
 cpb_log "snapshot: $((SIZE / 1024 / 1024)) MiB"
 
-measure() {
-  local name=$1; shift
-  sync
-  /usr/bin/time -f "$name %e %M" -a -o "$WORK/times" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
-}
 : >"$WORK/times"
 for _ in $(seq 1 "$ROUNDS"); do
-  measure etcdutl "$ETCD/etcdutl" snapshot status "$WORK/snap.db" -w json
-  measure inspect "$BIN" inspect "$WORK/snap.db" --output json
+  cpb_measure etcdutl "$ETCD/etcdutl" snapshot status "$WORK/snap.db" -w json
+  cpb_measure inspect "$BIN" inspect "$WORK/snap.db" --output json
 done
 "$BIN" inspect "$WORK/snap.db" | head -3
 
@@ -83,7 +69,7 @@ restore_and_list() {
 }
 export -f restore_and_list cpb_start_etcd cpb_free_port
 export ETCD WORK
-measure restore_get bash -c restore_and_list
+cpb_measure restore_get bash -c restore_and_list
 echo "etcdctl listed $(grep -c . "$WORK/keys.txt") keys from the restored etcd"
 
 python3 - "$WORK/times" "$SIZE" "$KEYS" <<'PY'

@@ -17,18 +17,8 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-cpb_install_all
+cpb_bench_setup bench-s3
 python3 -c 'import awscli' 2>/dev/null || python3 -m pip install -q awscli 2>&1 | grep -v 'Running pip as the' >&2 || true
-cpb_log "building cpbackup (release)"
-cargo build --release -q
-BIN=$PWD/target/release/cpbackup
-WORK=$(mktemp -d /var/tmp/cpbackup-bench-s3.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 PORT=$(cpb_free_port)
 EP=http://127.0.0.1:$PORT
 python3 -m moto.server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
@@ -51,12 +41,10 @@ JSON
 : >"$WORK/times"
 for round in $(seq 1 "$ROUNDS"); do
   echo "{\"stores\":[\"s3://bench/cpb$round\"]}" >"$WORK/local/$NAME.pending"
-  sync
-  /usr/bin/time -f "cpbackup %e %M" -a -o "$WORK/times" "$BIN" -q backup --upload-pending \
+  cpb_measure cpbackup "$BIN" -q backup --upload-pending \
     --store "$WORK/local" --store "s3://bench/cpb$round" --s3-endpoint "$EP" --s3-path-style \
     --state-dir "$WORK/state" >/dev/null
-  sync
-  /usr/bin/time -f "awscli %e %M" -a -o "$WORK/times" python3 -m awscli s3 cp --quiet --endpoint-url "$EP" \
+  cpb_measure awscli python3 -m awscli s3 cp --quiet --endpoint-url "$EP" \
     "$WORK/local/$NAME" "s3://bench/aws$round/$NAME"
   python3 -c "import boto3;c=boto3.client('s3',endpoint_url='$EP');[c.delete_object(Bucket='bench',Key=o['Key']) for o in c.list_objects_v2(Bucket='bench',Prefix='aws$round/').get('Contents',[])]"
 done

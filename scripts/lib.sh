@@ -78,3 +78,22 @@ cpb_start_etcd() {
   echo "etcd did not become healthy; see $log" >&2
   return 1
 }
+
+# Common start of every benchmark: install, build release, a work dir removed on exit together
+# with every process whose PID is appended to PIDS. Sets BIN, WORK, PIDS.
+cpb_bench_setup() {
+  cpb_install_all
+  cpb_log "building cpbackup (release)"
+  cargo build --release -q
+  BIN=$PWD/target/release/cpbackup
+  WORK=$(mktemp -d "/var/tmp/cpbackup-$1.XXXXXX")
+  PIDS=()
+  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+}
+
+# cpb_measure NAME CMD...: appends "NAME seconds maxrss_kib" to $WORK/times.
+cpb_measure() {
+  local name=$1; shift
+  sync # the previous contender's dirty pages must not be written back during this one
+  /usr/bin/time -f "$name %e %M" -a -o "$WORK/times" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
+}
