@@ -98,6 +98,14 @@ pub enum Command {
     /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
     /// control-plane nodes (it is needed only to read backups).
     Keygen(KeygenArgs),
+    /// Run forever: back up on a cron schedule, prune, upload pending copies, serve metrics.
+    ///
+    /// Never two backups at once (an overlapping slot is skipped and counted); a failed backup is
+    /// retried with backoff until the next slot; retention runs after each backup. SIGHUP reloads
+    /// the config file; SIGTERM aborts an upload in flight (nothing half-written stays) and exits.
+    /// /metrics serves Prometheus text, /healthz turns 503 when the last success is older than
+    /// twice the schedule interval.
+    Daemon(Box<DaemonArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -214,8 +222,10 @@ pub struct IdentityArgs {
     pub identities: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BackupArgs {
+/// Everything that decides what one backup takes and where it goes (shared by `backup` and
+/// `daemon`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackupSettings {
     #[command(flatten)]
     pub etcd: EtcdArgs,
     #[command(flatten)]
@@ -233,6 +243,25 @@ pub struct BackupArgs {
         value_name = "PATH"
     )]
     pub extra_paths: Vec<PathBuf>,
+    /// Cluster name used in the object path (default: etcd cluster id).
+    #[arg(long, env = "CPBACKUP_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// This node's name (default: from the etcd certificate name, else the hostname).
+    #[arg(long, env = "CPBACKUP_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Directory for the node lock and the metrics state (default /var/lib/cpbackup under the
+    /// host root).
+    #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// gzip level 1 (fastest) to 9 (smallest); default 1.
+    #[arg(long, env = "CPBACKUP_COMPRESSION_LEVEL", value_name = "1-9")]
+    pub compression_level: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub settings: BackupSettings,
     /// Take the backup even if checks fail; the bundle is marked "possibly dirty".
     #[arg(long)]
     pub force: bool,
@@ -240,18 +269,47 @@ pub struct BackupArgs {
     /// were taken) to the stores they missed, then clear the mark.
     #[arg(long)]
     pub upload_pending: bool,
-    /// Cluster name used in the object path (default: etcd cluster id).
-    #[arg(long, env = "CPBACKUP_CLUSTER_NAME")]
-    pub cluster_name: Option<String>,
-    /// This node's name (default: from the etcd certificate name, else the hostname).
-    #[arg(long, env = "CPBACKUP_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Directory for the node lock file (default /var/lib/cpbackup under the host root).
-    #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// gzip level 1 (fastest) to 9 (smallest); default 1.
-    #[arg(long, env = "CPBACKUP_COMPRESSION_LEVEL", value_name = "1-9")]
-    pub compression_level: Option<u32>,
+    /// After the backup (success or not), write the metrics to this file for node_exporter's
+    /// textfile collector (written atomically; counters carry over between runs).
+    #[arg(long, env = "CPBACKUP_METRICS_TEXTFILE", value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
+}
+
+/// Scheduled operation (the long-running `daemon`).
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub settings: BackupSettings,
+    /// When to back up: a cron expression, 5 fields (`0 */6 * * *`) or 6 with seconds first;
+    /// repeatable. Default from [schedule] cron in the config.
+    #[arg(long = "schedule", env = "CPBACKUP_SCHEDULE", value_name = "CRON")]
+    pub schedules: Vec<String>,
+    /// Time zone of the cron expressions (IANA name, e.g. Europe/Berlin; default UTC).
+    #[arg(long, env = "CPBACKUP_TIMEZONE", value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Wait a random 0..N seconds after each scheduled time before starting (default 0).
+    #[arg(long, env = "CPBACKUP_JITTER", value_name = "SECONDS")]
+    pub jitter: Option<u64>,
+    /// per-node: every master backs up its own member each slot; one-per-cluster: the masters
+    /// elect one node per slot through etcd (a lease-backed lock), another takes over if it dies.
+    #[arg(long, env = "CPBACKUP_SCHEDULE_MODE", value_enum)]
+    pub mode: Option<ScheduleMode>,
+    /// Address for /metrics and /healthz (default 127.0.0.1:9790; `off` disables).
+    #[arg(long, env = "CPBACKUP_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// Also write the metrics to this node_exporter textfile after every slot.
+    #[arg(long, env = "CPBACKUP_METRICS_TEXTFILE", value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
+}
+
+/// How the masters of one cluster share the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleMode {
+    /// Every node backs up its own etcd member in every slot.
+    PerNode,
+    /// One node per slot, elected through etcd; another takes over if it fails or dies.
+    OnePerCluster,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -285,7 +343,7 @@ pub struct VerifyArgs {
     pub stores: StoreArgs,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct PruneArgs {
     #[command(flatten)]
     pub stores: StoreArgs,

@@ -40,6 +40,59 @@ pub struct FileConfig {
     pub etcd: FileEtcd,
     #[serde(default, rename = "store")]
     pub stores: Vec<FileStore>,
+    #[serde(default)]
+    pub schedule: FileSchedule,
+    #[serde(default)]
+    pub metrics: FileMetrics,
+}
+
+/// `[schedule]` table: how `cpbackup daemon` runs.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSchedule {
+    /// One cron expression or a list of them.
+    #[serde(default)]
+    pub cron: OneOrMany,
+    pub timezone: Option<String>,
+    pub jitter_seconds: Option<u64>,
+    pub mode: Option<cli::ScheduleMode>,
+    /// Extra attempts after a failed backup, within the slot (default 3).
+    pub retries: Option<u32>,
+    /// First retry delay; doubles each time (default 30).
+    pub retry_backoff_seconds: Option<u64>,
+    /// Lease of the one-per-cluster lock: how soon another node takes over a dead one's slot
+    /// (default 30).
+    pub election_ttl_seconds: Option<u64>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[metrics]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    /// `ADDR:PORT` for /metrics and /healthz of the daemon, or "off".
+    pub listen: Option<String>,
+    /// node_exporter textfile-collector file, rewritten atomically after each backup.
+    pub textfile: Option<PathBuf>,
 }
 
 /// `[etcd]` table.
@@ -249,6 +302,17 @@ pub fn resolve_identities(
         ));
     }
     Ok(ids)
+}
+
+/// The state directory (node lock, metrics state): flag, file, else /var/lib/cpbackup on the host.
+pub fn resolve_state_dir(
+    flag: Option<&Path>,
+    file: &FileConfig,
+    host: &crate::host::HostRoot,
+) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| file.state_dir.clone())
+        .unwrap_or_else(|| host.path("/var/lib/cpbackup"))
 }
 
 /// gzip level, 1..=9.

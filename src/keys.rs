@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::usage;
 
 /// Recipients to encrypt to, with their fingerprints.
+#[derive(Clone)]
 pub struct Recipients {
     pub keys: Vec<x25519::Recipient>,
 }

@@ -8,6 +8,7 @@
 //! backup:  etcd (snapshot stream) ─┐
 //!          host (static pods) ─────┴─> bundle::writer (tar → parallel gzip → age) ─> store(s)
 //! verify:  store ─> bundle::reader (age → gunzip → tar) ─> hashes + snapshot::meta checks
+//! daemon:  schedule (cron slots) ─> etcd::election ─> backup ─> prune ─> metrics (+ http)
 //! ```
 
 pub mod bundle;
@@ -17,11 +18,14 @@ pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod host;
+pub mod http;
 pub mod keys;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::bundle::BundleWriter;
 use crate::bundle::manifest::{EtcdInfo, FORMAT_VERSION, Manifest};
 use crate::bundle::pargz::default_threads;
-use crate::cli::{BackupArgs, OutputFormat, StaticPodsMode};
+use crate::cli::{BackupArgs, BackupSettings, OutputFormat, StaticPodsMode};
 use crate::config::{self, Common, EtcdSettings, FileConfig};
 use crate::etcd;
 use crate::host::{HostRoot, Platform, discover, static_pods};
@@ -39,15 +39,181 @@ pub struct BackupReport {
     pub platform: Platform,
     pub etcd_endpoint: String,
     pub etcd_revision: i64,
+    /// The member's database size as etcd reports it (dbSize).
+    pub etcd_db_size: i64,
     pub snapshot_size: u64,
     pub bundle_size: u64,
     pub bundle_sha256: String,
     pub entries: usize,
     pub forced: bool,
     pub duration_seconds: f64,
+    /// Streaming the snapshot through the bundle into every store.
+    pub snapshot_seconds: f64,
+    /// Publishing: records, Object Lock read-back, completing uploads.
+    pub upload_seconds: f64,
     pub stores: Vec<StoreOutcome>,
 }
 
+impl BackupReport {
+    pub fn failed_stores(&self) -> usize {
+        self.stores.iter().filter(|s| !s.ok).count()
+    }
+}
+
+/// Why a backup failed, for metrics and retry decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Settings, keys or host layout are wrong: retrying will not help.
+    Config,
+    /// Another backup holds the node lock.
+    Lock,
+    /// etcd unreachable, refused us, or failed mid-stream.
+    Etcd,
+    /// No store took the backup, or some store failed.
+    Store,
+    /// SIGTERM/SIGINT.
+    Cancelled,
+    /// The one-per-cluster election could not be held.
+    Election,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::Config,
+        FailureReason::Lock,
+        FailureReason::Etcd,
+        FailureReason::Store,
+        FailureReason::Cancelled,
+        FailureReason::Election,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Config => "config",
+            FailureReason::Lock => "lock",
+            FailureReason::Etcd => "etcd",
+            FailureReason::Store => "store",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::Election => "election",
+        }
+    }
+}
+
+/// A failed backup: the reason class and the error to show.
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: FailureReason,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(reason: FailureReason, error: anyhow::Error) -> Self {
+        Failure { reason, error }
+    }
+}
+
+trait Classify<T> {
+    fn because(self, reason: FailureReason) -> Result<T, Failure>;
+}
+
+impl<T> Classify<T> for anyhow::Result<T> {
+    fn because(self, reason: FailureReason) -> Result<T, Failure> {
+        self.map_err(|e| Failure::new(reason, e))
+    }
+}
+
+/// One backup's settings, resolved and validated (every usage error surfaces here).
+#[derive(Clone)]
+pub struct BackupJob {
+    pub host: HostRoot,
+    pub etcd: EtcdSettings,
+    pub recipients: Recipients,
+    pub stores: Vec<config::StoreSpec>,
+    pub level: u32,
+    pub mode: StaticPodsMode,
+    pub extra: Vec<std::path::PathBuf>,
+    pub state_dir: std::path::PathBuf,
+    pub node: Option<String>,
+    pub cluster: Option<String>,
+    pub force: bool,
+    /// Schedule slot this backup is for (daemon only), stored in the record.
+    pub slot: Option<String>,
+}
+
+impl BackupJob {
+    pub fn resolve(
+        args: &BackupSettings,
+        common: &Common,
+        file: &FileConfig,
+    ) -> anyhow::Result<Self> {
+        let host = HostRoot::new(&common.host_root);
+        let etcd = EtcdSettings::resolve(&args.etcd, &file.etcd)?;
+        let recipients = Recipients::load(
+            &if args.recipients.recipients.is_empty() {
+                file.recipients.clone()
+            } else {
+                args.recipients.recipients.clone()
+            },
+            args.recipients
+                .recipients_file
+                .as_deref()
+                .or(file.recipients_file.as_deref()),
+        )?;
+        let stores = config::resolve_stores(&args.stores, file)?;
+        let level = config::resolve_compression_level(args.compression_level, file)?;
+        let mode = args
+            .static_pods
+            .or(file.static_pods)
+            .unwrap_or(StaticPodsMode::Auto);
+        let mut extra = file.extra_paths.clone();
+        extra.extend(args.extra_paths.iter().cloned());
+        let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), file, &host);
+        let node = args.node_name.clone().or_else(|| file.node_name.clone());
+        let cluster = args
+            .cluster_name
+            .clone()
+            .or_else(|| file.cluster_name.clone());
+        // Names given by the user must be usable in object names: fail before any side effect.
+        BundleName::new(
+            cluster.as_deref().unwrap_or("x"),
+            node.as_deref().unwrap_or("x"),
+            OffsetDateTime::UNIX_EPOCH,
+            0,
+        )?;
+        Ok(BackupJob {
+            host,
+            etcd,
+            recipients,
+            stores,
+            level,
+            mode,
+            extra,
+            state_dir,
+            node,
+            cluster,
+            force: false,
+            slot: None,
+        })
+    }
+
+    /// Connects to the local etcd member as a backup would; returns the client, its status and
+    /// the cluster name backups are filed under.
+    pub async fn connect_etcd(
+        &self,
+    ) -> anyhow::Result<(etcd_client::Client, etcd::EtcdStatus, String)> {
+        let platform = Platform::detect(&self.host);
+        let access = discover::etcd_access(&self.host, platform, &self.etcd, self.node.as_deref())?;
+        let (client, status) = etcd::connect(&access, self.etcd.connect_timeout).await?;
+        let cluster = self
+            .cluster
+            .clone()
+            .unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
+        Ok((client, status, cluster))
+    }
+}
+
+/// `cpbackup backup`.
 pub async fn run(
     args: &BackupArgs,
     common: &Common,
@@ -55,46 +221,92 @@ pub async fn run(
     quiet: bool,
 ) -> anyhow::Result<()> {
     if args.upload_pending {
-        return super::upload_pending::run(args, common, file);
+        return super::upload_pending::run(&args.settings, common, file);
     }
-    let started = Instant::now();
-    let created = OffsetDateTime::now_utc().replace_nanosecond(0)?;
-    let host = HostRoot::new(&common.host_root);
-
-    // Everything that can be wrong with settings fails here, before any side effect.
-    let etcd_settings = EtcdSettings::resolve(&args.etcd, &file.etcd)?;
-    let recipients = Recipients::load(
-        &if args.recipients.recipients.is_empty() {
-            file.recipients.clone()
-        } else {
-            args.recipients.recipients.clone()
-        },
-        args.recipients
-            .recipients_file
-            .as_deref()
-            .or(file.recipients_file.as_deref()),
-    )?;
-    let store_locations = config::resolve_stores(&args.stores, file)?;
-    let level = config::resolve_compression_level(args.compression_level, file)?;
-    let mode = args
-        .static_pods
-        .or(file.static_pods)
-        .unwrap_or(StaticPodsMode::Auto);
-    let mut extra = file.extra_paths.clone();
-    extra.extend(args.extra_paths.iter().cloned());
-    let state_dir = args
-        .state_dir
+    let mut job = BackupJob::resolve(&args.settings, common, file)?;
+    job.force = args.force;
+    let textfile = args
+        .metrics_textfile
         .clone()
-        .or_else(|| file.state_dir.clone())
-        .unwrap_or_else(|| host.path("/var/lib/cpbackup"));
-    let stores = super::open_stores(&store_locations)?;
+        .or_else(|| file.metrics.textfile.clone());
+    // Signal handlers are in place before any upload starts, so SIGINT/SIGTERM always aborts.
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut on_signal = Signals::install()?;
+    let signals = tokio::spawn(async move {
+        on_signal.wait().await;
+        tracing::warn!("signal received: aborting the backup, nothing will be published");
+        let _ = cancel_tx.send(true);
+    });
+    let progress = !quiet && common.output == OutputFormat::Text;
+    let result = execute(&job, cancel_rx, progress).await;
+    signals.abort();
+    if let Some(path) = &textfile {
+        let mut state = crate::metrics::State::load(&job.state_dir);
+        state.record_backup(&result);
+        state.pending_uploads = super::upload_pending::count_pending(&job.stores) as u64;
+        if let Err(e) = state
+            .save(&job.state_dir)
+            .and_then(|()| crate::metrics::write_textfile(path, &state.render(None)))
+        {
+            tracing::error!(error = %format!("{e:#}"), file = %path.display(), "could not write the metrics textfile");
+        }
+    }
+    let report = result.map_err(|f| f.error)?;
+    output::emit(common.output, &report, |r| {
+        let mut s = format!(
+            "{}  revision {}  snapshot {}  bundle {}  {:.1}s",
+            r.name,
+            r.etcd_revision,
+            human_size(r.snapshot_size),
+            human_size(r.bundle_size),
+            r.duration_seconds
+        );
+        for o in &r.stores {
+            s.push_str(&format!(
+                "\n  {} {}{}",
+                if o.ok { "ok    " } else { "FAILED" },
+                o.store,
+                o.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        s
+    })?;
+    let failed = report.failed_stores();
+    if failed > 0 {
+        anyhow::bail!(
+            "the backup reached {} of {} stores: {}",
+            report.stores.len() - failed,
+            report.stores.len(),
+            describe_failures(&report.stores)
+        );
+    }
+    Ok(())
+}
+
+/// Takes one backup. `Ok` means at least one store holds it; the report says which did not.
+/// Setting `cancel` to true aborts every upload; nothing is published then.
+pub async fn execute(
+    job: &BackupJob,
+    cancel: watch::Receiver<bool>,
+    progress: bool,
+) -> Result<BackupReport, Failure> {
+    use FailureReason as R;
+    let started = Instant::now();
+    let created = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns is valid");
+    let host = &job.host;
+    let stores = super::open_stores(&job.stores).because(R::Config)?;
     // A store that is wrongly set up stops everything (exit 2); one that is unreachable only
     // fails itself, so the other stores (a local spool) still get the backup.
     let mut unusable: Vec<StoreOutcome> = Vec::new();
     for s in &stores {
         if let Err(e) = s.preflight_write() {
             if crate::error::exit_code(&e) == crate::error::EXIT_USAGE {
-                return Err(e.context(format!("store {}", s.location())));
+                return Err(e.context(format!("store {}", s.location()))).because(R::Config);
             }
             tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unreachable; continuing with the others");
             unusable.push(StoreOutcome {
@@ -104,41 +316,30 @@ pub async fn run(
             });
         }
     }
-    let node_arg = args.node_name.clone().or_else(|| file.node_name.clone());
-    let cluster_arg = args
-        .cluster_name
-        .clone()
-        .or_else(|| file.cluster_name.clone());
-    // Names given by the user must be usable in object names: fail before any side effect.
-    BundleName::new(
-        cluster_arg.as_deref().unwrap_or("x"),
-        node_arg.as_deref().unwrap_or("x"),
-        created,
-        0,
-    )?;
 
-    let _lock = NodeLock::acquire(&state_dir)?;
-    let platform = Platform::detect(&host);
-    let plan = static_pods::plan(&host, mode, platform, &extra)?;
-    let access = discover::etcd_access(&host, platform, &etcd_settings, node_arg.as_deref())?;
+    let _lock = NodeLock::acquire(&job.state_dir).because(R::Lock)?;
+    let platform = Platform::detect(host);
+    let plan = static_pods::plan(host, job.mode, platform, &job.extra).because(R::Config)?;
+    let access =
+        discover::etcd_access(host, platform, &job.etcd, job.node.as_deref()).because(R::Config)?;
     tracing::info!(endpoint = %access.endpoint, platform = ?plan.layout, sources = plan.sources.len(), "starting backup");
 
-    let (client, status) = etcd::connect(&access, etcd_settings.connect_timeout).await?;
-    let cluster = cluster_arg.unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
-    let node = node_arg
+    let (client, status) = etcd::connect(&access, job.etcd.connect_timeout)
+        .await
+        .because(R::Etcd)?;
+    let cluster = job
+        .cluster
+        .clone()
+        .unwrap_or_else(|| format!("etcd-{}", status.cluster_id));
+    let node = job
+        .node
+        .clone()
         .or(access.node_name.clone())
         .or_else(discover::hostname)
-        .context("cannot tell this node's name: pass --node-name")?;
-    let name = BundleName::new(&cluster, &node, created, status.revision)?;
+        .context("cannot tell this node's name: pass --node-name")
+        .because(R::Config)?;
+    let name = BundleName::new(&cluster, &node, created, status.revision).because(R::Config)?;
 
-    // Signal handlers are in place before any upload starts, so SIGINT/SIGTERM always aborts.
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    let mut on_signal = Signals::install()?;
-    let signals = tokio::spawn(async move {
-        on_signal.wait().await;
-        tracing::warn!("signal received: aborting the backup, nothing will be published");
-        let _ = cancel_tx.send(true);
-    });
     let mut uploads = Vec::new();
     let mut outcomes = unusable;
     let usable: Vec<&dyn crate::store::Store> = stores
@@ -171,25 +372,29 @@ pub async fn run(
         }
     }
     if uploads.is_empty() {
-        anyhow::bail!(
-            "no store could take the backup: {}",
-            describe_failures(&outcomes)
-        );
+        return Err(Failure::new(
+            R::Store,
+            anyhow::anyhow!(
+                "no store could take the backup: {}",
+                describe_failures(&outcomes)
+            ),
+        ));
     }
 
-    let stream =
-        etcd::snapshot::start(&client, etcd_settings.stall_timeout, cancel_rx.clone()).await?;
-    let bar = progress::bytes_bar(
-        stream.total,
-        !quiet && common.output == OutputFormat::Text,
-        "snapshot",
-    );
+    let stream_started = Instant::now();
+    let stream = etcd::snapshot::start(&client, job.etcd.stall_timeout, cancel.clone())
+        .await
+        .because(R::Etcd)?;
+    let bar = progress::bytes_bar(stream.total, progress, "snapshot");
     let threads = default_threads();
-    let forced = args.force;
+    let forced = job.force;
+    let created_text = created
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats");
     let manifest_base = Manifest {
         format_version: FORMAT_VERSION,
         tool_version: crate::TOOL_VERSION.into(),
-        created: created.format(&time::format_description::well_known::Rfc3339)?,
+        created: created_text.clone(),
         cluster: cluster.clone(),
         node: node.clone(),
         platform: plan.layout,
@@ -207,7 +412,10 @@ pub async fn run(
     let sources = plan.sources.clone();
     let snapshot_size = stream.total;
     let pbar = bar.clone();
+    let recipients = job.recipients.clone();
     let recipients_fp = recipients.fingerprints();
+    let level = job.level;
+    let cancel_rx = cancel.clone();
     let pipeline = tokio::task::spawn_blocking(move || -> anyhow::Result<(FanOut, usize)> {
         let mut w = BundleWriter::new(FanOut::new(uploads), &recipients, level, threads)?;
         let total = stream.total;
@@ -229,15 +437,40 @@ pub async fn run(
         let fan = w.finish(manifest)?;
         Ok((fan, w_entries))
     });
-    let result = pipeline.await.context("backup pipeline crashed")?;
-    signals.abort();
+    let result = pipeline
+        .await
+        .context("backup pipeline crashed")
+        .because(R::Store)?;
     bar.finish_and_clear();
-    let (fan, entries) = result.context("backup failed; nothing was published")?;
+    let (fan, entries) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let reason = if *cancel.borrow() {
+                R::Cancelled
+            } else if format!("{e:#}").contains("etcd") {
+                R::Etcd
+            } else {
+                R::Store
+            };
+            return Err(Failure::new(
+                reason,
+                e.context("backup failed; nothing was published"),
+            ));
+        }
+    };
+    if *cancel.borrow() {
+        return Err(Failure::new(
+            R::Cancelled,
+            anyhow::anyhow!("backup interrupted by signal; nothing was published"),
+        ));
+    }
+    let snapshot_seconds = stream_started.elapsed().as_secs_f64();
+    let upload_started = Instant::now();
 
     let record = Record {
         format_version: FORMAT_VERSION,
         name: name.key(),
-        created: created.format(&time::format_description::well_known::Rfc3339)?,
+        created: created_text,
         cluster,
         node,
         etcd_revision: status.revision,
@@ -252,6 +485,7 @@ pub async fn run(
         tool_version: crate::TOOL_VERSION.into(),
         lock_mode: None,
         retain_until: None,
+        slot: job.slot.clone(),
     };
     for (store, err) in &fan.failures {
         outcomes.push(StoreOutcome {
@@ -277,21 +511,24 @@ pub async fn run(
             }),
         }
     }
-    mark_pending(&store_locations, &stores, &outcomes, &name.key());
+    mark_pending(&job.stores, &stores, &outcomes, &name.key());
     let report = BackupReport {
         name: name.key(),
         platform: plan.layout,
         etcd_endpoint: status.endpoint.clone(),
         etcd_revision: status.revision,
+        etcd_db_size: status.db_size,
         snapshot_size: record.snapshot_size,
         bundle_size,
         bundle_sha256: bundle_sha,
         entries,
         forced,
         duration_seconds: started.elapsed().as_secs_f64(),
+        snapshot_seconds,
+        upload_seconds: upload_started.elapsed().as_secs_f64(),
         stores: outcomes,
     };
-    let failed = report.stores.iter().filter(|s| !s.ok).count();
+    let failed = report.failed_stores();
     tracing::info!(
         backup = %report.name,
         bundle_bytes = report.bundle_size,
@@ -302,37 +539,16 @@ pub async fn run(
         stores_failed = failed,
         "backup finished"
     );
-    output::emit(common.output, &report, |r| {
-        let mut s = format!(
-            "{}  revision {}  snapshot {}  bundle {}  {:.1}s",
-            r.name,
-            r.etcd_revision,
-            human_size(r.snapshot_size),
-            human_size(r.bundle_size),
-            r.duration_seconds
-        );
-        for o in &r.stores {
-            s.push_str(&format!(
-                "\n  {} {}{}",
-                if o.ok { "ok    " } else { "FAILED" },
-                o.store,
-                o.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ));
-        }
-        s
-    })?;
-    if failed > 0 {
-        anyhow::bail!(
-            "the backup reached {} of {} stores: {}",
-            report.stores.len() - failed,
-            report.stores.len(),
-            describe_failures(&report.stores)
-        );
+    if failed == report.stores.len() {
+        return Err(Failure::new(
+            R::Store,
+            anyhow::anyhow!(
+                "no store kept the backup: {}",
+                describe_failures(&report.stores)
+            ),
+        ));
     }
-    Ok(())
+    Ok(report)
 }
 
 /// Marks the local copies that succeeded with the stores that failed, for `--upload-pending`.

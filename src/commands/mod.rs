@@ -1,6 +1,7 @@
 //! One file per CLI command; each wires the library modules together and reports.
 
 pub mod backup;
+pub mod daemon;
 pub mod export_openshift;
 pub mod inspect;
 pub mod keygen;

@@ -14,33 +14,50 @@ use crate::store::{BackupState, Deleted};
 const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 #[derive(serde::Serialize)]
-struct Row {
-    store: String,
-    backup: String,
+pub struct Row {
+    pub store: String,
+    pub backup: String,
     /// keep | delete | deleted | locked | failed
-    action: String,
-    reason: String,
+    pub action: String,
+    pub reason: String,
 }
 
-pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+/// The retention policy: flags over the config file's `[retention]`.
+pub fn policy(args: &PruneArgs, file: &FileConfig) -> Policy {
     let f = &file.retention;
-    let policy = Policy {
+    Policy {
         keep_last: args.keep_last.or(f.keep_last),
         keep_hourly: args.keep_hourly.or(f.keep_hourly),
         keep_daily: args.keep_daily.or(f.keep_daily),
         keep_weekly: args.keep_weekly.or(f.keep_weekly),
         keep_monthly: args.keep_monthly.or(f.keep_monthly),
         max_age_days: args.max_age_days.or(f.max_age_days),
-    };
-    if policy.is_empty() {
-        tracing::warn!(
-            "no retention rule configured (--keep-* or --max-age-days, or [retention]): nothing will be deleted"
-        );
     }
+}
+
+/// What one prune pass did.
+pub struct Pruned {
+    pub rows: Vec<Row>,
+    pub failures: usize,
+}
+
+impl Pruned {
+    pub fn count(&self, action: &str) -> usize {
+        self.rows.iter().filter(|r| r.action == action).count()
+    }
+}
+
+/// Applies `policy` to every store (or only plans it with `dry_run`). A store that cannot be
+/// listed is an error; a backup that cannot be deleted is counted in `failures`.
+pub fn apply(
+    stores: &[Box<dyn crate::store::Store>],
+    policy: &Policy,
+    dry_run: bool,
+) -> anyhow::Result<Pruned> {
     let now = OffsetDateTime::now_utc();
     let mut rows = Vec::new();
     let mut failures = 0;
-    for store in open_stores(&config::resolve_stores(&args.stores, file)?)? {
+    for store in stores {
         let listings = store.list()?;
         let candidates: Vec<Candidate> = listings
             .iter()
@@ -61,10 +78,10 @@ pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow:
                 complete: l.state == BackupState::Complete,
             })
             .collect();
-        for d in retention::plan(&candidates, &policy, now) {
+        for d in retention::plan(&candidates, policy, now) {
             let (action, reason) = if d.keep {
                 ("keep".to_owned(), d.reason)
-            } else if args.dry_run {
+            } else if dry_run {
                 ("delete".to_owned(), d.reason)
             } else {
                 match store.delete(&d.name) {
@@ -86,7 +103,7 @@ pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow:
                 reason,
             });
         }
-        if !args.dry_run {
+        if !dry_run {
             match store.abort_stale(STALE_UPLOAD) {
                 Ok(0) => {}
                 Ok(n) => {
@@ -98,6 +115,18 @@ pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow:
             }
         }
     }
+    Ok(Pruned { rows, failures })
+}
+
+pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+    let policy = policy(args, file);
+    if policy.is_empty() {
+        tracing::warn!(
+            "no retention rule configured (--keep-* or --max-age-days, or [retention]): nothing will be deleted"
+        );
+    }
+    let stores = open_stores(&config::resolve_stores(&args.stores, file)?)?;
+    let Pruned { rows, failures } = apply(&stores, &policy, args.dry_run)?;
     let locked = rows.iter().filter(|r| r.action == "locked").count();
     tracing::info!(
         deleted = rows.iter().filter(|r| r.action == "deleted").count(),

@@ -5,52 +5,31 @@ use std::io;
 
 use anyhow::Context;
 
-use crate::cli::BackupArgs;
+use crate::cli::BackupSettings;
 use crate::config::{self, Common, FileConfig};
 use crate::lock::NodeLock;
 use crate::output;
 use crate::store::{self, BundleName, LocalStore, Store, pending};
 
 #[derive(serde::Serialize)]
-struct Copied {
-    backup: String,
-    from: String,
-    to: String,
-    ok: bool,
+pub struct Copied {
+    pub backup: String,
+    pub from: String,
+    pub to: String,
+    pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
-pub fn run(args: &BackupArgs, common: &Common, file: &FileConfig) -> anyhow::Result<()> {
+pub fn run(args: &BackupSettings, common: &Common, file: &FileConfig) -> anyhow::Result<()> {
     let specs = config::resolve_stores(&args.stores, file)?;
-    let state_dir = args
-        .state_dir
-        .clone()
-        .or_else(|| file.state_dir.clone())
-        .unwrap_or_else(|| crate::host::HostRoot::new(&common.host_root).path("/var/lib/cpbackup"));
+    let state_dir = config::resolve_state_dir(
+        args.state_dir.as_deref(),
+        file,
+        &crate::host::HostRoot::new(&common.host_root),
+    );
     let _lock = NodeLock::acquire(&state_dir)?;
-    let mut done: Vec<Copied> = Vec::new();
-    for local_spec in specs.iter().filter(|s| !s.url.contains("://")) {
-        let local = LocalStore::new(&local_spec.url);
-        for l in local.list()?.into_iter().filter(|l| !l.pending.is_empty()) {
-            let bundle = local.bundle_path(&l.name)?;
-            let mut still = Vec::new();
-            for target in &l.pending {
-                let result = copy_one(&local, &l, target, &specs);
-                if result.is_err() {
-                    still.push(target.clone());
-                }
-                done.push(Copied {
-                    backup: l.name.clone(),
-                    from: local_spec.url.clone(),
-                    to: target.clone(),
-                    ok: result.is_ok(),
-                    error: result.err().map(|e| format!("{e:#}")),
-                });
-            }
-            pending::write(&bundle, &still)?;
-        }
-    }
+    let done = upload_all(&specs)?;
     let failed = done.iter().filter(|c| !c.ok).count();
     output::emit(common.output, &done, |d| {
         if d.is_empty() {
@@ -76,6 +55,44 @@ pub fn run(args: &BackupArgs, common: &Common, file: &FileConfig) -> anyhow::Res
         anyhow::bail!("{failed} pending upload(s) failed; they stay pending");
     }
     Ok(())
+}
+
+/// Copies every pending local backup to the stores it missed. The caller holds the node lock.
+pub fn upload_all(specs: &[config::StoreSpec]) -> anyhow::Result<Vec<Copied>> {
+    let mut done: Vec<Copied> = Vec::new();
+    for local_spec in specs.iter().filter(|s| !s.url.contains("://")) {
+        let local = LocalStore::new(&local_spec.url);
+        for l in local.list()?.into_iter().filter(|l| !l.pending.is_empty()) {
+            let bundle = local.bundle_path(&l.name)?;
+            let mut still = Vec::new();
+            for target in &l.pending {
+                let result = copy_one(&local, &l, target, specs);
+                if result.is_err() {
+                    still.push(target.clone());
+                }
+                done.push(Copied {
+                    backup: l.name.clone(),
+                    from: local_spec.url.clone(),
+                    to: target.clone(),
+                    ok: result.is_ok(),
+                    error: result.err().map(|e| format!("{e:#}")),
+                });
+            }
+            pending::write(&bundle, &still)?;
+        }
+    }
+    Ok(done)
+}
+
+/// How many (backup, store) copies are still pending in the local stores.
+pub fn count_pending(specs: &[config::StoreSpec]) -> usize {
+    specs
+        .iter()
+        .filter(|s| !s.url.contains("://"))
+        .filter_map(|s| LocalStore::new(&s.url).list().ok())
+        .flatten()
+        .map(|l| l.pending.len())
+        .sum()
 }
 
 fn copy_one(

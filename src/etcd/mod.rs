@@ -1,6 +1,8 @@
-//! etcd access: an mTLS client to the local member, its status, and the snapshot stream.
+//! etcd access: an mTLS client to the local member, its status, the snapshot stream, and the
+//! one-per-cluster backup election.
 
 pub mod client;
+pub mod election;
 pub mod snapshot;
 
 pub use client::{EtcdStatus, connect};

@@ -315,6 +315,7 @@ mod tests {
             tool_version: "0".into(),
             lock_mode: None,
             retain_until: None,
+            slot: None,
         }
     }
 

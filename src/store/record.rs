@@ -29,6 +29,9 @@ pub struct Record {
     pub lock_mode: Option<String>,
     #[serde(default)]
     pub retain_until: Option<String>,
+    /// The schedule slot (RFC 3339) a daemon took this backup for; absent for manual backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 /// Records larger than this are not ours.
