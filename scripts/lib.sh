@@ -7,7 +7,8 @@ cpb_sudo() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian packages: protoc (etcd-client's build), etcd 3.4, the age CLI, GNU time for peak RSS.
+# Debian packages: protoc (etcd-client's build), etcd 3.4, the age CLI, GNU time for peak RSS,
+# systemd-analyze (the unit files are verified by the tests).
 cpb_install_debian() {
   local missing=()
   command -v protoc >/dev/null || missing+=(protobuf-compiler)
@@ -15,6 +16,7 @@ cpb_install_debian() {
   [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
   command -v age >/dev/null || missing+=(age)
   [ -x /usr/bin/time ] || missing+=(time)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)
   if [ ${#missing[@]} -gt 0 ]; then
     cpb_log "installing Debian packages: ${missing[*]}"

@@ -294,9 +294,10 @@ pub struct DaemonArgs {
     /// elect one node per slot through etcd (a lease-backed lock), another takes over if it dies.
     #[arg(long, env = "CPBACKUP_SCHEDULE_MODE", value_enum)]
     pub mode: Option<ScheduleMode>,
-    /// Address for /metrics and /healthz (default 127.0.0.1:9790; `off` disables).
-    #[arg(long, env = "CPBACKUP_METRICS_LISTEN", value_name = "ADDR:PORT")]
-    pub metrics_listen: Option<String>,
+    /// Address for /metrics and /healthz (default 127.0.0.1:9790; `off` disables). Keep it on
+    /// localhost unless a firewall guards it: the metrics name your cluster and nodes.
+    #[arg(long, env = "CPBACKUP_METRICS_ADDRESS", value_name = "ADDR:PORT")]
+    pub metrics_address: Option<String>,
     /// Also write the metrics to this node_exporter textfile after every slot.
     #[arg(long, env = "CPBACKUP_METRICS_TEXTFILE", value_name = "FILE")]
     pub metrics_textfile: Option<PathBuf>,
@@ -310,6 +311,15 @@ pub enum ScheduleMode {
     PerNode,
     /// One node per slot, elected through etcd; another takes over if it fails or dies.
     OnePerCluster,
+}
+
+impl ScheduleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleMode::PerNode => "per-node",
+            ScheduleMode::OnePerCluster => "one-per-cluster",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -90,7 +90,7 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 pub struct FileMetrics {
     /// `ADDR:PORT` for /metrics and /healthz of the daemon, or "off".
-    pub listen: Option<String>,
+    pub address: Option<String>,
     /// node_exporter textfile-collector file, rewritten atomically after each backup.
     pub textfile: Option<PathBuf>,
 }

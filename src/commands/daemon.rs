@@ -43,9 +43,9 @@ fn resolve(cli: &Cli, args: &DaemonArgs, file: &FileConfig) -> anyhow::Result<Sl
 pub fn run(cli: &Cli, args: &DaemonArgs, file: &FileConfig) -> anyhow::Result<()> {
     let cfg = resolve(cli, args, file)?;
     let listen = args
-        .metrics_listen
+        .metrics_address
         .clone()
-        .or_else(|| file.metrics.listen.clone())
+        .or_else(|| file.metrics.address.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,7 +72,7 @@ async fn main_loop(
     } else {
         let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
             usage(format!(
-                "cannot listen on {listen} for metrics: {e}; pick another address with --metrics-listen (or \"off\")"
+                "cannot listen on {listen} for metrics: {e}; pick another address with --metrics-address (or \"off\")"
             ))
         })?;
         let addr = listener.local_addr()?;
@@ -156,7 +156,7 @@ fn announce(cfg: &SlotConfig) {
     tracing::info!(
         schedule = ?cfg.schedule.crons,
         timezone = %cfg.schedule.tz,
-        mode = ?cfg.schedule.mode,
+        mode = cfg.schedule.mode.as_str(),
         jitter_seconds = cfg.schedule.jitter.as_secs(),
         next = next.as_deref().unwrap_or("never"),
         "daemon scheduled"

@@ -203,7 +203,7 @@ mod tests {
             timezone: Some(tz.into()),
             jitter: None,
             mode: None,
-            metrics_listen: None,
+            metrics_address: None,
             metrics_textfile: None,
         };
         Schedule::resolve(&args, &FileSchedule::default()).unwrap()
@@ -270,7 +270,7 @@ mod tests {
             timezone: None,
             jitter: None,
             mode: None,
-            metrics_listen: None,
+            metrics_address: None,
             metrics_textfile: None,
         };
         let e = Schedule::resolve(&args, &FileSchedule::default()).unwrap_err();

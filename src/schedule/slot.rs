@@ -41,7 +41,7 @@ pub async fn run(
         .next_after(slot)
         .unwrap_or(slot + chrono::Duration::days(1));
     let deadline = Instant::now() + (next - Utc::now()).to_std().unwrap_or_default();
-    tracing::info!(slot = %name, mode = ?cfg.schedule.mode, "slot started");
+    tracing::info!(slot = %name, mode = cfg.schedule.mode.as_str(), "slot started");
 
     upload_pending_copies(&cfg).await;
 

@@ -664,7 +664,12 @@ impl Frozen {
     }
 }
 
-pub fn frozen_backup(dir: &Path, mut base: Command, stores: &[&str]) -> Frozen {
+pub fn frozen_backup(dir: &Path, base: Command, stores: &[&str]) -> Frozen {
+    frozen(dir, base, &["backup"], stores)
+}
+
+/// Like `frozen_backup`, with `command` (e.g. `daemon --schedule …`) instead of `backup`.
+pub fn frozen(dir: &Path, mut base: Command, command: &[&str], stores: &[&str]) -> Frozen {
     let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
     etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
     let proxy = Proxy::start(
@@ -673,8 +678,8 @@ pub fn frozen_backup(dir: &Path, mut base: Command, stores: &[&str]) -> Frozen {
         ProxyMode::Freeze,
     );
     let (_, r) = keygen(dir, "frozen.key");
+    base.args(command);
     base.args([
-        "backup",
         "--static-pods",
         "none",
         "--etcd-endpoint",
@@ -695,6 +700,186 @@ pub fn frozen_backup(dir: &Path, mut base: Command, stores: &[&str]) -> Frozen {
         _proxy: proxy,
         child,
     }
+}
+
+/// A plain-HTTP etcd cluster of `n` members on 127.0.0.1 (each its own client and peer port).
+pub struct EtcdCluster {
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    pub fn start(version: Version, dir: &Path, n: usize) -> EtcdCluster {
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut children = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let endpoint = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let data_dir = dir.join(format!("etcd-m{i}"));
+            let child = Command::new(version.bin("etcd"))
+                .args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(&data_dir)
+                .args([
+                    "--listen-client-urls",
+                    &endpoint,
+                    "--advertise-client-urls",
+                    &endpoint,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                ])
+                .args([
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .args(["--initial-cluster-token", &format!("t{}", ports[0].0)])
+                .args(["--heartbeat-interval", "20", "--election-timeout", "200"])
+                .env("ETCD_UNSUPPORTED_ARCH", "")
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(dir.join(format!("etcd-m{i}.log"))).unwrap())
+                .spawn()
+                .expect("etcd starts");
+            children.push(Etcd {
+                version,
+                child,
+                endpoint,
+                data_dir,
+                tls: false,
+                ctl_tls: Vec::new(),
+            });
+        }
+        for m in &children {
+            m.wait_ready(dir);
+        }
+        EtcdCluster { members: children }
+    }
+}
+
+/// A running `cpbackup daemon`; killed by PID on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cpbackup daemon` with `config` (TOML) written to `dir/<name>.toml`, metrics on a
+    /// free port; returns once /healthz answers.
+    pub fn start(dir: &Path, name: &str, config: &str, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let metrics = format!("127.0.0.1:{port}");
+        let cfg = dir.join(format!("{name}.toml"));
+        fs::write(&cfg, config).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut c = cpbackup(dir);
+        c.env("CPBACKUP_CONFIG", &cfg)
+            .env_remove("CPBACKUP_STATE_DIR")
+            .args([
+                "--log-format",
+                "json",
+                "daemon",
+                "--metrics-address",
+                &metrics,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = c.spawn().expect("daemon starts");
+        let d = Daemon {
+            child,
+            metrics,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&d.metrics, "/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not serve: {}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20)); // readiness poll
+        }
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// The current metrics, parsed by a Prometheus text-format parser.
+    pub fn scrape(&self) -> prometheus_parse::Scrape {
+        let (code, body) = http_get(&self.metrics, "/metrics").expect("metrics answer");
+        assert_eq!(code, 200);
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+            .expect("valid Prometheus text")
+    }
+
+    /// One sample's value (`labels` must all match).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_value(&self.scrape(), name, labels)
+    }
+
+    /// Polls until `f` holds (or panics after `secs`).
+    pub fn wait_until(&self, secs: u64, what: &str, mut f: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50)); // condition poll
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(
+    s: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+/// GET over plain HTTP/1.0: (status, body), or None when nothing listens.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
 }
 
 /// A TCP proxy that plays a server going away: once `limit` bytes went client→server it cuts
