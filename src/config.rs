@@ -361,6 +361,7 @@ url = "/mnt/nfs/backups"
         let mut checked = 0;
         for doc in [
             include_str!("../docs/configuration.md"),
+            include_str!("../docs/scheduling.md"),
             include_str!("../README.md"),
         ] {
             let mut rest = doc;
@@ -368,7 +369,10 @@ url = "/mnt/nfs/backups"
                 let block = &rest[start + 8..];
                 let end = block.find("```").expect("closed code block");
                 let example = &block[..end];
-                FileConfig::parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+                let c = FileConfig::parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+                for expr in c.schedule.cron.to_vec() {
+                    crate::schedule::six_fields(&expr).unwrap();
+                }
                 checked += 1;
                 rest = &block[end..];
             }
