@@ -188,6 +188,15 @@ fn metrics_move_with_each_backup_and_health_follows_failures() {
     etcd.put("/registry/namespaces/a", "{}");
     let (_, r) = keygen(dir, "k");
     let store = dir.join("store");
+    // Another cluster's backups in the same store: the daemon's retention leaves them alone.
+    for i in 0..3 {
+        etcd.put(&format!("/registry/other/{i}"), "{}");
+        let mut c = cpbackup(dir);
+        etcd_backup(&mut c, &etcd.endpoint, &r);
+        c.args(["--cluster-name", "other", "--node-name", "n1", "--store"])
+            .arg(&store);
+        assert!(run(c).status.success());
+    }
     let cfg = node_config(dir, "n1", &etcd.endpoint, &r, &store, "* * * * * *")
         + "[retention]\nkeep_last = 2\n";
     let d = Daemon::start(dir, "good", &cfg, &[]);
@@ -231,9 +240,12 @@ fn metrics_move_with_each_backup_and_health_follows_failures() {
     d.wait_until(30, "retention to delete", |d| {
         d.metric("cpbackup_pruned_backups_total", &[]).unwrap() >= 1.0
     });
-    assert!(
-        records(&store).len() <= 3,
-        "keep_last = 2 (+ one in flight)"
+    let ours = |c: &str| records(&store).iter().filter(|r| r["cluster"] == c).count();
+    assert!(ours("prod") <= 3, "keep_last = 2 (+ one in flight)");
+    assert_eq!(
+        ours("other"),
+        3,
+        "another cluster's backups are not ours to prune"
     );
     assert_eq!(d.metric("cpbackup_healthy", &[]), Some(1.0));
     assert_eq!(http_get(&d.metrics, "/healthz").unwrap().0, 200);

@@ -47,12 +47,43 @@ impl Pruned {
     }
 }
 
+/// Which backups a prune pass looks at and how it groups them for the keep rules.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only backups under `<cluster>/` (and `<cluster>/<node>/` when `node` is set).
+    pub cluster: Option<String>,
+    pub node: Option<String>,
+    /// Apply the rules per cluster instead of per cluster and node (one-per-cluster daemons,
+    /// whose backups of one cluster are spread over the nodes).
+    pub by_cluster: bool,
+}
+
+impl Scope {
+    fn includes(&self, name: &str) -> bool {
+        let mut parts = name.split('/');
+        let (c, n) = (parts.next(), parts.next());
+        self.cluster.as_deref().is_none_or(|want| c == Some(want))
+            && self.node.as_deref().is_none_or(|want| n == Some(want))
+    }
+
+    fn group(&self, name: &str) -> String {
+        if self.by_cluster {
+            name.split('/').next().unwrap_or_default().to_owned()
+        } else {
+            name.rsplit_once('/')
+                .map(|(g, _)| g.to_owned())
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// Applies `policy` to every store (or only plans it with `dry_run`). A store that cannot be
 /// listed is an error; a backup that cannot be deleted is counted in `failures`.
 pub fn apply(
     stores: &[Box<dyn crate::store::Store>],
     policy: &Policy,
     dry_run: bool,
+    scope: &Scope,
 ) -> anyhow::Result<Pruned> {
     let now = OffsetDateTime::now_utc();
     let mut rows = Vec::new();
@@ -61,14 +92,10 @@ pub fn apply(
         let listings = store.list()?;
         let candidates: Vec<Candidate> = listings
             .iter()
-            .filter(|l| l.size.is_some())
+            .filter(|l| l.size.is_some() && scope.includes(&l.name))
             .map(|l| Candidate {
                 name: l.name.clone(),
-                group: l
-                    .name
-                    .rsplit_once('/')
-                    .map(|(g, _)| g.to_owned())
-                    .unwrap_or_default(),
+                group: scope.group(&l.name),
                 time: l
                     .record
                     .as_ref()
@@ -126,7 +153,7 @@ pub fn run(args: &PruneArgs, file: &FileConfig, format: OutputFormat) -> anyhow:
         );
     }
     let stores = open_stores(&config::resolve_stores(&args.stores, file)?)?;
-    let Pruned { rows, failures } = apply(&stores, &policy, args.dry_run)?;
+    let Pruned { rows, failures } = apply(&stores, &policy, args.dry_run, &Scope::default())?;
     let locked = rows.iter().filter(|r| r.action == "locked").count();
     tracing::info!(
         deleted = rows.iter().filter(|r| r.action == "deleted").count(),
@@ -171,6 +198,26 @@ fn time_from_name(name: &str) -> Option<OffsetDateTime> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scope_filters_and_groups() {
+        let s = super::Scope {
+            cluster: Some("prod".into()),
+            node: None,
+            by_cluster: true,
+        };
+        assert!(s.includes("prod/m1/x.cpb"));
+        assert!(!s.includes("staging/m1/x.cpb"));
+        assert_eq!(s.group("prod/m1/x.cpb"), "prod");
+        let n = super::Scope {
+            cluster: Some("prod".into()),
+            node: Some("m1".into()),
+            by_cluster: false,
+        };
+        assert!(!n.includes("prod/m2/x.cpb"));
+        assert_eq!(n.group("prod/m1/x.cpb"), "prod/m1");
+        assert!(super::Scope::default().includes("any/thing/x.cpb"));
+    }
+
     #[test]
     fn name_times() {
         let t = super::time_from_name("c/n/20261122T221005Z-rev7.cpb").unwrap();

@@ -88,8 +88,20 @@ pub async fn run(
         _ => "failed",
     };
     update(&status, |s| s.slot(outcome));
-    if result.is_ok() && !cfg.retention.is_empty() && !*cancel.borrow() {
-        run_retention(&cfg, &status).await;
+    if let Ok(r) = &result
+        && !cfg.retention.is_empty()
+        && !*cancel.borrow()
+    {
+        // Only this cluster's backups: per node in per-node mode, the cluster as a whole when
+        // one node per slot takes them.
+        let name = BundleName::parse(&r.name);
+        let one = cfg.schedule.mode == ScheduleMode::OnePerCluster;
+        let scope = prune::Scope {
+            cluster: name.as_ref().map(|n| n.cluster.clone()),
+            node: name.filter(|_| !one).map(|n| n.node),
+            by_cluster: one,
+        };
+        run_retention(&cfg, &status, scope).await;
     }
     finish_slot(&cfg, &status);
 }
@@ -206,13 +218,13 @@ async fn backup_with_retries(
     }
 }
 
-async fn run_retention(cfg: &SlotConfig, status: &Status) {
+async fn run_retention(cfg: &SlotConfig, status: &Status, scope: prune::Scope) {
     let specs = cfg.job.stores.clone();
     let policy = cfg.retention.clone();
     let started = Instant::now();
     let pruned = tokio::task::spawn_blocking(move || {
         let stores = crate::commands::open_stores(&specs)?;
-        prune::apply(&stores, &policy, false)
+        prune::apply(&stores, &policy, false, &scope)
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
