@@ -98,6 +98,15 @@ pub enum Command {
     /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
     /// control-plane nodes (it is needed only to read backups).
     Keygen(KeygenArgs),
+    /// Whole-cluster restore of this control-plane node from a backup (prints a plan first).
+    ///
+    /// Order on a cluster with several masters: `restore --disable-etcd` on every other master,
+    /// then on the recovery master `restore --dry-run` (prints every step, changes nothing),
+    /// then `restore` (asks for confirmation; --yes skips it). The bundle is unpacked and
+    /// verified before anything is touched; every step is journaled, so a restore cut short is
+    /// finished with --continue or undone with --rollback. Nothing is deleted: etcd's data
+    /// directory and every replaced file are moved aside.
+    Restore(Box<RestoreArgs>),
     /// Run forever: back up on a cron schedule, prune, upload pending copies, serve metrics.
     ///
     /// Never two backups at once (an overlapping slot is skipped and counted); a failed backup is
@@ -301,6 +310,59 @@ pub struct DaemonArgs {
     /// Also write the metrics to this node_exporter textfile after every slot.
     #[arg(long, env = "CPBACKUP_METRICS_TEXTFILE", value_name = "FILE")]
     pub metrics_textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore: a name from `list`, a path to a .cpb file, or --latest.
+    #[arg(value_name = "BACKUP", conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"])]
+    pub backup: Option<String>,
+    /// Restore the newest complete backup in the stores.
+    #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
+    pub latest: bool,
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Print every step and change nothing (the bundle is still fully verified).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Finish a restore (or --disable-etcd) that was interrupted, from its journal.
+    #[arg(long = "continue", id = "continue_", conflicts_with_all = ["rollback", "disable_etcd"])]
+    pub continue_: bool,
+    /// Undo the steps of the last restore (or --disable-etcd), newest first, from its journal.
+    #[arg(long, conflicts_with = "disable_etcd")]
+    pub rollback: bool,
+    /// On every master except the recovery one, before the restore: stop etcd (kubeadm: and the
+    /// API server) by moving its manifest aside, and wait until it is gone.
+    #[arg(long)]
+    pub disable_etcd: bool,
+    /// This node's kind (default: detected from the host).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub platform: RestorePlatform,
+    /// The snapshot restore tool (default: etcdutl, else etcdctl 3.4/3.5, on PATH or in the
+    /// host's /usr/local/bin and /usr/bin). Not used on OpenShift, where etcd's image restores.
+    #[arg(long, env = "CPBACKUP_ETCDUTL", value_name = "FILE")]
+    pub etcdutl: Option<PathBuf>,
+    /// Seconds to wait for a pod to stop or for etcd to serve before failing (default 300).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub wait_timeout: u64,
+    /// State directory (journal and work files under restore/; default /var/lib/cpbackup).
+    #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Which restore procedure to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestorePlatform {
+    Auto,
+    Openshift,
+    Kubeadm,
 }
 
 /// How the masters of one cluster share the schedule.

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod restore;
 pub mod schedule;
 pub mod snapshot;
 pub mod store;

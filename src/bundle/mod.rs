@@ -5,6 +5,7 @@ pub mod export;
 pub mod manifest;
 pub mod pargz;
 pub mod reader;
+pub mod unpack;
 pub mod writer;
 
 pub use manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};

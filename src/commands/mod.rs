@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod list;
 pub mod prune;
+pub mod restore;
 pub mod upload_pending;
 pub mod verify;
 

@@ -2,6 +2,7 @@
 //! reach its etcd member, and which static pod resources a restore needs.
 
 pub mod discover;
+pub mod etcd_manifest;
 pub mod paths;
 pub mod static_pods;
 

@@ -942,3 +942,178 @@ impl FlakyProxy {
         self.down.load(Ordering::SeqCst)
     }
 }
+
+/// A kubeadm-like control-plane host under `root` whose etcd static pod manifest runs a real
+/// etcd on 127.0.0.1:`client` (plain HTTP), data in `/var/lib/etcd`.
+pub fn fake_kubeadm_node(root: &Path, client: u16, peer: u16) {
+    let k = root.join("etc/kubernetes");
+    fs::create_dir_all(k.join("pki/etcd")).unwrap();
+    fs::create_dir_all(k.join("manifests")).unwrap();
+    fs::create_dir_all(root.join("var/lib")).unwrap();
+    fs::write(k.join("pki/etcd/ca.crt"), "not used: plain HTTP in tests\n").unwrap();
+    fs::write(k.join("pki/sa.key"), "the service account key\n").unwrap();
+    fs::set_permissions(k.join("pki/sa.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(k.join("admin.conf"), "kind: Config # original\n").unwrap();
+    fs::write(
+        k.join("manifests/etcd.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --name=cp-1\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls=http://127.0.0.1:{client}\n    - --advertise-client-urls=http://127.0.0.1:{client}\n    - --listen-peer-urls=http://127.0.0.1:{peer}\n    - --initial-advertise-peer-urls=http://127.0.0.1:{peer}\n    - --initial-cluster=cp-1=http://127.0.0.1:{peer}\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        k.join("manifests/kube-apiserver.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n",
+    )
+    .unwrap();
+}
+
+/// Plays the kubelet for etcd: while `<root>/etc/kubernetes/manifests/etcd.yaml` exists, an
+/// etcd runs with the manifest's command (host paths mapped under `root`); when the manifest
+/// goes, the process is stopped (SIGTERM). Everything stops on drop.
+pub struct FakeKubelet {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn manifest_command(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("- "))
+        .map(|l| l.trim().to_owned())
+        .filter(|l| l == "etcd" || l.starts_with("--"))
+        .collect()
+}
+
+impl FakeKubelet {
+    pub fn start(root: &Path, version: Version) -> FakeKubelet {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (root, flag) = (root.to_path_buf(), stop.clone());
+        let log = root.with_extension("kubelet-etcd.log");
+        let thread = std::thread::spawn(move || {
+            let manifest = root.join("etc/kubernetes/manifests/etcd.yaml");
+            let mut child: Option<Child> = None;
+            while !flag.load(Ordering::SeqCst) {
+                let wanted = manifest.is_file();
+                if let Some(c) = child.as_mut()
+                    && (!wanted || c.try_wait().ok().flatten().is_some())
+                {
+                    let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    let _ = c.wait();
+                    child = None;
+                }
+                if wanted && child.is_none() {
+                    let cmd = manifest_command(&fs::read_to_string(&manifest).unwrap_or_default());
+                    let args: Vec<String> = cmd
+                        .iter()
+                        .skip(1)
+                        .map(|a| match a.strip_prefix("--data-dir=") {
+                            Some(d) => format!("--data-dir={}{d}", root.display()),
+                            None => a.clone(),
+                        })
+                        .collect();
+                    let logf = fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap();
+                    child = Command::new(version.bin("etcd"))
+                        .args(&args)
+                        .env("ETCD_UNSUPPORTED_ARCH", "")
+                        .stdout(Stdio::null())
+                        .stderr(logf)
+                        .spawn()
+                        .ok();
+                }
+                std::thread::sleep(Duration::from_millis(20)); // the kubelet's sync loop
+            }
+            if let Some(mut c) = child {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        });
+        FakeKubelet {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// etcdctl against an endpoint (plain HTTP).
+pub fn etcdctl(version: Version, endpoint: &str, args: &[&str]) -> Output {
+    Command::new(version.bin("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["--command-timeout=2s", "--dial-timeout=1s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Waits until etcd at `endpoint` answers `get key` with `want` (None: absent).
+pub fn wait_for_key(version: Version, endpoint: &str, key: &str, want: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = etcdctl(version, endpoint, &["get", key, "--print-value-only"]);
+        if o.status.success() {
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            let got = if v.is_empty() { None } else { Some(v.as_str()) };
+            if got == want {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd at {endpoint}: {key} never became {want:?} (last: {})",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(50)); // readiness poll
+    }
+}
+
+/// SHA-256 of every file (path, mode, content) under `root`, except below the given relative
+/// directories; symlinks by target.
+pub fn tree_digest(root: &Path, except: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if except
+                .iter()
+                .any(|x| rel == *x || rel.starts_with(&format!("{x}/")))
+            {
+                continue;
+            }
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            all.push((rel, p, m));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    for (rel, p, m) in all {
+        use std::os::unix::fs::MetadataExt;
+        h.update(format!("{rel}\0{:o}\0", m.mode()).as_bytes());
+        if m.file_type().is_symlink() {
+            h.update(fs::read_link(&p).unwrap().to_string_lossy().as_bytes());
+        } else if m.is_file() {
+            h.update(fs::read(&p).unwrap());
+        }
+    }
+    hex::encode(h.finalize())
+}

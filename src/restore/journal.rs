@@ -1,0 +1,94 @@
+//! The restore journal: the plan and the state of every step, written (atomically, fsynced)
+//! before and after each step, so a restore killed at any point can be continued or undone.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::restore::steps::Step;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Pending,
+    /// Started and not known to have finished: it may be half done.
+    Running,
+    Done,
+    /// Undone by --rollback.
+    Undone,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalStep {
+    #[serde(flatten)]
+    pub step: Step,
+    pub state: StepState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    Restore,
+    DisableEtcd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Completed,
+    RolledBack,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub id: String,
+    pub operation: Operation,
+    pub created: String,
+    /// The backup restored (name or path).
+    pub backup: Option<String>,
+    pub platform: crate::host::Platform,
+    /// Private directory of this restore: staged bundle, manifests and files moved aside.
+    pub work_dir: PathBuf,
+    pub steps: Vec<JournalStep>,
+    pub outcome: Option<Outcome>,
+}
+
+pub const JOURNAL_FILE: &str = "journal.json";
+
+impl Journal {
+    pub fn path(restore_dir: &Path) -> PathBuf {
+        restore_dir.join(JOURNAL_FILE)
+    }
+
+    pub fn load(restore_dir: &Path) -> anyhow::Result<Option<Journal>> {
+        let p = Self::path(restore_dir);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("the restore journal {} is unreadable", p.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+
+    /// Writes the journal atomically (temp file, fsync, rename, directory fsync), mode 0600.
+    pub fn save(&self, restore_dir: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
+        crate::restore::fsops::create_private_dir(restore_dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".journal-")
+            .tempfile_in(restore_dir)?;
+        tmp.write_all(&serde_json::to_vec_pretty(self)?)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(Self::path(restore_dir))
+            .context("writing the restore journal")?;
+        std::fs::File::open(restore_dir)?.sync_all()?;
+        Ok(())
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.outcome.is_none()
+    }
+}

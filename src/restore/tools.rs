@@ -1,0 +1,179 @@
+//! The node's own snapshot-restore tool: `etcdutl` (3.5+), else `etcdctl` of 3.4/3.5 (3.6
+//! dropped `etcdctl snapshot restore`). What it supports is read from its own help text, so
+//! `--bump-revision` and `--mark-compacted` are used exactly where they exist.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::host::HostRoot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolKind {
+    Etcdutl,
+    Etcdctl,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreTool {
+    pub path: PathBuf,
+    pub kind: ToolKind,
+    pub version: String,
+    pub bump_revision: bool,
+    pub mark_compacted: bool,
+}
+
+/// Everything `snapshot restore` needs to make a single-member cluster.
+pub struct RestoreArgs<'a> {
+    pub snapshot: &'a Path,
+    pub data_dir: &'a Path,
+    pub name: &'a str,
+    pub peer_url: &'a str,
+    pub token: &'a str,
+    pub bump: Option<u64>,
+}
+
+impl RestoreTool {
+    /// `explicit`, else `etcdutl` then `etcdctl` on PATH and in the host's /usr/local/bin and
+    /// /usr/bin.
+    pub fn find(explicit: Option<&Path>, host: &HostRoot) -> anyhow::Result<RestoreTool> {
+        if let Some(p) = explicit {
+            return Self::probe(p).with_context(|| {
+                format!(
+                    "--etcdutl {}: not a working etcdutl or etcdctl",
+                    p.display()
+                )
+            });
+        }
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        for name in ["etcdutl", "etcdctl"] {
+            if let Some(paths) = std::env::var_os("PATH") {
+                candidates.extend(std::env::split_paths(&paths).map(|d| d.join(name)));
+            }
+            for d in ["/usr/local/bin", "/usr/bin"] {
+                candidates.push(host.path(d).join(name));
+            }
+        }
+        let mut errors = Vec::new();
+        for c in candidates.iter().filter(|c| c.is_file()) {
+            match Self::probe(c) {
+                Ok(t) => return Ok(t),
+                Err(e) => errors.push(format!("{}: {e:#}", c.display())),
+            }
+        }
+        Err(crate::error::usage(format!(
+            "no etcdutl (or etcdctl 3.4/3.5) found on PATH or in the host's /usr/local/bin and /usr/bin{}; \
+             install the etcdutl matching your etcd version or pass --etcdutl PATH. Nothing was changed",
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", errors.join("; "))
+            }
+        )))
+    }
+
+    fn probe(path: &Path) -> anyhow::Result<RestoreTool> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kind = if name.contains("etcdutl") {
+            ToolKind::Etcdutl
+        } else {
+            ToolKind::Etcdctl
+        };
+        let out = Command::new(path)
+            .arg("version")
+            .env("ETCDCTL_API", "3")
+            .output()
+            .with_context(|| format!("running {} version", path.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text
+            .lines()
+            .find_map(|l| l.split_once("version:").map(|(_, v)| v.trim().to_owned()))
+            .filter(|_| out.status.success())
+            .context("it did not report a version")?;
+        if kind == ToolKind::Etcdctl && !(version.starts_with("3.4") || version.starts_with("3.5"))
+        {
+            anyhow::bail!("etcdctl {version} has no `snapshot restore`; use etcdutl");
+        }
+        let help = Command::new(path)
+            .args(["snapshot", "restore", "--help"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .with_context(|| format!("running {} snapshot restore --help", path.display()))?;
+        let help = String::from_utf8_lossy(&help.stdout).into_owned()
+            + &String::from_utf8_lossy(&help.stderr);
+        if !help.contains("--initial-cluster-token") {
+            anyhow::bail!("its `snapshot restore` does not take --initial-cluster-token");
+        }
+        Ok(RestoreTool {
+            path: path.to_path_buf(),
+            kind,
+            version,
+            bump_revision: help.contains("--bump-revision"),
+            mark_compacted: help.contains("--mark-compacted"),
+        })
+    }
+
+    /// The command line (after the program) for a single-member restore.
+    pub fn args(&self, a: &RestoreArgs) -> Vec<String> {
+        let mut v = vec![
+            "snapshot".to_owned(),
+            "restore".to_owned(),
+            a.snapshot.display().to_string(),
+            format!("--data-dir={}", a.data_dir.display()),
+            format!("--name={}", a.name),
+            format!("--initial-cluster={}={}", a.name, a.peer_url),
+            format!("--initial-advertise-peer-urls={}", a.peer_url),
+            format!("--initial-cluster-token={}", a.token),
+        ];
+        if let Some(b) = a.bump.filter(|_| self.bump_revision) {
+            v.push(format!("--bump-revision={b}"));
+            if self.mark_compacted {
+                v.push("--mark-compacted".to_owned());
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(bump: bool) -> RestoreTool {
+        RestoreTool {
+            path: "/usr/bin/etcdutl".into(),
+            kind: ToolKind::Etcdutl,
+            version: "3.6.0".into(),
+            bump_revision: bump,
+            mark_compacted: bump,
+        }
+    }
+
+    #[test]
+    fn bump_flags_only_where_supported() {
+        let a = RestoreArgs {
+            snapshot: Path::new("/s.db"),
+            data_dir: Path::new("/d"),
+            name: "m1",
+            peer_url: "https://10.0.0.1:2380",
+            token: "cpbackup-x",
+            bump: Some(1200),
+        };
+        let with = tool(true).args(&a);
+        assert!(with.contains(&"--bump-revision=1200".to_owned()));
+        assert!(with.contains(&"--mark-compacted".to_owned()));
+        assert!(with.contains(&"--initial-cluster=m1=https://10.0.0.1:2380".to_owned()));
+        let without = tool(false).args(&a);
+        assert!(
+            !without
+                .iter()
+                .any(|x| x.contains("bump") || x.contains("compacted"))
+        );
+    }
+}

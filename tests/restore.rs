@@ -1,0 +1,402 @@
+//! `cpbackup restore` on a fake kubeadm host root with real etcd: the test plays the kubelet
+//! (etcd runs while its manifest is in place). Back up, write more, restore, check what etcd
+//! serves; dry run, failures before anything is touched, a kill at every step followed by
+//! --continue and by --rollback; etcd 3.4 (etcdctl) and 3.5 (etcdutl).
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+struct Node {
+    _t: tempfile::TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+    store: PathBuf,
+    key: PathBuf,
+    endpoint: String,
+    version: Version,
+    _kubelet: FakeKubelet,
+}
+
+impl Node {
+    /// A kubeadm node with etcd up, `a1..a3` written, a backup taken, then `b1` written and
+    /// `a1` changed after it.
+    fn new(version: Version) -> Node {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().to_path_buf();
+        let root = dir.join("root");
+        let (client, peer) = (free_port(), free_port());
+        fake_kubeadm_node(&root, client, peer);
+        let kubelet = FakeKubelet::start(&root, version);
+        let endpoint = format!("http://127.0.0.1:{client}");
+        wait_for_key(version, &endpoint, "/nothing", None);
+        for k in ["a1", "a2", "a3"] {
+            etcdctl(
+                version,
+                &endpoint,
+                &["put", &format!("/registry/{k}"), "before"],
+            );
+        }
+        let (key, r) = keygen(&dir, "k");
+        let store = dir.join("store");
+        let mut c = cpbackup(&dir);
+        c.args(["--host-root", root.to_str().unwrap(), "backup"])
+            .args([
+                "--recipient",
+                &r,
+                "--node-name",
+                "cp-1",
+                "--etcd-endpoint",
+                &endpoint,
+            ])
+            .arg("--store")
+            .arg(&store);
+        let o = run(c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        etcdctl(version, &endpoint, &["put", "/registry/b1", "after"]);
+        etcdctl(version, &endpoint, &["put", "/registry/a1", "after"]);
+        Node {
+            _t: t,
+            dir,
+            root,
+            store,
+            key,
+            endpoint,
+            version,
+            _kubelet: kubelet,
+        }
+    }
+
+    fn tool(&self) -> PathBuf {
+        match self.version {
+            Version::V34 => self.version.bin("etcdctl"),
+            Version::V35 => self.version.bin("etcdutl"),
+        }
+    }
+
+    fn restore(&self, extra: &[&str]) -> std::process::Command {
+        let mut c = cpbackup(&self.dir);
+        c.args(["--host-root", self.root.to_str().unwrap(), "restore"])
+            .arg("--identity")
+            .arg(&self.key)
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--etcdutl")
+            .arg(self.tool())
+            .args(["--wait-timeout", "60"])
+            .args(extra);
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let mut c = cpbackup(&self.dir);
+        c.args(["--host-root", self.root.to_str().unwrap(), "restore"])
+            .args(["--wait-timeout", "60"])
+            .args(args);
+        run(c)
+    }
+
+    /// etcd serves the state as of the backup.
+    fn assert_restored(&self) {
+        wait_for_key(self.version, &self.endpoint, "/registry/a1", Some("before"));
+        wait_for_key(self.version, &self.endpoint, "/registry/b1", None);
+        wait_for_key(self.version, &self.endpoint, "/registry/a3", Some("before"));
+    }
+
+    /// etcd serves the node's own later data again.
+    fn assert_original(&self) {
+        wait_for_key(self.version, &self.endpoint, "/registry/b1", Some("after"));
+        wait_for_key(self.version, &self.endpoint, "/registry/a1", Some("after"));
+        assert_eq!(
+            fs::read_to_string(self.root.join("etc/kubernetes/admin.conf")).unwrap(),
+            "kind: Config # original\n"
+        );
+        assert!(
+            self.root
+                .join("etc/kubernetes/manifests/kube-apiserver.yaml")
+                .is_file()
+        );
+    }
+
+    fn journal(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.dir.join("state/restore/journal.json")).unwrap())
+            .unwrap()
+    }
+
+    fn digest(&self) -> String {
+        tree_digest(&self.root, &["var/lib/etcd"])
+    }
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+fn restores_and_keeps_the_old_data(version: Version) {
+    let n = Node::new(version);
+    let before = n.digest();
+    let etcd_files = files_under(&n.root.join("var/lib/etcd"));
+
+    // A dry run verifies and plans, and changes nothing.
+    let o = run(n.restore(&["--latest", "--dry-run", "--output", "json"]));
+    ok(&o);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let kinds: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "stop-pod",
+            "stop-pod",
+            "move-aside",
+            "place-files",
+            "restore-snapshot",
+            "start-pod",
+            "wait-serving",
+            "start-pod",
+            "remove-staged"
+        ]
+    );
+    assert_eq!(n.digest(), before, "the dry run changed the host");
+    assert_eq!(files_under(&n.root.join("var/lib/etcd")), etcd_files);
+    assert!(!n.dir.join("state/restore/journal.json").exists());
+
+    let o = run(n.restore(&["--latest", "--yes"]));
+    ok(&o);
+    assert!(stdout(&o).contains("Next steps"), "{}", stdout(&o));
+    n.assert_restored();
+    let j = n.journal();
+    assert_eq!(j["outcome"], "completed");
+    // The old data directory sits intact where the journal says: an etcd started on a copy of
+    // it serves the later writes.
+    let aside = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "move-aside")
+        .unwrap()["to"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(Path::new(&aside).join("member/snap/db").is_file());
+    let copy = n.dir.join("old-copy");
+    assert!(
+        std::process::Command::new("cp")
+            .args(["-a", &aside])
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let port = free_port();
+    let ep = format!("http://127.0.0.1:{port}");
+    let mut old = std::process::Command::new(version.bin("etcd"))
+        .arg(format!("--data-dir={}", copy.display()))
+        .args(["--listen-client-urls", &ep, "--advertise-client-urls", &ep])
+        .args([
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .env("ETCD_UNSUPPORTED_ARCH", "")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_key(version, &ep, "/registry/b1", Some("after"));
+    let _ = old.kill();
+    let _ = old.wait();
+    // The plaintext staging copy is gone; the replaced pki is kept in the work dir.
+    let work = PathBuf::from(j["work_dir"].as_str().unwrap());
+    assert!(!work.join("staged").exists());
+    assert!(work.join("replaced/pki/sa.key").is_file());
+}
+
+#[test]
+fn restore_etcd35_with_etcdutl() {
+    restores_and_keeps_the_old_data(Version::V35);
+}
+
+#[test]
+fn restore_etcd34_with_etcdctl() {
+    restores_and_keeps_the_old_data(Version::V34);
+}
+
+#[test]
+fn killed_at_every_step_continue_completes_and_rollback_restores() {
+    let n = Node::new(Version::V35);
+    let o = run(n.restore(&["--latest", "--dry-run", "--output", "json"]));
+    ok(&o);
+    let steps = serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()["steps"]
+        .as_array()
+        .unwrap()
+        .len();
+    for i in 1..=steps {
+        // Killed as step i starts: rolled back to the original state.
+        let mut c = n.restore(&["--latest", "--yes"]);
+        c.env("CPBACKUP_RESTORE_FAILPOINT", format!("{i}:before"));
+        assert_eq!(run(c).status.code(), Some(137), "step {i}");
+        let again = run(n.restore(&["--latest", "--yes"]));
+        assert_eq!(
+            again.status.code(),
+            Some(2),
+            "a second restore is refused while one is unfinished"
+        );
+        assert!(stderr(&again).contains("--continue"), "{}", stderr(&again));
+        ok(&n.cmd(&["--rollback", "--yes"]));
+        n.assert_original();
+
+        // Killed right after step i: --continue completes it.
+        let mut c = n.restore(&["--latest", "--yes"]);
+        c.env("CPBACKUP_RESTORE_FAILPOINT", format!("{i}:after"));
+        assert_eq!(run(c).status.code(), Some(137), "step {i}");
+        ok(&n.cmd(&["--continue"]));
+        n.assert_restored();
+        assert_eq!(n.journal()["outcome"], "completed");
+
+        // And a completed restore can be rolled back too, for the next round.
+        ok(&n.cmd(&["--rollback", "--yes"]));
+        n.assert_original();
+    }
+}
+
+#[test]
+fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
+    let n = Node::new(Version::V35);
+    let before = n.digest();
+    let journal = n.dir.join("state/restore/journal.json");
+
+    let (other, _) = keygen(&n.dir, "other");
+    let mut c = cpbackup(&n.dir);
+    c.args([
+        "--host-root",
+        n.root.to_str().unwrap(),
+        "restore",
+        "--latest",
+        "--yes",
+    ])
+    .arg("--identity")
+    .arg(&other)
+    .arg("--store")
+    .arg(&n.store)
+    .arg("--etcdutl")
+    .arg(n.tool());
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nothing on this node was changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A flipped byte in the middle of the bundle.
+    let bundle = files_under(&n.store)
+        .into_iter()
+        .find(|f| f.ends_with(".cpb"))
+        .unwrap();
+    let copy = n.dir.join("corrupt.cpb");
+    let mut bytes = fs::read(n.store.join(&bundle)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&copy, bytes).unwrap();
+    let o = run(n.restore(&[copy.to_str().unwrap(), "--yes"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nothing on this node was changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    let mut c = cpbackup(&n.dir);
+    c.args([
+        "--host-root",
+        n.root.to_str().unwrap(),
+        "restore",
+        "--latest",
+        "--yes",
+    ])
+    .arg("--identity")
+    .arg(&n.key)
+    .arg("--store")
+    .arg(&n.store)
+    .env("PATH", "/nonexistent");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("etcdutl"), "{}", stderr(&o));
+
+    assert_eq!(n.digest(), before, "the host was touched");
+    assert!(!journal.exists());
+    n.assert_original();
+    assert!(
+        fs::read_dir(n.dir.join("state/restore"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "no work directory left behind"
+    );
+}
+
+#[test]
+fn bump_flags_go_to_an_etcdutl_that_has_them() {
+    // An etcdutl whose help lists --bump-revision/--mark-compacted (3.5.13+): a shim that
+    // records its arguments and runs the real 3.5.1 without them.
+    let n = Node::new(Version::V35);
+    let shim_dir = n.dir.join("shim");
+    fs::create_dir_all(&shim_dir).unwrap();
+    let shim = shim_dir.join("etcdutl");
+    let real = Version::V35.bin("etcdutl");
+    let log = n.dir.join("shim.args");
+    fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$3\" = --help ]; then {real} \"$@\"; echo '      --bump-revision uint'; echo '      --mark-compacted'; exit 0; fi\n\
+             echo \"$@\" >> {log}\nargs=''\nfor a in \"$@\"; do case \"$a\" in --bump-revision=*|--mark-compacted) ;; *) args=\"$args $a\";; esac; done\nexec {real} $args\n",
+            real = real.display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = cpbackup(&n.dir);
+    c.args([
+        "--host-root",
+        n.root.to_str().unwrap(),
+        "restore",
+        "--latest",
+        "--yes",
+    ])
+    .arg("--identity")
+    .arg(&n.key)
+    .arg("--store")
+    .arg(&n.store)
+    .arg("--etcdutl")
+    .arg(&shim)
+    // etcd serves the unbumped revision here, so do not wait for the bumped one
+    .args(["--wait-timeout", "3"]);
+    let _ = run(c);
+    let args = fs::read_to_string(&log).unwrap();
+    assert!(args.contains("--mark-compacted"), "{args}");
+    assert!(
+        args.contains("--initial-cluster=cp-1=http://127.0.0.1:"),
+        "{args}"
+    );
+    assert!(args.contains("--initial-cluster-token=cpbackup-"), "{args}");
+    let bump: u64 = args
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("--bump-revision="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bump >= 1, "{args}");
+}
