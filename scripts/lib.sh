@@ -98,4 +98,5 @@ cpb_measure() {
   local name=$1; shift
   sync # the previous contender's dirty pages must not be written back during this one
   /usr/bin/time -f "$name %e %M" -a -o "$WORK/times" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
+  [ -z "${CPB_SHOW_STDERR:-}" ] || cat "$WORK/last.err" >&2
 }

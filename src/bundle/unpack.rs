@@ -133,7 +133,8 @@ pub fn unpack(
                 .map_err(io_err)?;
             let is_snapshot = path == SNAPSHOT_PATH;
             let mut check = is_snapshot.then(|| SnapshotCheck::new(header.size().unwrap_or(0)));
-            let mut hash = Sha256::new();
+            // The snapshot's whole-file digest comes from its check; others hash here.
+            let mut hash = (!is_snapshot).then(Sha256::new);
             let mut n = 0u64;
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -141,7 +142,9 @@ pub fn unpack(
                 if k == 0 {
                     break;
                 }
-                hash.update(&buf[..k]);
+                if let Some(h) = hash.as_mut() {
+                    h.update(&buf[..k]);
+                }
                 if let Some(c) = check.as_mut() {
                     c.update(&buf[..k]);
                 }
@@ -149,15 +152,20 @@ pub fn unpack(
                 n += k as u64;
                 progress(k as u64);
             }
-            if is_snapshot {
-                out.sync_all().map_err(io_err)?;
-                summary = check.map(SnapshotCheck::finish);
-            }
+            let digest = match (hash, check) {
+                (Some(h), _) => hex::encode(h.finalize()),
+                (None, Some(c)) => {
+                    // Synced: the restore trusts this file without hashing it again.
+                    out.sync_all().map_err(io_err)?;
+                    let s = c.finish();
+                    let d = s.file_sha256.clone();
+                    summary = Some(s);
+                    d
+                }
+                (None, None) => unreachable!("a file is either hashed or checked"),
+            };
             modes.push((target, mode, uid, gid));
-            seen.insert(
-                path,
-                (EntryKind::File, n, Some(hex::encode(hash.finalize())), None),
-            );
+            seen.insert(path, (EntryKind::File, n, Some(digest), None));
         } else {
             return Err(VerifyError::Mismatch(format!(
                 "{path}: unexpected tar entry type {kind:?}"

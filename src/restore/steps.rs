@@ -544,6 +544,6 @@ fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow:
                 timeout.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(500)); // readiness poll, bounded above
+        std::thread::sleep(Duration::from_millis(100)); // readiness poll, bounded above
     }
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Benchmark of the whole-cluster restore (issue 7), in one run, as a ratio: the time from
+# `cpbackup restore --yes` to etcd serving the restored data on a fake kubeadm node (a shell
+# loop plays the kubelet: etcd runs while its manifest is in place), against
+# `etcdutl snapshot restore` alone on the same (plaintext) snapshot (goal <= 1.2x).
+# Median of ROUNDS runs; peak RSS from GNU time.
+# Usage: scripts/bench-restore.sh [--keys 520000] [--value-bytes 1900] [--rounds 3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+KEYS=520000
+VALUE=1900
+ROUNDS=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --keys) KEYS=$2; shift 2 ;;
+    --value-bytes) VALUE=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+cpb_bench_setup bench-restore
+ETCD=$CPBACKUP_TEST_ETCD35_DIR
+export ETCDCTL_API=3
+ROOT=$WORK/root
+PORT=$(cpb_free_port)
+PEER=$(cpb_free_port)
+EP=http://127.0.0.1:$PORT
+M=$ROOT/etc/kubernetes/manifests/etcd.yaml
+mkdir -p "$ROOT/etc/kubernetes/pki/etcd" "$ROOT/etc/kubernetes/manifests" "$ROOT/var/lib"
+echo "plain HTTP in this benchmark" >"$ROOT/etc/kubernetes/pki/etcd/ca.crt"
+cat >"$M" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+spec:
+  containers:
+  - command:
+    - etcd
+    - --name=cp-1
+    - --data-dir=/var/lib/etcd
+    - --listen-client-urls=$EP
+    - --advertise-client-urls=$EP
+    - --listen-peer-urls=http://127.0.0.1:$PEER
+    - --initial-advertise-peer-urls=http://127.0.0.1:$PEER
+    - --initial-cluster=cp-1=http://127.0.0.1:$PEER
+    - --quota-backend-bytes=8589934592
+    - --max-txn-ops=2000
+    - --max-request-bytes=16777216
+YAML
+
+# The kubelet: etcd runs while the manifest exists (checked every 50 ms, like a sync loop).
+touch "$WORK/kubelet.run"
+(
+  pid=""
+  while [ -e "$WORK/kubelet.run" ]; do
+    if [ -f "$M" ]; then
+      if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        mapfile -t args < <(sed -nE 's/^ +- (--.*)$/\1/p' "$M" | sed "s|--data-dir=|--data-dir=$ROOT|")
+        "$ETCD/etcd" "${args[@]}" >>"$WORK/kubelet-etcd.log" 2>&1 &
+        pid=$!
+      fi
+    elif [ -n "$pid" ]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      pid=""
+    fi
+    sleep 0.05
+  done
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+) &
+PIDS+=("$!")
+trap 'rm -f "$WORK/kubelet.run"; sleep 0.3; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; pkill -f "data-dir=$ROOT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 300); do "$ETCD/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+
+cpb_log "seeding $KEYS keys of ~$VALUE bytes (1000 per txn)"
+python3 - "$KEYS" "$VALUE" "$ETCD/etcdctl" "$EP" <<'PY'
+import random, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
+n, size, ctl, ep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+kinds = ["configmaps", "secrets", "pods", "events", "replicasets", "leases"]
+def batch(start):
+    r = random.Random(start)
+    lines = [""]
+    for i in range(start, min(start + 1000, n)):
+        kind = kinds[i % len(kinds)]
+        body = "%x" % r.getrandbits(size * 4 + 8)
+        lines.append("put /registry/%s/ns-%d/obj-%d %s" % (kind, i % 211, i, body[:size]))
+    lines += ["", "", ""]
+    subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(), stdout=subprocess.DEVNULL, check=True)
+with ThreadPoolExecutor(2) as ex:
+    list(ex.map(batch, range(0, n, 1000)))
+PY
+KEY=$WORK/key.txt
+R=$("$BIN" keygen --out "$KEY" 2>&1 | grep -o 'age1[0-9a-z]*' | head -1)
+"$BIN" --host-root "$ROOT" backup --recipient "$R" --store "$WORK/store" --etcd-endpoint "$EP" --node-name cp-1 -q >/dev/null
+"$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
+SIZE=$(stat -c %s "$WORK/snap.db")
+cpb_log "snapshot: $((SIZE / 1024 / 1024)) MiB"
+
+restore_alone() {
+  rm -rf "$WORK/alone"
+  "$ETCD/etcdutl" snapshot restore "$WORK/snap.db" --data-dir "$WORK/alone" --name cp-1 \
+    --initial-cluster "cp-1=http://127.0.0.1:1" --initial-advertise-peer-urls http://127.0.0.1:1
+}
+export -f restore_alone
+export ETCD WORK
+: >"$WORK/times"
+for _ in $(seq 1 "$ROUNDS"); do
+  cpb_measure etcdutl bash -c restore_alone
+  cpb_measure cpbackup "$BIN" --host-root "$ROOT" restore --latest --yes ${CPB_RESTORE_LOG:+--log-format json} -q --identity "$KEY" \
+    --store "$WORK/store" --etcdutl "$ETCD/etcdutl" --state-dir "$WORK/state"
+  # back to the original data for the next round (not measured)
+  "$BIN" --host-root "$ROOT" restore --rollback --yes -q --state-dir "$WORK/state" >/dev/null 2>&1
+done
+
+python3 - "$WORK/times" "$SIZE" "$KEYS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+med = lambda n: statistics.median(float(r[1]) for r in rows if r[0] == n)
+rss = lambda n: max(int(r[2]) for r in rows if r[0] == n) / 1024
+e, c = med("etcdutl"), med("cpbackup")
+print("\nsnapshot %.0f MiB, %s keys" % (int(sys.argv[2]) / 2**20, sys.argv[3]))
+print("%-44s %8s %10s" % ("", "seconds", "peak RSS"))
+print("%-44s %8.2f %7.0f MiB" % ("etcdutl snapshot restore (plaintext file)", e, rss("etcdutl")))
+print("%-44s %8.2f %7.0f MiB" % ("cpbackup restore (bundle -> etcd serving)", c, rss("cpbackup")))
+print("cpbackup restore / etcdutl restore: %.2fx (goal <= 1.2)" % (c / e))
+PY
