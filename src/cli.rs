@@ -315,7 +315,10 @@ pub struct DaemonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     /// The backup to restore: a name from `list`, a path to a .cpb file, or --latest.
-    #[arg(value_name = "BACKUP", conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"])]
+    #[arg(
+        value_name = "BACKUP",
+        conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"]
+    )]
     pub backup: Option<String>,
     /// Restore the newest complete backup in the stores.
     #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
@@ -355,6 +358,23 @@ pub struct RestoreArgs {
     /// State directory (journal and work files under restore/; default /var/lib/cpbackup).
     #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// After the restore (or alone, once it completed): run the platform's follow-up steps
+    /// through the API. OpenShift 4.18+: quorum guard off, wait for a stable cluster, guard on;
+    /// earlier: forceRedeploymentReason on etcd, kube-apiserver, kube-controller-manager,
+    /// kube-scheduler, each rolled out to every node.
+    #[arg(long, requires = "kubeconfig")]
+    pub post_restore: bool,
+    /// kubeconfig for --post-restore (a certificate-based one, e.g. the node's
+    /// localhost-recovery.kubeconfig).
+    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// --post-restore: seconds to wait for the cluster to settle (default 1800).
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    pub settle_timeout: u64,
+    /// --post-restore: how long every cluster operator must stay settled (default 300, as
+    /// `oc adm wait-for-stable-cluster`).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub stable_period: u64,
 }
 
 /// Which restore procedure to follow.

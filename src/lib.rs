@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod host;
 pub mod http;
 pub mod keys;
+pub mod kubeapi;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -4,6 +4,7 @@
 pub mod export;
 pub mod manifest;
 pub mod pargz;
+pub mod parungz;
 pub mod reader;
 pub mod unpack;
 pub mod writer;

@@ -11,6 +11,9 @@ use std::io::{self, Read};
 use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
+
+use crate::bundle::pargz::default_threads;
+use crate::bundle::parungz::ParGzReader;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -121,7 +124,7 @@ pub fn verify(
         &expect.recipients,
         &taps,
     )?;
-    let result = read_tar(MultiGzDecoder::new(plain));
+    let result = read_tar(ParGzReader::new(plain, default_threads()));
     let fail = |e: VerifyError| taps.classify(e);
     let (report_parts, plaintext_bytes) = result.map_err(fail)?;
     let (entries, files, snapshot, manifest) = report_parts;
@@ -422,7 +425,7 @@ pub fn for_each_entry<'r>(
             "invalid gzip/tar content after decryption: {m}"
         )))
     };
-    let stream: Box<dyn Read + 'r> = Box::new(MultiGzDecoder::new(plain));
+    let stream: Box<dyn Read + 'r> = Box::new(ParGzReader::new(plain, default_threads()));
     let mut archive = tar::Archive::new(stream);
     for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
         let mut entry = entry.map_err(|e| fail(e.to_string()))?;

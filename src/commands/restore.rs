@@ -50,6 +50,25 @@ pub fn run(
         rolled_back: j.work_dir.join("rolled-back"),
     };
 
+    let post = |j: Option<&Journal>| -> anyhow::Result<()> {
+        if !args.post_restore {
+            return Ok(());
+        }
+        post_restore(
+            args,
+            j.map(|j| j.platform)
+                .unwrap_or_else(|| Platform::detect(&host)),
+        )
+    };
+    if args.post_restore
+        && args.backup.is_none()
+        && !args.latest
+        && !args.continue_
+        && !args.rollback
+        && !args.disable_etcd
+    {
+        return post(existing.as_ref());
+    }
     if args.continue_ {
         let mut j = existing.filter(Journal::in_progress).ok_or_else(|| {
             usage("no restore is in progress on this node (no unfinished journal): nothing to continue")
@@ -66,7 +85,12 @@ pub fn run(
         );
         let ctx = ctx_for(&j);
         run_steps(&mut j, &restore_dir, &ctx, quiet)?;
-        return finished(&j, common.output);
+        finished(&j, common.output)?;
+        return if j.operation == Operation::Restore {
+            post(Some(&j))
+        } else {
+            Ok(())
+        };
     }
     if args.rollback {
         let mut j = existing
@@ -304,7 +328,38 @@ pub fn run(
     }
     let ctx = ctx_for(&j);
     run_steps(&mut j, &restore_dir, &ctx, quiet)?;
-    finished(&j, common.output)
+    finished(&j, common.output)?;
+    post(Some(&j))
+}
+
+/// `--post-restore`: the platform's follow-up steps through the API.
+fn post_restore(args: &RestoreArgs, platform: Platform) -> anyhow::Result<()> {
+    if platform != Platform::Openshift {
+        eprintln!(
+            "--post-restore: nothing to do through the API on a {platform:?} node; follow the next steps above"
+        );
+        return Ok(());
+    }
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .context("--post-restore needs --kubeconfig")?;
+    let settle = crate::kubeapi::openshift::Settle {
+        timeout: Duration::from_secs(args.settle_timeout),
+        stable_for: Duration::from_secs(args.stable_period),
+        poll: Duration::from_secs(5),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let client = crate::kubeapi::client_from_kubeconfig(&kubeconfig).await?;
+            crate::kubeapi::openshift::post_restore(&client, settle, &mut |s| {
+                eprintln!("post-restore: {s}")
+            })
+            .await
+        })
+        .context("the post-restore steps failed; fix the cause and run `cpbackup restore --post-restore --kubeconfig …` again")
 }
 
 fn op_name(op: Operation) -> &'static str {
