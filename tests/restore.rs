@@ -400,3 +400,117 @@ fn bump_flags_go_to_an_etcdutl_that_has_them() {
         .unwrap();
     assert!(bump >= 1, "{args}");
 }
+
+#[test]
+fn openshift_stages_what_cluster_restore_sh_stages_and_rolls_back() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let ip = unique_loopback_ip();
+    let pki = Pki::new(&dir.join("pki"), &[&ip]);
+    let etcd = Etcd::start(Version::V35, dir, &ip, 2379, Some(&pki));
+    etcd.put("/registry/namespaces/shop", "{}");
+    let root = dir.join("host");
+    fake_openshift_root(&root, "master-0", &ip, &pki, 3);
+    let k = root.join("etc/kubernetes");
+    let restore_pod =
+        k.join("static-pod-resources/etcd-certs/configmaps/restore-etcd-pod/pod.yaml");
+    fs::create_dir_all(restore_pod.parent().unwrap()).unwrap();
+    fs::write(&restore_pod, "kind: Pod # restore-etcd-pod\n").unwrap();
+    let data = root.join("var/lib/etcd");
+    fs::create_dir_all(data.join("member/snap")).unwrap();
+    fs::write(data.join("member/snap/db"), "the live database").unwrap();
+    fs::write(data.join("revision.json"), r#"{"maxRaftIndex":1234}"#).unwrap();
+    let (key, r) = keygen(dir, "k");
+    let store = dir.join("store");
+    let mut c = cpbackup(dir);
+    c.arg("--host-root")
+        .arg(&root)
+        .args(["backup", "--recipient", &r, "--store"])
+        .arg(&store);
+    ok(&run(c));
+    // After the backup, a revision's file changes on the host.
+    let tls = k.join("static-pod-resources/kube-apiserver-pod-3/secrets/serving-cert/tls.key");
+    fs::write(&tls, "changed after the backup\n").unwrap();
+    let before = tree_digest(&root, &[]);
+
+    let restore = |extra: &[&str]| {
+        let mut c = cpbackup(dir);
+        c.arg("--host-root")
+            .arg(&root)
+            .args(["restore", "--yes"])
+            .args(extra);
+        c
+    };
+    let mut c = restore(&[
+        "--latest",
+        "--identity",
+        key.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    // Stop once everything is staged, before waiting for the (absent) restore pod to serve.
+    c.env("CPBACKUP_RESTORE_FAILPOINT", "4:after");
+    assert_eq!(run(c).status.code(), Some(137));
+    let staged_snapshot = root.join("var/lib/etcd-backup/snapshot.db");
+    let st = std::process::Command::new(Version::V35.bin("etcdutl"))
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&staged_snapshot)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", stderr(&st));
+    assert_eq!(
+        fs::read_to_string(root.join("var/lib/etcd-backup/revision.json")).unwrap(),
+        r#"{"maxRaftIndex":1234}"#
+    );
+    assert!(
+        fs::read_dir(&data).unwrap().next().is_none(),
+        "/var/lib/etcd is empty for the restore pod"
+    );
+    assert_eq!(
+        fs::read_to_string(k.join("manifests/etcd-pod.yaml")).unwrap(),
+        "kind: Pod # restore-etcd-pod\n"
+    );
+    assert_eq!(
+        fs::read_to_string(&tls).unwrap(),
+        "kube-apiserver key rev 3\n",
+        "the backup's revision is back"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&tls).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("state/restore/journal.json")).unwrap()).unwrap();
+    let old = j["steps"][1]["to"].as_str().unwrap();
+    assert_eq!(
+        fs::read_to_string(Path::new(old).join("member/snap/db")).unwrap(),
+        "the live database"
+    );
+
+    ok(&run(restore(&["--rollback"])));
+    assert_eq!(
+        tree_digest(&root, &["var/lib/etcd-backup"]),
+        before,
+        "rollback restores the tree"
+    );
+    assert!(!staged_snapshot.exists());
+    drop(etcd);
+}
+
+#[test]
+fn disable_etcd_stops_it_and_rollback_starts_it_again() {
+    let n = Node::new(Version::V35);
+    let o = n.cmd(&["--disable-etcd", "--yes"]);
+    ok(&o);
+    assert!(!n.root.join("etc/kubernetes/manifests/etcd.yaml").exists());
+    assert!(
+        !n.root
+            .join("etc/kubernetes/manifests/kube-apiserver.yaml")
+            .exists()
+    );
+    let o = etcdctl(n.version, &n.endpoint, &["get", "/registry/b1"]);
+    assert!(!o.status.success(), "etcd is down");
+    ok(&n.cmd(&["--rollback", "--yes"]));
+    n.assert_original();
+}
