@@ -222,7 +222,7 @@ impl State {
         family(
             "cpbackup_backup_failures_total",
             "counter",
-            "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election).",
+            "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election, precheck).",
             FailureReason::ALL
                 .iter()
                 .map(|r| {

@@ -614,3 +614,74 @@ fn a_second_concurrent_backup_is_refused() {
     );
     drop(held);
 }
+
+#[test]
+fn openshift_backup_waits_for_rollouts_unless_forced() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let ip = unique_loopback_ip();
+    let pki = Pki::new(&dir.join("pki"), &[&ip]);
+    let _etcd = Etcd::start(Version::V35, dir, &ip, 2379, Some(&pki));
+    let root = dir.join("host");
+    fake_openshift_root(&root, "m0", &ip, &pki, 2);
+    let api = FakeApi::start(&[("kube-scheduler", "True")]);
+    api.kubeconfig_for(&root);
+    let (_, r) = keygen(dir, "k");
+    let store = dir.join("store");
+    let backup = |force: bool| {
+        let mut c = cpbackup(dir);
+        c.arg("--host-root")
+            .arg(&root)
+            .args(["--output", "json", "backup", "--recipient", &r, "--store"])
+            .arg(&store);
+        if force {
+            c.arg("--force");
+        }
+        run(c)
+    };
+    let o = backup(false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kube-scheduler (Progressing=True)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(files_under(&store).is_empty(), "nothing written");
+    let asked = api.asked.lock().unwrap().clone();
+    for op in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
+        assert!(
+            asked
+                .iter()
+                .any(|p| p == &format!("/apis/config.openshift.io/v1/clusteroperators/{op}")),
+            "{asked:?}"
+        );
+    }
+
+    let o = backup(true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        rep["forced"], true,
+        "a forced backup is marked possibly dirty"
+    );
+
+    // The API gone: refused with what to do.
+    fs::write(
+        root.join("etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: x\n  context:\n    cluster: x\n    user: x\ncurrent-context: x\nusers:\n- name: x\n  user: {}\n",
+    )
+    .unwrap();
+    let o = backup(false);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("is the API server running"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -263,3 +263,30 @@ async fn a_cluster_that_never_settles_times_out_with_the_names_and_the_guard_goe
     let e = run.await.unwrap().unwrap_err();
     assert!(format!("{e:#}").contains("network"), "{e:#}");
 }
+
+#[tokio::test]
+async fn precheck_reads_the_four_control_plane_operators_and_names_the_busy_ones() {
+    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(svc, "default");
+    let run = tokio::spawn(async move { openshift::rollouts_in_progress(&client).await });
+    for (name, progressing) in [
+        ("kube-apiserver", "False"),
+        ("kube-controller-manager", "True"),
+        ("kube-scheduler", "False"),
+        ("etcd", "False"),
+    ] {
+        expect(
+            &mut h,
+            Method::GET,
+            &format!("/apis/config.openshift.io/v1/clusteroperators/{name}"),
+            None,
+            operator(name, progressing),
+        )
+        .await;
+    }
+    let busy = run.await.unwrap().unwrap();
+    assert_eq!(
+        busy,
+        vec![("kube-controller-manager".to_owned(), "True".to_owned())]
+    );
+}

@@ -76,16 +76,19 @@ pub enum FailureReason {
     Cancelled,
     /// The one-per-cluster election could not be held.
     Election,
+    /// OpenShift: a control-plane operator is rolling out, or the check could not run.
+    Precheck,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 6] = [
+    pub const ALL: [FailureReason; 7] = [
         FailureReason::Config,
         FailureReason::Lock,
         FailureReason::Etcd,
         FailureReason::Store,
         FailureReason::Cancelled,
         FailureReason::Election,
+        FailureReason::Precheck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl FailureReason {
             FailureReason::Store => "store",
             FailureReason::Cancelled => "cancelled",
             FailureReason::Election => "election",
+            FailureReason::Precheck => "precheck",
         }
     }
 }
@@ -319,6 +323,9 @@ pub async fn execute(
 
     let _lock = NodeLock::acquire(&job.state_dir).because(R::Lock)?;
     let platform = Platform::detect(host);
+    if platform == Platform::Openshift && !job.force {
+        openshift_precheck(host).await.because(R::Precheck)?;
+    }
     let plan = static_pods::plan(host, job.mode, platform, &job.extra).because(R::Config)?;
     let access =
         discover::etcd_access(host, platform, &job.etcd, job.node.as_deref()).because(R::Config)?;
@@ -549,6 +556,41 @@ pub async fn execute(
         ));
     }
     Ok(report)
+}
+
+/// As cluster-backup.sh: no backup while kube-apiserver, kube-controller-manager,
+/// kube-scheduler or etcd is rolling out, read through the node's localhost.kubeconfig.
+async fn openshift_precheck(host: &HostRoot) -> anyhow::Result<()> {
+    use crate::kubeapi::openshift::{LOCALHOST_KUBECONFIG, rollouts_in_progress};
+    let kubeconfig = host.path(LOCALHOST_KUBECONFIG);
+    let check = async {
+        let client = crate::kubeapi::client_from_kubeconfig(&kubeconfig).await?;
+        rollouts_in_progress(&client).await
+    };
+    let busy = match tokio::time::timeout(std::time::Duration::from_secs(30), check).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => anyhow::bail!(
+            "cannot check the control-plane operators through {} ({e:#}); is the API server running? \
+             Pass --force to back up anyway (the backup is then marked possibly dirty)",
+            kubeconfig.display()
+        ),
+        Err(_) => anyhow::bail!(
+            "the API server did not answer within 30 s; pass --force to back up anyway (marked possibly dirty)"
+        ),
+    };
+    if !busy.is_empty() {
+        let list: Vec<String> = busy
+            .iter()
+            .map(|(n, s)| format!("{n} (Progressing={s})"))
+            .collect();
+        anyhow::bail!(
+            "a reliable backup requires that no rollout is in progress: {}. Wait until it finishes, \
+             or pass --force (the backup is then marked possibly dirty)",
+            list.join(", ")
+        );
+    }
+    tracing::debug!("no control-plane rollout in progress");
+    Ok(())
 }
 
 /// Marks the local copies that succeeded with the stores that failed, for `--upload-pending`.

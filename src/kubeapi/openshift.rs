@@ -204,3 +204,36 @@ pub async fn post_restore(
     }
     Ok(())
 }
+
+/// The four control-plane operators `cluster-backup.sh` checks before a backup.
+pub const CONTROL_PLANE_OPERATORS: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "etcd",
+];
+
+/// Where OpenShift keeps the node's localhost kubeconfig (cluster-backup.sh uses it too).
+pub const LOCALHOST_KUBECONFIG: &str = "/etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig";
+
+/// The control-plane operators whose `Progressing` condition is not `False` (a rollout is in
+/// progress, or the condition is missing), with its status.
+pub async fn rollouts_in_progress(c: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
+    let api = cluster_operators(c);
+    let mut busy = Vec::new();
+    for name in CONTROL_PLANE_OPERATORS {
+        let co = api
+            .get(name)
+            .await
+            .with_context(|| format!("reading ClusterOperator {name}"))?;
+        let v = serde_json::to_value(&co)?;
+        let status = condition(&v, "Progressing")
+            .and_then(|c| c["status"].as_str())
+            .unwrap_or("Unknown")
+            .to_owned();
+        if status != "False" {
+            busy.push((name.to_owned(), status));
+        }
+    }
+    Ok(busy)
+}

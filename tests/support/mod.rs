@@ -376,6 +376,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 /// four manifests pointing at revision `rev`, a newer unreferenced revision, secrets with 0600,
 /// and a symlink pointing out of the tree.
 pub fn fake_openshift_root(root: &Path, node: &str, ip: &str, pki: &Pki, rev: u64) {
+    settled_api().kubeconfig_for(root);
     let k = root.join("etc/kubernetes");
     let certs = k.join("static-pod-resources/etcd-certs");
     let scripts = certs.join("configmaps/etcd-scripts");
@@ -1116,4 +1117,100 @@ pub fn tree_digest(root: &Path, except: &[&str]) -> String {
         }
     }
     hex::encode(h.finalize())
+}
+
+/// A stand-in for the OpenShift API server (plain HTTP on 127.0.0.1) answering
+/// `GET /apis/config.openshift.io/v1/clusteroperators/<name>` with a ClusterOperator whose
+/// Progressing condition is `progressing[name]` (default "False"); records every path asked.
+pub struct FakeApi {
+    pub url: String,
+    pub asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeApi {
+    pub fn start(progressing: &[(&str, &str)]) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let states: std::collections::HashMap<String, String> = progressing
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let states = states.clone();
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        loop {
+                            let mut h = String::new();
+                            if std::io::BufRead::read_line(&mut reader, &mut h).unwrap_or(0) == 0
+                                || h == "\r\n"
+                            {
+                                break;
+                            }
+                        }
+                        log.lock().unwrap().push(path.clone());
+                        let name = path
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("")
+                            .split('?')
+                            .next()
+                            .unwrap_or("");
+                        let body = if path
+                            .starts_with("/apis/config.openshift.io/v1/clusteroperators/")
+                        {
+                            let p = states.get(name).cloned().unwrap_or_else(|| "False".into());
+                            serde_json::json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator",
+                                "metadata": {"name": name},
+                                "status": {"conditions": [{"type": "Progressing", "status": p}]}})
+                            .to_string()
+                        } else {
+                            String::new()
+                        };
+                        let status = if body.is_empty() {
+                            "404 Not Found"
+                        } else {
+                            "200 OK"
+                        };
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                });
+            }
+        });
+        FakeApi { url, asked }
+    }
+
+    /// Writes the node's localhost.kubeconfig under `root`, pointing at this server.
+    pub fn kubeconfig_for(&self, root: &Path) {
+        let p = root.join("etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(
+            &p,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\ncontexts:\n- name: local\n  context:\n    cluster: local\n    user: local\ncurrent-context: local\nusers:\n- name: local\n  user:\n    token: not-a-secret\n",
+                self.url
+            ),
+        )
+        .unwrap();
+    }
+}
+
+/// One settled fake API server per test process, for fake OpenShift roots.
+pub fn settled_api() -> &'static FakeApi {
+    static API: std::sync::OnceLock<FakeApi> = std::sync::OnceLock::new();
+    API.get_or_init(|| FakeApi::start(&[]))
 }
