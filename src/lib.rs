@@ -19,6 +19,7 @@ pub mod error;
 pub mod etcd;
 pub mod host;
 pub mod http;
+pub mod k8s;
 pub mod keys;
 pub mod kubeapi;
 pub mod lock;

@@ -1,0 +1,4 @@
+//! Kubernetes objects as etcd stores them (the start of offline decoding for `extract`):
+//! `envelope` tells protobuf (`k8s\0` + runtime.Unknown), JSON, CBOR and encrypted values apart.
+
+pub mod envelope;
