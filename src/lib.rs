@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod fsutil;
 pub mod host;
 pub mod http;
 pub mod k8s;

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -109,7 +108,7 @@ impl State {
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
-        atomic_write(
+        crate::fsutil::write_atomically(
             &state_dir.join(STATE_FILE),
             &serde_json::to_vec_pretty(self)?,
             0o600,
@@ -382,26 +381,7 @@ fn escape(s: &str) -> String {
 /// Writes `text` to `path` for node_exporter: temp file in the same directory, then rename, so
 /// the collector never reads half a file. Mode 0644 (node_exporter runs as another user).
 pub fn write_textfile(path: &Path, text: &str) -> anyhow::Result<()> {
-    atomic_write(path, text.as_bytes(), 0o644)
-}
-
-fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cpbackup-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    crate::fsutil::write_atomically(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]

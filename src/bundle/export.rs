@@ -18,10 +18,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::manifest::{
-    EntryKind, MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest, SNAPSHOT_PATH,
-};
-use crate::bundle::reader::{Flow, VerifyError, for_each_entry};
+use crate::bundle::manifest::{EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
+use crate::bundle::reader::{Flow, VerifyError, entry_path, for_each_entry, read_manifest};
 use crate::keys::Identities;
 
 const RESOURCES_PREFIX: &str = "static-pod-resources/";
@@ -88,23 +86,11 @@ pub fn export_openshift(
     let mut resources = 0usize;
     let io_err = |e: io::Error| VerifyError::Io(e.to_string());
     for_each_entry(input, ids, |entry| {
-        let path = entry
-            .path()
-            .map_err(io_err)?
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
+        let path = entry_path(entry).map_err(io_err)?;
         let kind = entry.header().entry_type();
         if path == MANIFEST_PATH {
-            let mut json = Vec::new();
-            entry
-                .take(MAX_MANIFEST_BYTES)
-                .read_to_end(&mut json)
-                .map_err(io_err)?;
-            manifest = Some(
-                serde_json::from_slice(&json)
-                    .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))?,
-            );
+            let size = entry.size();
+            manifest = Some(read_manifest(entry, size, io_err)?);
         } else if path == SNAPSHOT_PATH {
             let mut h = Hashing {
                 inner: &mut *entry,

@@ -251,12 +251,7 @@ fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
     let mut buf = vec![0u8; 256 * 1024];
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let path = entry
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
+        let path = entry_path(&entry).map_err(|e| bad(e.to_string()))?;
         if manifest.is_some() {
             return Err(VerifyError::Mismatch(format!(
                 "entry {path} follows the manifest, which must be last"
@@ -266,19 +261,7 @@ fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
         let size = entry.size();
         total += size;
         if path == MANIFEST_PATH {
-            if size > MAX_MANIFEST_BYTES {
-                return Err(VerifyError::Mismatch(format!(
-                    "manifest is implausibly large ({size} bytes)"
-                )));
-            }
-            let mut json = Vec::with_capacity(size as usize);
-            entry
-                .read_to_end(&mut json)
-                .map_err(|e| bad(e.to_string()))?;
-            manifest = Some(
-                serde_json::from_slice(&json)
-                    .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))?,
-            );
+            manifest = Some(read_manifest(&mut entry, size, |e| bad(e.to_string()))?);
             continue;
         }
         let rec = match kind {
@@ -392,6 +375,33 @@ fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
         )));
     }
     Ok(((order.len(), files, snapshot, manifest), total))
+}
+
+/// An entry's path as the manifest names it (directories without the trailing slash).
+pub(crate) fn entry_path<R: Read>(entry: &tar::Entry<R>) -> io::Result<String> {
+    Ok(entry
+        .path()?
+        .to_string_lossy()
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// Reads and parses the `cpbackup/manifest.json` entry of `size` bytes; an implausibly large
+/// one is refused before anything is read.
+pub(crate) fn read_manifest(
+    entry: &mut impl Read,
+    size: u64,
+    io_err: impl Fn(io::Error) -> VerifyError,
+) -> Result<Manifest, VerifyError> {
+    if size > MAX_MANIFEST_BYTES {
+        return Err(VerifyError::Mismatch(format!(
+            "manifest is implausibly large ({size} bytes)"
+        )));
+    }
+    let mut json = Vec::with_capacity(size as usize);
+    entry.read_to_end(&mut json).map_err(io_err)?;
+    serde_json::from_slice(&json)
+        .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))
 }
 
 /// What to do after an entry in [`for_each_entry`].

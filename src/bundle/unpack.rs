@@ -16,10 +16,8 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::manifest::{
-    EntryKind, MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest, SNAPSHOT_PATH,
-};
-use crate::bundle::reader::{Flow, VerifyError, for_each_entry};
+use crate::bundle::manifest::{EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
+use crate::bundle::reader::{Flow, VerifyError, entry_path, for_each_entry, read_manifest};
 use crate::keys::Identities;
 use crate::snapshot::check::{SnapshotCheck, SnapshotSummary, TrailerStatus};
 
@@ -71,24 +69,12 @@ pub fn unpack(
     let mut manifest: Option<Manifest> = None;
     let mut summary: Option<SnapshotSummary> = None;
     for_each_entry(input, ids, |entry| {
-        let path = entry
-            .path()
-            .map_err(io_err)?
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
+        let path = entry_path(entry).map_err(io_err)?;
         let header = entry.header().clone();
         let kind = header.entry_type();
         if path == MANIFEST_PATH {
-            let mut json = Vec::new();
-            entry
-                .take(MAX_MANIFEST_BYTES)
-                .read_to_end(&mut json)
-                .map_err(io_err)?;
-            manifest = Some(
-                serde_json::from_slice(&json)
-                    .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))?,
-            );
+            let size = entry.size();
+            manifest = Some(read_manifest(entry, size, io_err)?);
             return Ok(Flow::Continue);
         }
         if seen.contains_key(&path) {

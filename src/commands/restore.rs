@@ -196,9 +196,11 @@ pub fn run(
         Platform::Openshift => None,
         _ => Some(RestoreTool::find(args.etcdutl.as_deref(), &host)?),
     };
-    if platform != Platform::Openshift {
-        plan::kubeadm_etcd(&host)?;
-    }
+    // kubeadm: the etcd manifest must be readable now (and names the data directory).
+    let data_dir_host = match platform {
+        Platform::Openshift => plan::OPENSHIFT_DATA_DIR.to_owned(),
+        _ => plan::kubeadm_etcd(&host)?.data_dir_host,
+    };
     let which = BackupRef {
         backup: args.backup.clone(),
         latest: args.latest,
@@ -215,10 +217,6 @@ pub fn run(
         }
     })?)?;
     let chosen = choose(&which, &stores)?;
-    let data_dir_host = match platform {
-        Platform::Openshift => plan::OPENSHIFT_DATA_DIR.to_owned(),
-        _ => plan::kubeadm_etcd(&host)?.data_dir_host,
-    };
     let data_dir = host.path(&data_dir_host);
     if let Some(r) = &chosen.record {
         check_space(&data_dir, r.snapshot_size)?;

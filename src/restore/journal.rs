@@ -75,17 +75,13 @@ impl Journal {
 
     /// Writes the journal atomically (temp file, fsync, rename, directory fsync), mode 0600.
     pub fn save(&self, restore_dir: &Path) -> anyhow::Result<()> {
-        use std::io::Write;
         crate::restore::fsops::create_private_dir(restore_dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".journal-")
-            .tempfile_in(restore_dir)?;
-        tmp.write_all(&serde_json::to_vec_pretty(self)?)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(Self::path(restore_dir))
-            .context("writing the restore journal")?;
-        std::fs::File::open(restore_dir)?.sync_all()?;
-        Ok(())
+        crate::fsutil::write_atomically(
+            &Self::path(restore_dir),
+            &serde_json::to_vec_pretty(self)?,
+            0o600,
+        )
+        .context("writing the restore journal")
     }
 
     pub fn in_progress(&self) -> bool {
