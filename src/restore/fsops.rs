@@ -144,6 +144,39 @@ mod tests {
     }
 
     #[test]
+    fn move_across_filesystems_copies_then_removes_the_source() {
+        // /dev/shm (tmpfs) and the temp dir are different filesystems on Linux hosts.
+        let (Ok(a), Ok(b)) = (
+            tempfile::tempdir_in("/dev/shm"),
+            tempfile::tempdir_in("/var/tmp"),
+        ) else {
+            eprintln!("SKIPPED: no /dev/shm or /var/tmp");
+            return;
+        };
+        let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+        if dev(a.path()) == dev(b.path()) {
+            eprintln!("SKIPPED: /dev/shm and /var/tmp share a filesystem here");
+            return;
+        }
+        let src = a.path().join("member");
+        fs::create_dir_all(src.join("snap")).unwrap();
+        fs::write(src.join("snap/db"), "data").unwrap();
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o700)).unwrap();
+        let dst = b.path().join("aside/member");
+        move_path(&src, &dst).unwrap();
+        assert!(
+            !src.exists(),
+            "the source is gone once the copy is complete"
+        );
+        assert_eq!(fs::read_to_string(dst.join("snap/db")).unwrap(), "data");
+        assert_eq!(
+            fs::metadata(&dst).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(!b.path().join("aside/member.cpbackup-partial").exists());
+    }
+
+    #[test]
     fn copy_keeps_modes_and_links() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
