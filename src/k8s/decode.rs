@@ -1,0 +1,148 @@
+//! A stored value → the object as JSON, whatever its encoding: encrypted values are decrypted
+//! first (when keys were given), protobuf is decoded with the schema, JSON passes through, CBOR
+//! and types without a schema are reported (the caller keeps the raw bytes; nothing is dropped).
+
+use prost_reflect::DynamicMessage;
+use serde_json::{Map, Value as Json};
+
+use crate::k8s::encryption::{DecryptError, Keyring};
+use crate::k8s::envelope::{self, Stored};
+use crate::k8s::json::message_to_json;
+use crate::k8s::schema::Schema;
+
+/// Why a value did not become a JSON object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Undecodable {
+    #[error("no schema for {api_version} {kind} (add its .proto files with --proto-path)")]
+    NoSchema { api_version: String, kind: String },
+    #[error("CBOR-encoded (the CBORServingAndStorage feature); not decoded")]
+    Cbor,
+    #[error("encrypted at rest with {provider} key {key:?}: {reason}")]
+    Encrypted {
+        provider: String,
+        key: String,
+        reason: DecryptError,
+    },
+    #[error("malformed {0}")]
+    Malformed(String),
+    #[error("not a Kubernetes object ({0} bytes of something else)")]
+    NotAnObject(usize),
+}
+
+/// Decodes stored values with one schema and one set of encryption keys.
+pub struct Decoder {
+    schema: Schema,
+    keys: Keyring,
+}
+
+impl Decoder {
+    pub fn new(schema: Schema, keys: Keyring) -> Self {
+        Decoder { schema, keys }
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The object stored under `key` (needed as the authenticated data of AES-GCM).
+    pub fn decode(&self, key: &[u8], value: &[u8]) -> Result<Json, Undecodable> {
+        match envelope::classify(value).map_err(|e| Undecodable::Malformed(e.to_string()))? {
+            Stored::Encrypted {
+                provider,
+                version,
+                key_name,
+                body,
+            } => {
+                let plain = self
+                    .keys
+                    .decrypt(&provider, &version, &key_name, body, key)
+                    .map_err(|reason| Undecodable::Encrypted {
+                        provider: provider.clone(),
+                        key: key_name.clone(),
+                        reason,
+                    })?;
+                // a decrypted value is never itself encrypted
+                if plain.starts_with(b"k8s:enc:") {
+                    return Err(Undecodable::Malformed("doubly encrypted value".into()));
+                }
+                self.decode(key, &plain)
+            }
+            Stored::Protobuf {
+                api_version,
+                kind,
+                raw,
+                ..
+            } => self.protobuf(&api_version, &kind, &raw, false),
+            Stored::Json(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| Undecodable::Malformed(format!("JSON: {e}"))),
+            Stored::Cbor(_) => Err(Undecodable::Cbor),
+            Stored::Other(bytes) => Err(Undecodable::NotAnObject(bytes.len())),
+        }
+    }
+
+    /// Like [`Decoder::decode`] for a protobuf value whose envelope names no type (wire types
+    /// such as `WatchEvent` travel that way; the reader knows the type from context).
+    pub fn decode_as(
+        &self,
+        value: &[u8],
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Json, Undecodable> {
+        match envelope::classify(value).map_err(|e| Undecodable::Malformed(e.to_string()))? {
+            Stored::Protobuf {
+                api_version: a,
+                kind: k,
+                raw,
+                ..
+            } if a.is_empty() && k.is_empty() => self.protobuf(api_version, kind, &raw, true),
+            _ => self.decode(b"", value),
+        }
+    }
+
+    /// `untyped`: the envelope named no type, so the JSON carries none either.
+    fn protobuf(
+        &self,
+        api_version: &str,
+        kind: &str,
+        raw: &[u8],
+        untyped: bool,
+    ) -> Result<Json, Undecodable> {
+        let desc =
+            self.schema
+                .message_for(api_version, kind)
+                .ok_or_else(|| Undecodable::NoSchema {
+                    api_version: api_version.to_owned(),
+                    kind: kind.to_owned(),
+                })?;
+        let msg = DynamicMessage::decode(desc, raw)
+            .map_err(|e| Undecodable::Malformed(format!("{api_version} {kind}: {e}")))?;
+        let nested = |bytes: &[u8]| -> Option<Json> {
+            match envelope::classify(bytes).ok()? {
+                Stored::Protobuf {
+                    api_version,
+                    kind,
+                    raw,
+                    ..
+                } => self.protobuf(&api_version, &kind, &raw, false).ok(),
+                _ => None,
+            }
+        };
+        let body = message_to_json(&msg, &nested);
+        if untyped {
+            return Ok(body);
+        }
+        let mut out = Map::new();
+        // TypeMeta lives only in the envelope; the API server puts it first
+        if !api_version.is_empty() {
+            out.insert("apiVersion".into(), Json::String(api_version.to_owned()));
+        }
+        if !kind.is_empty() {
+            out.insert("kind".into(), Json::String(kind.to_owned()));
+        }
+        match body {
+            Json::Object(fields) => out.extend(fields),
+            other => return Ok(other),
+        }
+        Ok(Json::Object(out))
+    }
+}
