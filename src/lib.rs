@@ -9,6 +9,8 @@
 //!          host (static pods) ─────┴─> bundle::writer (tar → parallel gzip → age) ─> store(s)
 //! verify:  store ─> bundle::reader (age → gunzip → tar) ─> hashes + snapshot::meta checks
 //! daemon:  schedule (cron slots) ─> etcd::election ─> backup ─> prune ─> metrics (+ http)
+//! extract: snapshot (bbolt + mvcc) ─> extract::select ─> k8s::decode (decrypt, protobuf → JSON)
+//!          ─> extract::reapply + deps ─> extract::write | kubeapi::apply
 //! ```
 
 pub mod bundle;
@@ -17,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod extract;
 pub mod fsutil;
 pub mod host;
 pub mod http;

@@ -1,21 +1,18 @@
 //! `cpbackup inspect`: what a snapshot holds, from a bare file or straight from a backup.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
 
 use crate::bundle::reader;
 use crate::cli::{GroupBy, InspectArgs, OutputFormat};
-use crate::commands::{choose, open_stores};
+use crate::commands::{choose, map_file as map, open_stores, starts_with_age};
 use crate::config::{self, FileConfig};
 use crate::keys::Identities;
 use crate::output::{self, human_size};
 use crate::snapshot::report::{self, Report};
 use crate::snapshot::stats::Group;
-
-const AGE_MAGIC: &[u8] = b"age-encryption.org/";
 
 #[derive(serde::Serialize)]
 struct Output {
@@ -62,20 +59,6 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
         report,
     };
     output::emit(format, &out, |o| text(o, args.by, args.top))
-}
-
-fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
-    let mut head = [0u8; 19];
-    let n = File::open(p)?.read(&mut head)?;
-    Ok(&head[..n] == AGE_MAGIC)
-}
-
-fn map(f: File, what: &str) -> anyhow::Result<memmap2::Mmap> {
-    // SAFETY: the file is opened read-only (or is our own unlinked spool); if another process
-    // truncates it while mapped, reads may fault — the same contract every mmap reader has.
-    // `populate` faults the whole file in with one call instead of one fault per page.
-    unsafe { memmap2::MmapOptions::new().populate().map(&f) }
-        .with_context(|| format!("cannot map {what}"))
 }
 
 fn text(o: &Output, by: GroupBy, top: usize) -> String {

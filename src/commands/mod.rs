@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod daemon;
 pub mod export_openshift;
+pub mod extract;
 pub mod inspect;
 pub mod keygen;
 pub mod list;
@@ -11,7 +12,10 @@ pub mod restore;
 pub mod upload_pending;
 pub mod verify;
 
+use std::io::Read;
 use std::path::Path;
+
+use anyhow::Context;
 
 use crate::cli::BackupRef;
 use crate::error::usage;
@@ -86,4 +90,22 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
 
 fn file_part(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
+}
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+
+/// Whether a file is an age-encrypted bundle (rather than a bare snapshot).
+pub fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
+    let mut head = [0u8; 19];
+    let n = std::fs::File::open(p)?.read(&mut head)?;
+    Ok(&head[..n] == AGE_MAGIC)
+}
+
+/// Maps a snapshot file (read-only).
+pub fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
+    // SAFETY: the file is opened read-only (or is our own unlinked spool); if another process
+    // truncates it while mapped, reads may fault — the same contract every mmap reader has.
+    // `populate` faults the whole file in with one call instead of one fault per page.
+    unsafe { memmap2::MmapOptions::new().populate().map(&f) }
+        .with_context(|| format!("cannot map {what}"))
 }

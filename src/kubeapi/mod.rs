@@ -1,7 +1,8 @@
 //! The Kubernetes/OpenShift API, through `kube`: a client from a kubeconfig file, and the
 //! OpenShift calls cpbackup makes (`openshift`): the post-restore steps of the documented
-//! disaster-recovery procedure.
+//! disaster-recovery procedure; and server-side apply of extracted objects (`apply`).
 
+pub mod apply;
 pub mod openshift;
 
 use std::path::Path;

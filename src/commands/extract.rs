@@ -1,0 +1,384 @@
+//! `cpbackup extract`: one namespace (or a key prefix) from a backup or a bare snapshot, decoded
+//! offline, written as YAML/JSON that re-applies cleanly, or applied to a live cluster.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::bundle::reader::{self, Flow};
+use crate::cli::{DryRun, ExtractArgs, OutputFormat};
+use crate::commands::{choose, map_file, open_stores, starts_with_age};
+use crate::config::{self, FileConfig};
+use crate::error::usage;
+use crate::extract::reapply::Options;
+use crate::extract::select::Filter;
+use crate::extract::{self, Extraction, write};
+use crate::k8s::decode::Decoder;
+use crate::k8s::encryption::Keyring;
+use crate::k8s::schema::Schema;
+use crate::keys::Identities;
+use crate::kubeapi::apply::{self, ApplyOptions};
+
+/// Bundle entries kept in memory to find the encryption configuration (small files only).
+const SMALL_FILE: u64 = 1024 * 1024;
+const OPENSHIFT_ENCRYPTION_CONFIG: &str = "secrets/encryption-config/encryption-config";
+
+/// The snapshot to read and the encryption configuration that came with it.
+struct Source {
+    name: String,
+    snapshot: memmap2::Mmap,
+    /// (where it came from, contents) of the bundle's EncryptionConfiguration.
+    bundled_encryption: Option<(String, String)>,
+}
+
+#[derive(serde::Serialize)]
+struct Report<'a> {
+    source: &'a str,
+    revision: i64,
+    objects: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<&'a write::Written>,
+    skipped: &'a [extract::reapply::Skipped],
+    undecoded: &'a [write::Undecoded],
+    cluster_dependencies: &'a [extract::deps::Dependency],
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<serde_json::Value>,
+}
+
+pub fn run(args: &ExtractArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+    let filter = match (&args.namespace, &args.prefix) {
+        (Some(ns), None) => Filter::Namespace(ns.clone()),
+        (None, Some(p)) => Filter::Prefix(p.clone()),
+        _ => {
+            return Err(usage(
+                "give exactly one of --namespace NS or --prefix KEYPREFIX",
+            ));
+        }
+    };
+    if args.apply && !matches!(filter, Filter::Namespace(_)) {
+        return Err(usage("--apply works with --namespace only"));
+    }
+    let source = open_source(args, file)?;
+    let keys = match (&args.encryption_config, &source.bundled_encryption) {
+        (Some(path), _) => Keyring::load(path)?,
+        (None, Some((origin, text))) => Keyring::parse(text, origin)?,
+        (None, None) => Keyring::empty(),
+    };
+    let mut schema = Schema::builtin()?;
+    for dir in &args.proto_path {
+        schema.add_proto_dir(dir)?;
+    }
+    let decoder = Decoder::new(schema, keys);
+    let opts = Options {
+        raw: args.raw,
+        keep_status: args.keep_status,
+        keep_owned: args.keep_owned,
+        to_namespace: args.to_namespace.clone(),
+    };
+    let found = extract::extract(
+        &source.snapshot,
+        &filter,
+        &decoder,
+        &opts,
+        args.with_cluster_deps,
+    )
+    .with_context(|| format!("reading {}", source.name))?;
+    if let Filter::Namespace(ns) = &filter
+        && found.objects.is_empty()
+        && found.undecoded.is_empty()
+    {
+        anyhow::bail!(
+            "namespace {ns} has no objects in {} (revision {}); `cpbackup inspect --by namespace` lists the namespaces it has",
+            source.name,
+            found.revision
+        );
+    }
+    let secrets = found.objects.iter().filter(|o| o.is_secret()).count();
+    if args.apply {
+        return apply(args, &source.name, &found, format);
+    }
+    let written = match &args.out {
+        Some(dir) => Some(write::directory(
+            dir,
+            &found.objects,
+            &found.undecoded,
+            args.format,
+        )?),
+        None => {
+            write::stream(
+                &found.objects,
+                &found.undecoded,
+                args.format,
+                &mut std::io::stdout().lock(),
+            )?;
+            None
+        }
+    };
+    let report = Report {
+        source: &source.name,
+        revision: found.revision,
+        objects: found.objects.len(),
+        written: written.as_ref(),
+        skipped: &found.skipped,
+        undecoded: &found.undecoded,
+        cluster_dependencies: &found.dependencies,
+        warnings: &found.warnings,
+        applied: None,
+    };
+    // the objects may be on stdout: the report goes to stderr then
+    let text = summary(&report, secrets, args.with_cluster_deps);
+    match (format, written.is_some()) {
+        (OutputFormat::Json, true) => println!("{}", serde_json::to_string_pretty(&report)?),
+        (OutputFormat::Json, false) => eprintln!("{}", serde_json::to_string_pretty(&report)?),
+        (OutputFormat::Text, true) => println!("{text}"),
+        (OutputFormat::Text, false) => eprintln!("{text}"),
+    }
+    Ok(())
+}
+
+fn apply(
+    args: &ExtractArgs,
+    name: &str,
+    found: &Extraction,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .or_else(|| std::env::var_os("KUBECONFIG").map(Into::into))
+        .ok_or_else(|| usage("--apply needs --kubeconfig FILE (or KUBECONFIG)"))?;
+    let opts = ApplyOptions {
+        server_dry_run: args.dry_run == Some(DryRun::Server),
+        ..ApplyOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(async {
+        let client = crate::kubeapi::client_from_kubeconfig(&kubeconfig).await?;
+        Ok::<_, anyhow::Error>(
+            apply::apply_all(&client, &found.objects, &opts, |a| {
+                if format == OutputFormat::Text {
+                    println!("{}", a.line());
+                }
+            })
+            .await,
+        )
+    })?;
+    let failed = results.iter().filter(|r| r.failed()).count();
+    if format == OutputFormat::Json {
+        let report = Report {
+            source: name,
+            revision: found.revision,
+            objects: found.objects.len(),
+            written: None,
+            skipped: &found.skipped,
+            undecoded: &found.undecoded,
+            cluster_dependencies: &found.dependencies,
+            warnings: &found.warnings,
+            applied: Some(apply::results_json(&results)),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for w in &found.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} objects failed to apply (see the lines above); the others were applied",
+        results.len()
+    );
+    Ok(())
+}
+
+fn summary(r: &Report, secrets: usize, with_deps: bool) -> String {
+    let mut s = format!(
+        "{}: {} objects at revision {}",
+        r.source, r.objects, r.revision
+    );
+    if let Some(w) = r.written {
+        s.push_str(&format!(
+            " written to {} ({} files)",
+            w.dir.display(),
+            w.files
+        ));
+    }
+    if secrets > 0 {
+        s.push_str(&format!(
+            "\nthe output contains {secrets} Secret(s) in clear text: keep it private and delete it when done"
+        ));
+    }
+    if !r.skipped.is_empty() {
+        s.push_str(&format!(
+            "\nleft out ({}, --raw keeps everything):",
+            r.skipped.len()
+        ));
+        for k in r.skipped {
+            s.push_str(&format!("\n  {}: {}", k.object, k.reason));
+        }
+    }
+    if !r.undecoded.is_empty() {
+        s.push_str(&format!("\nnot decoded, kept raw ({}):", r.undecoded.len()));
+        for u in r.undecoded {
+            s.push_str(&format!("\n  {}: {}", u.key, u.reason));
+        }
+    }
+    if !r.cluster_dependencies.is_empty() {
+        s.push_str(&format!(
+            "\ncluster-scoped dependencies ({}{}):",
+            r.cluster_dependencies.len(),
+            if with_deps {
+                ", included"
+            } else {
+                "; --with-cluster-deps includes them"
+            }
+        ));
+        for d in r.cluster_dependencies {
+            s.push_str(&format!(
+                "\n  {}{}: {}",
+                d.object,
+                if d.in_snapshot {
+                    ""
+                } else {
+                    " (not in the snapshot)"
+                },
+                d.reasons.join("; ")
+            ));
+        }
+    }
+    for w in r.warnings {
+        s.push_str(&format!("\nwarning: {w}"));
+    }
+    s
+}
+
+fn open_source(args: &ExtractArgs, file: &FileConfig) -> anyhow::Result<Source> {
+    let given = args.which.backup.as_deref();
+    if let Some(path) = given.filter(|s| Path::new(s).is_file())
+        && !starts_with_age(Path::new(path))?
+    {
+        return Ok(Source {
+            name: path.to_owned(),
+            snapshot: map_file(std::fs::File::open(path)?, path)?,
+            bundled_encryption: None,
+        });
+    }
+    let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
+    let stores = if given.is_some_and(|s| Path::new(s).is_file()) {
+        Vec::new()
+    } else {
+        open_stores(&config::resolve_stores(&args.stores, file)?)?
+    };
+    let chosen = choose(&args.which, &stores)?;
+    let spool_dir = args
+        .spool_dir
+        .clone()
+        .or_else(|| file.spool_dir.clone())
+        .unwrap_or_else(std::env::temp_dir);
+    let mut spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
+        format!(
+            "cannot create a spool file in {}; pass --spool-dir DIR",
+            spool_dir.display()
+        )
+    })?;
+    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut snapshot_seen = false;
+    reader::for_each_entry(chosen.reader, &ids, |entry| {
+        let path = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path == crate::bundle::manifest::SNAPSHOT_PATH {
+            std::io::copy(entry, &mut spool).map_err(|e| reader::VerifyError::Io(e.to_string()))?;
+            snapshot_seen = true;
+        } else if entry.size() <= SMALL_FILE && entry.header().entry_type().is_file() {
+            let mut buf = Vec::new();
+            entry
+                .read_to_end(&mut buf)
+                .map_err(|e| reader::VerifyError::Io(e.to_string()))?;
+            small.insert(path, buf);
+        }
+        Ok(Flow::Continue)
+    })
+    .with_context(|| format!("reading {}", chosen.name))?;
+    anyhow::ensure!(snapshot_seen, "{} holds no etcd snapshot", chosen.name);
+    Ok(Source {
+        snapshot: map_file(spool, &chosen.name)?,
+        bundled_encryption: bundled_encryption_config(&small),
+        name: chosen.name,
+    })
+}
+
+/// The EncryptionConfiguration the bundle carries: OpenShift's
+/// `static-pod-resources/kube-apiserver-pod-N/secrets/encryption-config/encryption-config`
+/// (newest N), or the file kubeadm's kube-apiserver manifest names with
+/// `--encryption-provider-config`, when the bundle holds it.
+fn bundled_encryption_config(files: &HashMap<String, Vec<u8>>) -> Option<(String, String)> {
+    let text = |p: &String| {
+        String::from_utf8(files.get(p)?.clone())
+            .ok()
+            .map(|t| (p.clone(), t))
+    };
+    let revision = |p: &str| -> Option<u64> {
+        p.strip_prefix("static-pod-resources/kube-apiserver-pod-")?
+            .split('/')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let openshift = files
+        .keys()
+        .filter(|p| p.ends_with(OPENSHIFT_ENCRYPTION_CONFIG) && revision(p).is_some())
+        .max_by_key(|p| revision(p));
+    if let Some(p) = openshift {
+        return text(p);
+    }
+    let manifest = String::from_utf8_lossy(files.get("manifests/kube-apiserver.yaml")?);
+    let flag = manifest
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .find_map(|w| w.strip_prefix("--encryption-provider-config="))?;
+    let candidates = [
+        flag.strip_prefix("/etc/kubernetes/").map(str::to_owned),
+        Some(format!("extra{flag}")),
+        Some(format!("extra/{}", flag.trim_start_matches('/'))),
+    ];
+    candidates.into_iter().flatten().find_map(|p| text(&p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_bundled_encryption_config() {
+        let mut files = HashMap::new();
+        files.insert(
+            "static-pod-resources/kube-apiserver-pod-7/secrets/encryption-config/encryption-config"
+                .to_owned(),
+            b"seven".to_vec(),
+        );
+        files.insert(
+            "static-pod-resources/kube-apiserver-pod-12/secrets/encryption-config/encryption-config".to_owned(),
+            b"twelve".to_vec(),
+        );
+        assert_eq!(bundled_encryption_config(&files).unwrap().1, "twelve");
+        let mut kubeadm = HashMap::new();
+        kubeadm.insert(
+            "manifests/kube-apiserver.yaml".to_owned(),
+            b"    - --encryption-provider-config=/etc/kubernetes/enc/enc.yaml\n".to_vec(),
+        );
+        assert!(bundled_encryption_config(&kubeadm).is_none());
+        kubeadm.insert(
+            "enc/enc.yaml".to_owned(),
+            b"kind: EncryptionConfiguration".to_vec(),
+        );
+        assert_eq!(
+            bundled_encryption_config(&kubeadm).unwrap().0,
+            "enc/enc.yaml"
+        );
+    }
+}

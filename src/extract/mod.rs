@@ -1,0 +1,157 @@
+//! Namespace extraction, offline: from a snapshot's bytes to objects that re-apply cleanly.
+//!
+//! `select` picks the keys (one pass over the `key` bucket), `k8s::decode` turns values into
+//! JSON (decrypting them when keys are given), `reapply` strips and fixes what the server set,
+//! `deps` reports the cluster-scoped objects the namespace needs, `write` writes the result, and
+//! `kubeapi::apply` applies it.
+
+pub mod deps;
+pub mod object;
+pub mod reapply;
+pub mod select;
+pub mod write;
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::k8s::decode::Decoder;
+use crate::snapshot::db::Db;
+use deps::Dependency;
+use object::Object;
+use reapply::{Options, Skipped};
+use select::{Filter, Role};
+use write::Undecoded;
+
+/// What an extraction found.
+#[derive(Debug)]
+pub struct Extraction {
+    /// The objects to write, in apply order.
+    pub objects: Vec<Object>,
+    pub skipped: Vec<Skipped>,
+    pub undecoded: Vec<Undecoded>,
+    pub dependencies: Vec<Dependency>,
+    /// Head revision of the snapshot.
+    pub revision: i64,
+    pub warnings: Vec<String>,
+}
+
+/// Why a snapshot could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("not a readable etcd snapshot: {0}")]
+    Snapshot(String),
+}
+
+/// API versions that newer clusters no longer serve: objects last written long ago keep them.
+const RETIRED_VERSIONS: &[&str] = &[
+    "extensions/v1beta1",
+    "apps/v1beta1",
+    "apps/v1beta2",
+    "batch/v1beta1",
+    "policy/v1beta1",
+    "networking.k8s.io/v1beta1",
+    "rbac.authorization.k8s.io/v1beta1",
+    "storage.k8s.io/v1beta1",
+    "apiextensions.k8s.io/v1beta1",
+];
+
+/// Extracts what `filter` selects from the snapshot `data`.
+pub fn extract(
+    data: &[u8],
+    filter: &Filter,
+    decoder: &Decoder,
+    opts: &Options,
+    with_cluster_deps: bool,
+) -> Result<Extraction, ExtractError> {
+    let db = Db::open(data).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
+    let scan = select::scan(&db, filter).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
+    let mut members = Vec::new();
+    let mut cluster = Vec::new();
+    let mut undecoded = Vec::new();
+    let mut warnings = Vec::new();
+    for (role, kv) in &scan.entries {
+        let key = String::from_utf8_lossy(kv.key).into_owned();
+        match decoder.decode(kv.key, kv.value) {
+            Ok(mut json) => {
+                // as the API server does on read: the object's version is the key's revision
+                if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert(
+                        "resourceVersion".into(),
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                }
+                let o = Object::new(&key, kv.mod_revision, json);
+                match (role, filter) {
+                    (Role::Member, Filter::Namespace(ns)) if o.namespace() != Some(ns.as_str()) => {
+                        warnings.push(format!(
+                            "{key}: its key names namespace {ns} but the object says {:?}; left out",
+                            o.namespace().unwrap_or("")
+                        ));
+                    }
+                    (Role::Cluster, _) => cluster.push(o),
+                    _ => members.push(o),
+                }
+            }
+            Err(e) if *role == Role::Cluster => {
+                warnings.push(format!(
+                    "{key}: {e} (needed only for the dependency report)"
+                ));
+            }
+            Err(e) => undecoded.push(Undecoded {
+                key,
+                reason: e.to_string(),
+                value: kv.value.to_vec(),
+            }),
+        }
+    }
+    for o in &members {
+        if RETIRED_VERSIONS.contains(&o.api_version()) {
+            warnings.push(format!(
+                "{} is stored as {}, which current clusters do not serve; convert it before applying",
+                o.display(),
+                o.api_version()
+            ));
+        }
+    }
+    let Filter::Namespace(ns) = filter else {
+        // a prefix dump is the objects as stored, in key order
+        return Ok(Extraction {
+            objects: members,
+            skipped: Vec::new(),
+            undecoded,
+            dependencies: Vec::new(),
+            revision: scan.revision,
+            warnings,
+        });
+    };
+    let dependencies = deps::find(ns, &members, &cluster);
+    let uids: HashSet<String> = members
+        .iter()
+        .filter_map(|o| o.uid().map(str::to_owned))
+        .collect();
+    let (mut objects, skipped) = reapply::prepare(members, opts);
+    if with_cluster_deps {
+        for d in &dependencies {
+            if let Some(i) = d.found {
+                let mut o = cluster[i].clone();
+                if !opts.raw {
+                    reapply::clean(&mut o, &uids, opts);
+                }
+                if let Some(to) = &opts.to_namespace {
+                    reapply::move_namespace_refs(&mut o, ns, to);
+                }
+                objects.push(o);
+            }
+        }
+        reapply::sort_for_apply(&mut objects);
+    }
+    Ok(Extraction {
+        objects,
+        skipped,
+        undecoded,
+        dependencies,
+        revision: scan.revision,
+        warnings,
+    })
+}

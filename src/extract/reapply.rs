@@ -1,0 +1,500 @@
+//! Turning objects as stored into objects that re-apply cleanly to a cluster:
+//! - skipped: what a controller recreates (an owner that is in the namespace too), Events and
+//!   Leases, objects being deleted, the auto-created `kube-root-ca.crt` / `openshift-service-ca.crt`
+//!   ConfigMaps, `default` (and OpenShift's `builder`/`deployer`) ServiceAccounts, token Secrets;
+//! - stripped: server-set metadata (uid, resourceVersion, generation, timestamps, managedFields,
+//!   selfLink, ownerReferences to objects not exported) and `status`;
+//! - fixed per kind: Service cluster IPs and node ports, Pod node binding, PVC bind annotations,
+//!   Job selectors with the old controller uid, PV claim references, Namespace finalizers;
+//! - moved with `--to-namespace`: metadata and every namespace reference (RoleBinding subjects,
+//!   PV claimRef, ClusterRoleBinding subjects).
+//!
+//! Each rule can be switched off (`--raw` switches off all of them).
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::extract::object::Object;
+
+/// Which rules apply.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Keep everything as stored: no skipping, no stripping, no fix-ups.
+    pub raw: bool,
+    pub keep_status: bool,
+    /// Keep objects a controller would recreate.
+    pub keep_owned: bool,
+    /// Rewrite the namespace to this one.
+    pub to_namespace: Option<String>,
+}
+
+/// An object left out, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub object: String,
+    pub reason: String,
+}
+
+const SERVER_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "managedFields",
+];
+
+const PVC_BIND_ANNOTATIONS: &[&str] = &[
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.kubernetes.io/selected-node",
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.beta.kubernetes.io/storage-provisioner",
+];
+
+const AUTO_SERVICE_ACCOUNTS: &[&str] = &["default", "builder", "deployer", "pipeline"];
+
+/// Why an object should not be exported, if it should not.
+fn skip_reason(o: &Object, namespace_uids: &HashSet<String>, opts: &Options) -> Option<String> {
+    let kind = o.kind();
+    let meta = &o.json["metadata"];
+    if meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        return Some("being deleted (deletionTimestamp set)".into());
+    }
+    if let Some(owner) = controller_owner(o)
+        && !opts.keep_owned
+        && owner
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_some_and(|uid| namespace_uids.contains(uid))
+    {
+        return Some(format!(
+            "recreated by its controller {}/{}",
+            owner["kind"].as_str().unwrap_or("?").to_ascii_lowercase(),
+            owner["name"].as_str().unwrap_or("?")
+        ));
+    }
+    match (kind, o.group()) {
+        ("Event", "" | "events.k8s.io") => Some("events are not restored".into()),
+        ("Lease", "coordination.k8s.io") => Some("leases are recreated by their holders".into()),
+        ("ConfigMap", "")
+            if matches!(o.name(), "kube-root-ca.crt" | "openshift-service-ca.crt") =>
+        {
+            Some("created in every namespace by the cluster".into())
+        }
+        ("ServiceAccount", "") if AUTO_SERVICE_ACCOUNTS.contains(&o.name()) => {
+            Some("created in every namespace by the cluster".into())
+        }
+        ("Secret", "") => {
+            let ty = o.json["type"].as_str().unwrap_or("");
+            let annotations = &meta["annotations"];
+            if ty == "kubernetes.io/service-account-token" {
+                Some("service account token: the cluster issues a new one".into())
+            } else if ty == "kubernetes.io/dockercfg"
+                && (annotations
+                    .get("openshift.io/internal-registry-auth-token.service-account")
+                    .is_some()
+                    || annotations
+                        .get("kubernetes.io/service-account.name")
+                        .is_some())
+            {
+                Some(
+                    "registry pull secret of a service account: the cluster issues a new one"
+                        .into(),
+                )
+            } else {
+                None
+            }
+        }
+        ("Endpoints", "") | ("EndpointSlice", "discovery.k8s.io")
+            if meta["labels"]
+                .get("endpointslice.kubernetes.io/managed-by")
+                .is_some()
+                || meta["labels"]
+                    .get("endpoints.kubernetes.io/managed-by")
+                    .is_some() =>
+        {
+            Some("maintained by the endpoints controller".into())
+        }
+        _ => None,
+    }
+}
+
+fn controller_owner(o: &Object) -> Option<&Value> {
+    o.json["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"].as_bool() == Some(true))
+}
+
+/// Prepares the namespace's objects (the Namespace object among them) for re-applying: returns
+/// the objects to write, in apply order, and the ones left out.
+pub fn prepare(objects: Vec<Object>, opts: &Options) -> (Vec<Object>, Vec<Skipped>) {
+    let uids: HashSet<String> = objects
+        .iter()
+        .filter_map(|o| o.uid().map(str::to_owned))
+        .collect();
+    // Endpoints of a Service with a selector are the controller's too (they carry no owner).
+    let selector_services: HashSet<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "Service" && o.json["spec"].get("selector").is_some())
+        .map(|o| o.name().to_owned())
+        .collect();
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    for mut o in objects {
+        if !opts.raw {
+            let reason = skip_reason(&o, &uids, opts).or_else(|| {
+                (o.kind() == "Endpoints" && selector_services.contains(o.name()))
+                    .then(|| "maintained by the endpoints controller".to_owned())
+            });
+            if let Some(reason) = reason {
+                skipped.push(Skipped {
+                    object: o.display(),
+                    reason,
+                });
+                continue;
+            }
+            clean(&mut o, &uids, opts);
+        }
+        if let Some(to) = &opts.to_namespace {
+            move_namespace(&mut o, to);
+        }
+        kept.push(o);
+    }
+    sort_for_apply(&mut kept);
+    (kept, skipped)
+}
+
+/// Deterministic apply order: by kind rank, then kind, namespace, name.
+pub fn sort_for_apply(objects: &mut [Object]) {
+    use crate::extract::object::apply_rank;
+    objects.sort_by(|a, b| {
+        (apply_rank(a.kind()), a.kind(), a.namespace(), a.name()).cmp(&(
+            apply_rank(b.kind()),
+            b.kind(),
+            b.namespace(),
+            b.name(),
+        ))
+    });
+}
+
+/// Strips server-set fields and applies the per-kind fix-ups.
+pub fn clean(o: &mut Object, exported_uids: &HashSet<String>, opts: &Options) {
+    let kind = o.kind().to_owned();
+    let group = o.group().to_owned();
+    let json = &mut o.json;
+    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in SERVER_METADATA {
+            meta.remove(*f);
+        }
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        {
+            meta.remove("generateName");
+        }
+        // owners not exported would be stale uids, and the garbage collector would delete us
+        if let Some(Value::Array(owners)) = meta.get_mut("ownerReferences") {
+            owners.retain(|r| r["uid"].as_str().is_some_and(|u| exported_uids.contains(u)));
+            if owners.is_empty() {
+                meta.remove("ownerReferences");
+            }
+        }
+    }
+    if !opts.keep_status
+        && let Some(obj) = json.as_object_mut()
+    {
+        obj.remove("status");
+    }
+    let spec = json.get_mut("spec").and_then(Value::as_object_mut);
+    match (kind.as_str(), group.as_str()) {
+        ("Service", "") => {
+            if let Some(spec) = spec {
+                if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
+                }
+                spec.remove("healthCheckNodePort");
+                if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        p.remove("nodePort");
+                    }
+                }
+            }
+        }
+        ("Pod", "") => {
+            if let Some(spec) = spec {
+                spec.remove("nodeName");
+                spec.remove("priority");
+            }
+        }
+        ("PersistentVolumeClaim", "") => {
+            remove_annotations(json, PVC_BIND_ANNOTATIONS);
+        }
+        ("PersistentVolume", "") => {
+            if let Some(claim) = json
+                .pointer_mut("/spec/claimRef")
+                .and_then(Value::as_object_mut)
+            {
+                claim.remove("uid");
+                claim.remove("resourceVersion");
+            }
+            remove_annotations(json, &["pv.kubernetes.io/bound-by-controller"]);
+        }
+        ("Job", "batch") => {
+            // the selector names the old Job's uid: let the API server generate a new one
+            if json.pointer("/spec/manualSelector") != Some(&Value::Bool(true))
+                && let Some(spec) = json.get_mut("spec").and_then(Value::as_object_mut)
+            {
+                spec.remove("selector");
+            }
+            if let Some(labels) = json
+                .pointer_mut("/spec/template/metadata/labels")
+                .and_then(Value::as_object_mut)
+            {
+                labels.remove("controller-uid");
+                labels.remove("batch.kubernetes.io/controller-uid");
+            }
+        }
+        ("Namespace", "") => {
+            if let Some(spec) = spec {
+                spec.remove("finalizers");
+            }
+        }
+        _ => {}
+    }
+    drop_empty(json, "spec");
+}
+
+fn remove_annotations(json: &mut Value, names: &[&str]) {
+    if let Some(a) = json
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        for n in names {
+            a.remove(*n);
+        }
+        if a.is_empty() {
+            json["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("annotations"));
+        }
+    }
+}
+
+fn drop_empty(json: &mut Value, field: &str) {
+    if json
+        .get(field)
+        .and_then(Value::as_object)
+        .is_some_and(Map::is_empty)
+        && let Some(obj) = json.as_object_mut()
+    {
+        obj.remove(field);
+    }
+}
+
+/// Rewrites every reference to the object's namespace to `to`.
+pub fn move_namespace(o: &mut Object, to: &str) {
+    let from = o.namespace().map(str::to_owned).unwrap_or_else(|| {
+        // the Namespace object itself
+        o.name().to_owned()
+    });
+    move_namespace_refs(o, &from, to);
+}
+
+/// Rewrites references to namespace `from` (metadata, subjects, claim) to `to`.
+pub fn move_namespace_refs(o: &mut Object, from: &str, to: &str) {
+    let kind = o.kind().to_owned();
+    let json = &mut o.json;
+    if kind == "Namespace" && o_name_is(json, from) {
+        json["metadata"]["name"] = Value::String(to.to_owned());
+        if let Some(labels) = json
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+            && labels.contains_key("kubernetes.io/metadata.name")
+        {
+            labels.insert(
+                "kubernetes.io/metadata.name".into(),
+                Value::String(to.to_owned()),
+            );
+        }
+        return;
+    }
+    if json["metadata"]["namespace"].as_str() == Some(from) {
+        json["metadata"]["namespace"] = Value::String(to.to_owned());
+    }
+    match kind.as_str() {
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(Value::Array(subjects)) = json.get_mut("subjects") {
+                for s in subjects.iter_mut() {
+                    if s["namespace"].as_str() == Some(from) {
+                        s["namespace"] = Value::String(to.to_owned());
+                    }
+                }
+            }
+        }
+        "PersistentVolume" => {
+            if let Some(claim) = json.pointer_mut("/spec/claimRef")
+                && claim["namespace"].as_str() == Some(from)
+            {
+                claim["namespace"] = Value::String(to.to_owned());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn o_name_is(json: &Value, name: &str) -> bool {
+    json["metadata"]["name"].as_str() == Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(key: &str, json: Value) -> Object {
+        Object::new(key, 1, json)
+    }
+
+    #[test]
+    fn owned_objects_events_and_auto_created_ones_are_skipped() {
+        let dep = obj(
+            "/registry/deployments/shop/web",
+            json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","uid":"d1"}}),
+        );
+        let rs = obj(
+            "/registry/replicasets/shop/web-5d",
+            json!({"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"web-5d","namespace":"shop","uid":"r1",
+                "ownerReferences":[{"kind":"Deployment","name":"web","uid":"d1","controller":true}]}}),
+        );
+        let orphan = obj(
+            "/registry/pods/shop/lonely",
+            json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"lonely","namespace":"shop","uid":"p1",
+                "ownerReferences":[{"kind":"Node","name":"n","uid":"elsewhere","controller":true}]},
+                "spec":{"nodeName":"n1","containers":[{"name":"c"}]}}),
+        );
+        let event = obj(
+            "/registry/events/shop/e",
+            json!({"apiVersion":"v1","kind":"Event","metadata":{"name":"e","namespace":"shop"}}),
+        );
+        let root_ca = obj(
+            "/registry/configmaps/shop/kube-root-ca.crt",
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kube-root-ca.crt","namespace":"shop"}}),
+        );
+        let token = obj(
+            "/registry/secrets/shop/t",
+            json!({"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/service-account-token","metadata":{"name":"t","namespace":"shop"}}),
+        );
+        let (kept, skipped) = prepare(
+            vec![orphan, rs, event, dep, root_ca, token],
+            &Options::default(),
+        );
+        let names: Vec<String> = kept.iter().map(Object::display).collect();
+        assert_eq!(names, ["pod/lonely", "deployment.apps/web"]);
+        assert_eq!(skipped.len(), 4);
+        assert!(skipped[0].reason.contains("deployment/web"), "{skipped:?}");
+        // the stale owner is dropped, the node binding too
+        assert!(kept[0].json["metadata"].get("ownerReferences").is_none());
+        assert!(kept[0].json["spec"].get("nodeName").is_none());
+        let (kept, skipped) = prepare(
+            vec![obj(
+                "/registry/events/shop/e",
+                json!({"apiVersion":"v1","kind":"Event","metadata":{"name":"e"}}),
+            )],
+            &Options {
+                raw: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!((kept.len(), skipped.len()), (1, 0));
+    }
+
+    #[test]
+    fn server_fields_go_and_kind_fix_ups_apply() {
+        let svc = obj(
+            "/registry/services/specs/shop/web",
+            json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop","uid":"u",
+                "resourceVersion":"","creationTimestamp":"2024-01-01T00:00:00Z","managedFields":[{}]},
+                "spec":{"clusterIP":"10.0.0.7","clusterIPs":["10.0.0.7"],"type":"NodePort",
+                "ports":[{"port":80,"nodePort":30080}],"selector":{"app":"web"}},
+                "status":{"loadBalancer":{}}}),
+        );
+        let headless = obj(
+            "/registry/services/specs/shop/db",
+            json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"db","namespace":"shop"},
+                "spec":{"clusterIP":"None","clusterIPs":["None"]}}),
+        );
+        let job = obj(
+            "/registry/jobs/shop/j",
+            json!({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j","namespace":"shop"},
+                "spec":{"selector":{"matchLabels":{"batch.kubernetes.io/controller-uid":"x"}},
+                "template":{"metadata":{"labels":{"batch.kubernetes.io/controller-uid":"x","app":"j"}}}}}),
+        );
+        let pvc = obj(
+            "/registry/persistentvolumeclaims/shop/data",
+            json!({"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"shop",
+                "annotations":{"pv.kubernetes.io/bind-completed":"yes"}},"spec":{"volumeName":"pv-1"}}),
+        );
+        let (kept, _) = prepare(vec![svc, headless, job, pvc], &Options::default());
+        let find = |n: &str| kept.iter().find(|o| o.name() == n).unwrap().json.clone();
+        let web = find("web");
+        assert_eq!(
+            web,
+            json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop"},
+                "spec":{"type":"NodePort","ports":[{"port":80}],"selector":{"app":"web"}}})
+        );
+        assert_eq!(find("db")["spec"]["clusterIP"], "None");
+        let j = find("j");
+        assert!(j["spec"].get("selector").is_none());
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"],
+            json!({"app":"j"})
+        );
+        assert!(find("data")["metadata"].get("annotations").is_none());
+        // --keep-status keeps status
+        let (kept, _) = prepare(
+            vec![obj(
+                "/registry/pods/shop/p",
+                json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"shop"},"status":{"phase":"Running"}}),
+            )],
+            &Options {
+                keep_status: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!(kept[0].json["status"]["phase"], "Running");
+    }
+
+    #[test]
+    fn to_namespace_moves_every_reference() {
+        let rb = obj(
+            "/registry/rolebindings/shop/rb",
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"rb","namespace":"shop"},
+                "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"shop"},{"kind":"ServiceAccount","name":"x","namespace":"other"}],
+                "roleRef":{"kind":"Role","name":"r"}}),
+        );
+        let ns = obj(
+            "/registry/namespaces/shop",
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","labels":{"kubernetes.io/metadata.name":"shop"}},"spec":{"finalizers":["kubernetes"]}}),
+        );
+        let opts = Options {
+            to_namespace: Some("shop-restored".into()),
+            ..Options::default()
+        };
+        let (kept, _) = prepare(vec![rb, ns], &opts);
+        assert_eq!(kept[0].kind(), "Namespace");
+        assert_eq!(
+            kept[0].json,
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop-restored","labels":{"kubernetes.io/metadata.name":"shop-restored"}}})
+        );
+        assert_eq!(kept[1].json["metadata"]["namespace"], "shop-restored");
+        assert_eq!(kept[1].json["subjects"][0]["namespace"], "shop-restored");
+        assert_eq!(kept[1].json["subjects"][1]["namespace"], "other");
+    }
+}

@@ -1,0 +1,179 @@
+//! Which keys of a snapshot an extraction reads: one pass over the `key` bucket in revision
+//! order that keeps, per key, only the newest revision of the keys we want (a namespace's keys,
+//! its Namespace object and the cluster-scoped kinds it may depend on, or a key prefix).
+//! Nothing else is decoded or copied.
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::snapshot::db::{Db, DbError};
+use crate::snapshot::mvcc::{self, KeyValue, MvccError};
+use crate::snapshot::stats;
+
+/// What to extract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    Namespace(String),
+    Prefix(String),
+}
+
+/// Cluster-scoped storage resources a namespace's objects can depend on.
+pub const CLUSTER_DEPENDENCIES: &[&str] = &[
+    "persistentvolumes",
+    "apiextensions.k8s.io/customresourcedefinitions",
+    "clusterrolebindings",
+    "clusterroles",
+    "storageclasses",
+    "priorityclasses",
+    "ingressclasses",
+    "runtimeclasses",
+    "mutatingwebhookconfigurations",
+    "validatingwebhookconfigurations",
+    "security.openshift.io/securitycontextconstraints",
+];
+
+/// Where a wanted key belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// In the namespace (by its key; confirmed later from `metadata.namespace`), or under the prefix.
+    Member,
+    /// The Namespace object itself.
+    Namespace,
+    /// A cluster-scoped object that may be a dependency.
+    Cluster,
+}
+
+/// The newest revision of every wanted key.
+pub struct Scan<'a> {
+    pub entries: Vec<(Role, KeyValue<'a>)>,
+    /// Head revision of the snapshot.
+    pub revision: i64,
+    /// Entries of the `key` bucket read (every stored revision).
+    pub revisions_read: u64,
+}
+
+fn role(filter: &Filter, key: &[u8]) -> Option<Role> {
+    match filter {
+        Filter::Prefix(p) => key.starts_with(p.as_bytes()).then_some(Role::Member),
+        Filter::Namespace(ns) => {
+            // cheap test first: the namespace must appear as a whole path segment
+            memchr::memmem::find(key, ns.as_bytes())?;
+            let path = stats::classify(std::str::from_utf8(key).ok()?);
+            path.prefix?;
+            if path.namespace == Some(ns.as_str()) {
+                Some(Role::Member)
+            } else if path.namespace.is_none()
+                && path.resource == "namespaces"
+                && path.name == Some(ns.as_str())
+            {
+                Some(Role::Namespace)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn cluster_dependency(key: &[u8]) -> bool {
+    let Ok(key) = std::str::from_utf8(key) else {
+        return false;
+    };
+    let path = stats::classify(key);
+    path.prefix.is_some()
+        && path.namespace.is_none()
+        && CLUSTER_DEPENDENCIES.contains(&path.resource)
+}
+
+/// Reads the wanted keys at the snapshot's head revision.
+pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
+    let mut wanted: HashMap<&'a [u8], (Role, &'a [u8])> = HashMap::default();
+    let mut revision = 0i64;
+    let bucket = db.bucket(b"key")?.ok_or(MvccError::NoKeyBucket)?;
+    let mut failure = None;
+    let mut index = 0u64;
+    db.for_each(bucket, |k, v, _| {
+        let fail = |e: MvccError, failure: &mut Option<MvccError>| {
+            *failure = Some(e);
+            DbError::BadBucket("key".into())
+        };
+        let Some(rev) = mvcc::parse_revision(k) else {
+            return Err(fail(
+                MvccError::BadRevision {
+                    index,
+                    len: k.len(),
+                },
+                &mut failure,
+            ));
+        };
+        index += 1;
+        revision = rev.main;
+        if v.is_empty() {
+            return Ok(());
+        }
+        let kv = match mvcc::decode_kv(v) {
+            Ok(kv) => kv,
+            Err(reason) => {
+                return Err(fail(
+                    MvccError::BadKeyValue {
+                        main: rev.main,
+                        reason,
+                    },
+                    &mut failure,
+                ));
+            }
+        };
+        if rev.tombstone {
+            wanted.remove(kv.key);
+            return Ok(());
+        }
+        let role = role(filter, kv.key).or_else(|| {
+            (matches!(filter, Filter::Namespace(_)) && cluster_dependency(kv.key))
+                .then_some(Role::Cluster)
+        });
+        if let Some(role) = role {
+            wanted.insert(kv.key, (role, v));
+        }
+        Ok(())
+    })
+    .map_err(|e| failure.take().unwrap_or(MvccError::Db(e)))?;
+    let mut entries: Vec<(Role, KeyValue<'a>)> = wanted
+        .into_values()
+        .filter_map(|(role, raw)| mvcc::decode_kv(raw).ok().map(|kv| (role, kv)))
+        .collect();
+    entries.sort_by(|a, b| a.1.key.cmp(b.1.key));
+    Ok(Scan {
+        entries,
+        revision,
+        revisions_read: index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_by_key() {
+        let ns = Filter::Namespace("shop".into());
+        let r = |k: &str| role(&ns, k.as_bytes());
+        assert_eq!(r("/registry/pods/shop/web-1"), Some(Role::Member));
+        assert_eq!(r("/registry/services/specs/shop/web"), Some(Role::Member));
+        assert_eq!(
+            r("/registry/example.com/widgets/shop/w1"),
+            Some(Role::Member)
+        );
+        assert_eq!(r("/kubernetes.io/secrets/shop/s"), Some(Role::Member));
+        assert_eq!(r("/openshift.io/routes/shop/web"), Some(Role::Member));
+        assert_eq!(r("/registry/namespaces/shop"), Some(Role::Namespace));
+        assert_eq!(r("/registry/pods/shopping/web-1"), None);
+        assert_eq!(r("/registry/clusterroles/shop"), None);
+        assert_eq!(r("/other/pods/shop/x"), None);
+        assert!(cluster_dependency(b"/registry/persistentvolumes/pv-1"));
+        assert!(cluster_dependency(
+            b"/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"
+        ));
+        assert!(!cluster_dependency(b"/registry/pods/shop/x"));
+        let p = Filter::Prefix("/registry/configmaps/".into());
+        assert_eq!(role(&p, b"/registry/configmaps/a/b"), Some(Role::Member));
+        assert_eq!(role(&p, b"/registry/secrets/a/b"), None);
+    }
+}

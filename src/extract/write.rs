@@ -1,0 +1,205 @@
+//! Writing extracted objects: one multi-document YAML stream or one JSON `List` (stdout), or a
+//! directory with one file per object named in apply order (`007-secret-db.yaml`), so that
+//! `kubectl apply -f DIR` applies them in order. The directory is written under a temporary name
+//! and renamed when complete; it is 0700 and Secret files are 0600. Values that could not be
+//! decoded are never dropped: they go to `undecoded/` (directory) or are listed with their bytes
+//! in base64 (stream).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::extract::object::Object;
+
+/// Output format of the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    fn ext(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// A stored value that did not decode, kept as it was.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Undecoded {
+    pub key: String,
+    pub reason: String,
+    #[serde(skip)]
+    pub value: Vec<u8>,
+}
+
+/// What a directory write produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub files: usize,
+    pub secret_files: usize,
+    pub undecoded_files: usize,
+}
+
+pub fn yaml(v: &Value) -> anyhow::Result<String> {
+    serde_saphyr::to_string(v).context("rendering YAML")
+}
+
+fn render(v: &Value, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Yaml => yaml(v)?,
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(v)?),
+    })
+}
+
+/// All objects as one stream.
+pub fn stream(
+    objects: &[Object],
+    undecoded: &[Undecoded],
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match format {
+        Format::Json => {
+            let mut list = json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": objects.iter().map(|o| &o.json).collect::<Vec<_>>(),
+            });
+            if !undecoded.is_empty() {
+                list["undecoded"] = undecoded
+                    .iter()
+                    .map(|u| json!({"key": u.key, "reason": u.reason, "value": b64.encode(&u.value)}))
+                    .collect();
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        Format::Yaml => {
+            for (i, o) in objects.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                out.write_all(yaml(&o.json)?.as_bytes())?;
+            }
+            for u in undecoded {
+                writeln!(out, "# undecoded {} ({})", u.key, u.reason)?;
+                writeln!(out, "# value (base64): {}", b64.encode(&u.value))?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn file_name(index: usize, o: &Object, format: Format) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "{index:03}-{}-{}.{}",
+        clean(&o.kind().to_ascii_lowercase()),
+        clean(o.name()),
+        format.ext()
+    )
+}
+
+/// One file per object in a new directory `dir` (which must not exist or be empty).
+pub fn directory(
+    dir: &Path,
+    objects: &[Object],
+    undecoded: &[Undecoded],
+    format: Format,
+) -> anyhow::Result<Written> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(
+            empty,
+            "{} is not empty; give a new directory with --out so an earlier extraction is not mixed in",
+            dir.display()
+        );
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cpbackup-extract-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    std::fs::set_permissions(
+        staging.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let mut written = Written {
+        dir: dir.to_owned(),
+        files: 0,
+        secret_files: 0,
+        undecoded_files: 0,
+    };
+    for (i, o) in objects.iter().enumerate() {
+        let mode = if o.is_secret() { 0o600 } else { 0o644 };
+        write_file(
+            &staging.path().join(file_name(i + 1, o, format)),
+            render(&o.json, format)?.as_bytes(),
+            mode,
+        )?;
+        written.files += 1;
+        written.secret_files += usize::from(o.is_secret());
+    }
+    if !undecoded.is_empty() {
+        let raw = staging.path().join("undecoded");
+        std::fs::DirBuilder::new().mode(0o700).create(&raw)?;
+        for u in undecoded {
+            let name: String = u
+                .key
+                .trim_start_matches('/')
+                .chars()
+                .map(|c| if c == '/' { '~' } else { c })
+                .collect();
+            // stored bytes may be secrets (encrypted or not): 0600
+            write_file(&raw.join(name), &u.value, 0o600)?;
+            written.undecoded_files += 1;
+        }
+    }
+    let staged = staging.keep();
+    if dir.exists() {
+        std::fs::remove_dir(dir)?;
+    }
+    std::fs::rename(&staged, dir)
+        .with_context(|| format!("cannot move the output to {}", dir.display()))?;
+    Ok(written)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
