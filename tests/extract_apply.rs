@@ -1,0 +1,245 @@
+//! `extract --apply`, tested the kube-rs way: a mock API server that asserts every request's
+//! method, path, query, content type and body, in order.
+
+use std::time::Duration;
+
+use cpbackup::extract::object::Object;
+use cpbackup::extract::reapply::{self, Options};
+use cpbackup::kubeapi::apply::{self, ApplyOptions};
+use http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Takes the next request, checks it, answers `status` + `reply`; returns the body sent.
+async fn expect(
+    h: &mut Handle,
+    method: Method,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    status: u16,
+    reply: Value,
+) -> Value {
+    let (req, send) = h.next_request().await.expect("another request");
+    assert_eq!(req.method(), method, "{}", req.uri());
+    assert_eq!(req.uri().path_and_query().unwrap().as_str(), path_and_query);
+    assert_eq!(
+        req.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .as_deref(),
+        content_type,
+        "{method} {path_and_query}"
+    );
+    let body = req.into_body().collect_bytes().await.unwrap();
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+const APPLY: Option<&str> = Some("application/apply-patch+yaml");
+
+fn objects() -> Vec<Object> {
+    let raw = vec![
+        Object::new(
+            "/registry/example.com/widgets/shop/w1",
+            9,
+            json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"shop","uid":"w"},"spec":{"size":3}}),
+        ),
+        Object::new(
+            "/registry/rolebindings/shop/app",
+            7,
+            json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"app","namespace":"shop","uid":"rb"},
+                "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"shop"}],
+                "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}}),
+        ),
+        Object::new(
+            "/registry/namespaces/shop",
+            3,
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","uid":"ns"}}),
+        ),
+        Object::new(
+            "/registry/configmaps/shop/settings",
+            5,
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings","namespace":"shop","uid":"cm","resourceVersion":"5"},"data":{"a":"1"}}),
+        ),
+        Object::new(
+            "/registry/deployments/shop/web",
+            6,
+            json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","uid":"d"},"spec":{"replicas":1}}),
+        ),
+    ];
+    let opts = Options {
+        to_namespace: Some("shop-restored".into()),
+        ..Options::default()
+    };
+    let (mut kept, _) = reapply::prepare(raw, &opts);
+    // a dependency written with --with-cluster-deps
+    kept.push(Object::new(
+        "/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com",
+        2,
+        json!({"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com"}}),
+    ));
+    reapply::sort_for_apply(&mut kept);
+    kept
+}
+
+fn established(yes: bool) -> Value {
+    json!({"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"widgets.example.com"},
+        "status":{"conditions":[{"type":"Established","status": if yes {"True"} else {"False"}}]}})
+}
+
+#[tokio::test]
+async fn crds_first_then_every_object_in_order_and_failures_do_not_stop_the_rest() {
+    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(svc, "default");
+    let objs = objects();
+    let opts = ApplyOptions {
+        poll: Duration::from_millis(1),
+        ..ApplyOptions::default()
+    };
+    let run = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        let results = apply::apply_all(&client, &objs, &opts, |a| lines.push(a.line())).await;
+        (results, lines)
+    });
+    let q = "?&force=true&fieldManager=cpbackup";
+    let body = expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com{q}"),
+        APPLY,
+        200,
+        established(false),
+    )
+    .await;
+    assert_eq!(body["spec"]["group"], "example.com");
+    // waited for: not yet, then Established
+    for yes in [false, true] {
+        expect(
+            &mut h,
+            Method::GET,
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+            None,
+            200,
+            established(yes),
+        )
+        .await;
+    }
+    let body = expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/api/v1/namespaces/shop-restored{q}"),
+        APPLY,
+        201,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop-restored"}})
+    );
+    let body = expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/api/v1/namespaces/shop-restored/configmaps/settings{q}"),
+        APPLY,
+        422,
+        json!({"kind":"Status","apiVersion":"v1","status":"Failure","message":"ConfigMap \"settings\" is invalid","reason":"Invalid","code":422}),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings","namespace":"shop-restored"},"data":{"a":"1"}})
+    );
+    let body = expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/shop-restored/rolebindings/app{q}"),
+        APPLY,
+        200,
+        json!({}),
+    )
+    .await;
+    assert_eq!(body["subjects"][0]["namespace"], "shop-restored");
+    expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/apis/apps/v1/namespaces/shop-restored/deployments/web{q}"),
+        APPLY,
+        200,
+        json!({}),
+    )
+    .await;
+    let body = expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/apis/example.com/v1/namespaces/shop-restored/widgets/w1{q}"),
+        APPLY,
+        200,
+        json!({}),
+    )
+    .await;
+    assert_eq!(body["spec"]["size"], 3);
+    let (results, lines) = run.await.unwrap();
+    assert!(apply::any_failed(&results));
+    assert_eq!(
+        lines,
+        [
+            "customresourcedefinition.apiextensions.k8s.io/widgets.example.com: applied",
+            "namespace/shop-restored: applied",
+            "configmap/settings -n shop-restored: failed: ConfigMap \"settings\" is invalid (Invalid)",
+            "rolebinding.rbac.authorization.k8s.io/app -n shop-restored: applied",
+            "deployment.apps/web -n shop-restored: applied",
+            "widget.example.com/w1 -n shop-restored: applied",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn server_dry_run_sends_dry_run_all_and_does_not_wait_for_crds() {
+    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(svc, "default");
+    let objs: Vec<Object> = objects().into_iter().take(2).collect();
+    let opts = ApplyOptions {
+        server_dry_run: true,
+        ..ApplyOptions::default()
+    };
+    let run = tokio::spawn(async move { apply::apply_all(&client, &objs, &opts, |_| {}).await });
+    let q = "?&dryRun=All&force=true&fieldManager=cpbackup";
+    expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com{q}"),
+        APPLY,
+        200,
+        established(false),
+    )
+    .await;
+    expect(
+        &mut h,
+        Method::PATCH,
+        &format!("/api/v1/namespaces/shop-restored{q}"),
+        APPLY,
+        200,
+        json!({}),
+    )
+    .await;
+    let results = run.await.unwrap();
+    assert!(!apply::any_failed(&results));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.result == "applied (server dry run)")
+    );
+}
