@@ -53,9 +53,43 @@ cpb_install_pypi() {
   export CPBACKUP_TEST_ETCD34_DIR=/usr/bin
 }
 
+# OpenShift's API types as .proto files, from Debian's golang-github-openshift-api-dev, unpacked
+# (not installed: its Go dependencies are not needed) into a cache; the tests load them with
+# --proto-path.
+cpb_openshift_protos() {
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/cpbackup/openshift-api
+  if [ ! -d "$cache/usr/share/gocode/src/github.com/openshift/api" ]; then
+    cpb_log "fetching OpenShift's .proto files (Debian golang-github-openshift-api-dev)"
+    mkdir -p "$cache"
+    ( cd "$cache" && { apt-get download -qq golang-github-openshift-api-dev 2>/dev/null \
+        || { cpb_sudo apt-get update -qq && apt-get download -qq golang-github-openshift-api-dev; }; } \
+        && dpkg -x golang-github-openshift-api-dev_*.deb . && rm -f ./*.deb ) || true
+  fi
+  if [ -d "$cache/usr/share/gocode/src/github.com/openshift/api" ]; then
+    export CPBACKUP_TEST_OPENSHIFT_PROTOS=$cache/usr/share/gocode/src/github.com/openshift/api
+  fi
+}
+
+# The Kubernetes serialization fixtures (protobuf/JSON pairs of every built-in type) live beside
+# the checkout, not in it: tell the decoding tests where.
+cpb_k8s_fixtures() {
+  local d
+  for d in "${CPBACKUP_K8S_FIXTURES:-}" "$PWD/../shared/fixtures/k8s-api-serialization-v1.35.0" \
+    /work/shared/fixtures/k8s-api-serialization-v1.35.0; do
+    if [ -n "$d" ] && [ -d "$d" ]; then
+      CPBACKUP_K8S_FIXTURES=$(cd "$d" && pwd)
+      export CPBACKUP_K8S_FIXTURES
+      return
+    fi
+  done
+  cpb_log "no Kubernetes serialization fixtures found: the fixture gate test will say SKIPPED"
+}
+
 cpb_install_all() {
   cpb_install_debian
   cpb_install_pypi
+  cpb_openshift_protos
+  cpb_k8s_fixtures
 }
 
 # A free TCP port on 127.0.0.1.

@@ -16,15 +16,34 @@ fn help_lists_only_implemented_commands() {
     assert!(o.status.success());
     let h = stdout(&o);
     for cmd in [
-        "backup", "list", "verify", "prune", "inspect", "keygen", "daemon", "restore",
+        "backup", "list", "verify", "prune", "inspect", "keygen", "daemon", "restore", "extract",
     ] {
-        assert!(h.contains(cmd), "{cmd} missing from help");
+        assert!(
+            h.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{cmd} missing from help"
+        );
     }
-    assert!(
-        !h.lines().any(|l| l.trim_start().starts_with("extract")),
-        "extract is not implemented yet but shown"
-    );
     assert!(h.contains("Exit codes"));
+    let mut c = cpbackup(t.path());
+    c.args(["extract", "--help"]);
+    let h = stdout(&run(c));
+    for flag in [
+        "--namespace",
+        "--prefix",
+        "--out",
+        "--format",
+        "--raw",
+        "--keep-status",
+        "--with-cluster-deps",
+        "--encryption-config",
+        "--proto-path",
+        "--apply",
+        "--to-namespace",
+        "--dry-run",
+        "Examples:",
+    ] {
+        assert!(h.contains(flag), "{flag} missing from extract --help");
+    }
     let mut c = cpbackup(t.path());
     c.args(["backup", "--help"]);
     let h = stdout(&run(c));

@@ -104,3 +104,47 @@ fn every_builtin_type_decodes_to_the_api_servers_json() {
         failures.join("\n")
     );
 }
+
+/// OpenShift's types, loaded at run time from Debian's golang-github-openshift-api-dev files
+/// (scripts/lib.sh unpacks them and sets CPBACKUP_TEST_OPENSHIFT_PROTOS).
+#[test]
+fn openshift_routes_decode_with_debians_proto_files() {
+    let Some(dir) = std::env::var_os("CPBACKUP_TEST_OPENSHIFT_PROTOS") else {
+        eprintln!("SKIPPED: CPBACKUP_TEST_OPENSHIFT_PROTOS is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let mut schema = Schema::builtin().unwrap();
+    let files = schema.add_proto_dir(std::path::Path::new(&dir)).unwrap();
+    assert!(files >= 12, "{files} OpenShift .proto files");
+    // a Route as openshift-apiserver stores it: k8s\0 + Unknown{TypeMeta, raw Route}
+    fn ld(field: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![field << 3 | 2, payload.len() as u8];
+        v.extend_from_slice(payload);
+        v
+    }
+    let meta = [ld(1, b"web"), ld(3, b"shop")].concat();
+    let target = [ld(1, b"Service"), ld(2, b"web")].concat();
+    let spec = [ld(1, b"shop.example.com"), ld(2, b"/"), ld(3, &target)].concat();
+    let route = [ld(1, &meta), ld(2, &spec)].concat();
+    let type_meta = [ld(1, b"route.openshift.io/v1"), ld(2, b"Route")].concat();
+    let mut value = b"k8s\0".to_vec();
+    value.extend([ld(1, &type_meta), ld(2, &route)].concat());
+    let decoder = Decoder::new(Schema::builtin().unwrap(), Keyring::empty());
+    assert!(
+        decoder
+            .decode(b"/openshift.io/routes/shop/web", &value)
+            .unwrap_err()
+            .to_string()
+            .contains("--proto-path")
+    );
+    let decoder = Decoder::new(schema, Keyring::empty());
+    let got = decoder
+        .decode(b"/openshift.io/routes/shop/web", &value)
+        .unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"apiVersion":"route.openshift.io/v1","kind":"Route",
+            "metadata":{"name":"web","namespace":"shop"},
+            "spec":{"host":"shop.example.com","path":"/","to":{"kind":"Service","name":"web"}}})
+    );
+}

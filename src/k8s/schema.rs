@@ -43,8 +43,9 @@ impl Schema {
         Ok(Schema { pool })
     }
 
-    /// Adds every `.proto` file under `dir`; they may import the built-in Kubernetes files
-    /// (`k8s.io/api/…/generated.proto`, `k8s.io/apimachinery/…`). Returns how many files.
+    /// Adds every `.proto` file under `dir` (but not under `vendor/`); they may import the
+    /// built-in Kubernetes files (`k8s.io/api/…/generated.proto`, `k8s.io/apimachinery/…`).
+    /// Returns how many files.
     pub fn add_proto_dir(&mut self, dir: &Path) -> Result<usize, SchemaError> {
         let mut files = Vec::new();
         collect(dir, dir, &mut files).map_err(|e| SchemaError::Read {
@@ -135,7 +136,10 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
-            collect(root, &path, out)?;
+            // Go trees carry copies of the Kubernetes files under vendor/: ours are authoritative
+            if path.file_name().is_some_and(|n| n != "vendor") {
+                collect(root, &path, out)?;
+            }
         } else if path.extension().is_some_and(|e| e == "proto") {
             let rel = path.strip_prefix(root).unwrap_or(&path);
             out.push(rel.to_string_lossy().replace('\\', "/"));
