@@ -7,6 +7,7 @@
 # ConfigMaps and Secrets as protobuf envelopes, the other kinds as JSON, in 211 namespaces.
 # Median of ROUNDS runs; peak RSS from GNU time.
 # Usage: scripts/bench-extract.sh [--keys 520000] [--value-bytes 1900] [--rounds 3]
+#        [--keep-snapshot FILE] (copy the seeded snapshot there) [--snapshot FILE] (reuse one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -19,13 +20,18 @@ while [ $# -gt 0 ]; do
     --keys) KEYS=$2; shift 2 ;;
     --value-bytes) VALUE=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --keep-snapshot) KEEP=$2; shift 2 ;;
+    --snapshot) REUSE=$2; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
 cpb_bench_setup bench-extract
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
 export ETCDCTL_API=3
+if [ -n "${REUSE:-}" ]; then
+  cp "$REUSE" "$WORK/snap.db"
+else
 PORT=$(cpb_free_port)
 EP=http://127.0.0.1:$PORT
 PIDS+=("$(CPB_ETCD_EXTRA="--max-txn-ops 2000 --max-request-bytes 16777216" cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
@@ -87,6 +93,8 @@ with ThreadPoolExecutor(2) as ex:
     list(ex.map(batch, range(0, n, 1000)))
 PY
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
+[ -z "${KEEP:-}" ] || cp "$WORK/snap.db" "$KEEP"
+fi
 SIZE=$(stat -c %s "$WORK/snap.db")
 cpb_log "snapshot: $((SIZE / 1024 / 1024)) MiB"
 

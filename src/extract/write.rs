@@ -183,6 +183,9 @@ pub fn directory(
             written.undecoded_files += 1;
         }
     }
+    // one flush of the file system instead of a fsync per file, before the name says "complete"
+    let dir_handle = std::fs::File::open(staging.path())?;
+    nix::unistd::syncfs(&dir_handle).context("flushing the output to disk")?;
     let staged = staging.keep();
     if dir.exists() {
         std::fs::remove_dir(dir)?;
@@ -200,6 +203,24 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_keeps_strings_that_look_like_other_things_strings() {
+        let v = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","labels":{"a":"b"}},
+            "data":{"yes":"yes","on":"on","t":"true","n":"null","tilde":"~","num":"0777","f":"1.0","e":"1e3",
+            "empty":"","multi":"line1\nline2\n","colon":"a: b","hash":"# c","lead":" x","date":"2024-01-01",
+            "octal":"0o17","hex":"0x1F","bool":"False","y":"y","no":"NO"},
+            "spec":{"n":0,"list":[1,"2"],"obj":{},"arr":[]}});
+        let text = yaml(&v).unwrap();
+        // kubectl's order: apiVersion, kind, metadata, then the rest as stored
+        assert!(text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"), "{text}");
+        let back: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
+    }
 }
