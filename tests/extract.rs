@@ -786,3 +786,82 @@ fn a_namespace_from_a_backup_uses_the_bundled_encryption_config() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).to_lowercase().contains("key"), "{}", stderr(&o));
 }
+
+#[test]
+fn apply_from_the_command_line_reports_each_object_and_exits_1_on_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_snap, etcd) = cluster_snapshot(dir);
+    put_all(
+        &etcd.endpoint,
+        &[(
+            "/registry/configmaps/shop/refuse-me".to_owned(),
+            configmap("refuse-me", "shop", &[("a", "b")]),
+        )],
+        &[],
+    );
+    let snap = dir.join("snapshot2.db");
+    let o = etcd.ctl(&["snapshot", "save"]).arg(&snap).output().unwrap();
+    assert!(o.status.success());
+    let api = FakeApi::start(&[]);
+    let root = dir.join("kc");
+    api.kubeconfig_for(&root);
+    let kc = root.join("etc/kubernetes/static-pod-resources/kube-apiserver-certs/secrets/node-kubeconfigs/localhost.kubeconfig");
+    let mut c = cpbackup(dir);
+    c.arg("extract")
+        .arg(&snap)
+        .args([
+            "--namespace",
+            "shop",
+            "--apply",
+            "--to-namespace",
+            "shop-restored",
+            "--dry-run=server",
+            "--kubeconfig",
+        ])
+        .arg(&kc);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("namespace/shop-restored: applied (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("configmap/refuse-me -n shop-restored: failed: refused by the test (Invalid)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("configmap/settings -n shop-restored: applied (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("widget.example.com/w1 -n shop-restored: applied (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("1 of 7 objects failed to apply"),
+        "{}",
+        stderr(&o)
+    );
+    // what could not be decoded (no key, no schema) is said, not silently left unapplied
+    assert!(
+        stderr(&o).contains("not applied, not decoded: /openshift.io/routes/shop/web"),
+        "{}",
+        stderr(&o)
+    );
+    let asked = api.asked.lock().unwrap().clone();
+    let q = "?&dryRun=All&force=true&fieldManager=cpbackup";
+    assert_eq!(
+        asked,
+        [
+            format!("PATCH /api/v1/namespaces/shop-restored{q}"),
+            format!("PATCH /api/v1/namespaces/shop-restored/configmaps/refuse-me{q}"),
+            format!("PATCH /api/v1/namespaces/shop-restored/configmaps/settings{q}"),
+            format!("PATCH /api/v1/namespaces/shop-restored/persistentvolumeclaims/data{q}"),
+            format!("PATCH /api/v1/namespaces/shop-restored/services/web{q}"),
+            format!("PATCH /apis/apps/v1/namespaces/shop-restored/deployments/web{q}"),
+            format!("PATCH /apis/example.com/v1/namespaces/shop-restored/widgets/w1{q}"),
+        ]
+    );
+}

@@ -183,6 +183,9 @@ fn apply(
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        for u in &found.undecoded {
+            eprintln!("not applied, not decoded: {}: {}", u.key, u.reason);
+        }
         for w in &found.warnings {
             eprintln!("warning: {w}");
         }

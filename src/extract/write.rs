@@ -219,7 +219,10 @@ mod tests {
             "spec":{"n":0,"list":[1,"2"],"obj":{},"arr":[]}});
         let text = yaml(&v).unwrap();
         // kubectl's order: apiVersion, kind, metadata, then the rest as stored
-        assert!(text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"), "{text}");
+        assert!(
+            text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
+            "{text}"
+        );
         let back: Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(back, v, "{text}");
     }

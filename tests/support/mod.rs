@@ -1121,7 +1121,9 @@ pub fn tree_digest(root: &Path, except: &[&str]) -> String {
 
 /// A stand-in for the OpenShift API server (plain HTTP on 127.0.0.1) answering
 /// `GET /apis/config.openshift.io/v1/clusteroperators/<name>` with a ClusterOperator whose
-/// Progressing condition is `progressing[name]` (default "False"); records every path asked.
+/// Progressing condition is `progressing[name]` (default "False"), and server-side apply
+/// (`PATCH`, logged as `PATCH <path>`) by echoing the object (422 for names with `refuse-me`);
+/// records every path asked.
 pub struct FakeApi {
     pub url: String,
     pub asked: Arc<Mutex<Vec<String>>>,
@@ -1149,7 +1151,9 @@ impl FakeApi {
                         if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
                             return;
                         }
+                        let method = line.split_whitespace().next().unwrap_or("").to_owned();
                         let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        let mut length = 0usize;
                         loop {
                             let mut h = String::new();
                             if std::io::BufRead::read_line(&mut reader, &mut h).unwrap_or(0) == 0
@@ -1157,6 +1161,28 @@ impl FakeApi {
                             {
                                 break;
                             }
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut sent = vec![0u8; length];
+                        let _ = std::io::Read::read_exact(&mut reader, &mut sent);
+                        if method == "PATCH" {
+                            log.lock().unwrap().push(format!("PATCH {path}"));
+                            // server-side apply: echo the object, or refuse names asking for it
+                            let (status, body) = if path.contains("/refuse-me") {
+                                ("422 Unprocessable Entity", serde_json::json!({"kind":"Status","apiVersion":"v1",
+                                    "status":"Failure","message":"refused by the test","reason":"Invalid","code":422}).to_string())
+                            } else {
+                                ("200 OK", String::from_utf8_lossy(&sent).into_owned())
+                            };
+                            let _ = write!(
+                                s,
+                                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            continue;
                         }
                         log.lock().unwrap().push(path.clone());
                         let name = path
