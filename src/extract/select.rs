@@ -1,11 +1,11 @@
 //! Which keys of a snapshot an extraction reads: one pass over the `key` bucket in revision
 //! order that keeps, per key, only the newest revision of the keys we want (a namespace's keys,
 //! its Namespace object and the cluster-scoped kinds it may depend on, or a key prefix).
-//! Nothing else is decoded or copied.
+//! Nothing else is decoded or copied. The walk runs on every core (see [`scan`]).
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::snapshot::db::{Db, DbError};
+use crate::snapshot::db::{BucketRoot, Db, DbError};
 use crate::snapshot::mvcc::{self, KeyValue, MvccError};
 use crate::snapshot::stats;
 
@@ -83,58 +83,125 @@ fn cluster_dependency(key: &[u8]) -> bool {
         && CLUSTER_DEPENDENCIES.contains(&path.resource)
 }
 
-/// Reads the wanted keys at the snapshot's head revision.
-pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
-    let mut wanted: HashMap<&'a [u8], (Role, &'a [u8])> = HashMap::default();
-    let mut revision = 0i64;
-    let bucket = db.bucket(b"key")?.ok_or(MvccError::NoKeyBucket)?;
+/// A wanted key's change: `Some((role, encoded KeyValue))` is a put, `None` a deletion.
+type Event<'a> = (&'a [u8], Option<(Role, &'a [u8])>);
+
+/// What one thread saw in its run of the `key` bucket, in revision order.
+#[derive(Default)]
+struct Part<'a> {
+    events: Vec<Event<'a>>,
+    last_revision: i64,
+    entries: u64,
+}
+
+fn scan_part<'a>(
+    db: &Db<'a>,
+    roots: &[BucketRoot<'a>],
+    filter: &Filter,
+) -> Result<Part<'a>, MvccError> {
+    let mut part = Part::default();
     let mut failure = None;
-    let mut index = 0u64;
-    db.for_each(bucket, |k, v, _| {
-        let fail = |e: MvccError, failure: &mut Option<MvccError>| {
-            *failure = Some(e);
-            DbError::BadBucket("key".into())
-        };
-        let Some(rev) = mvcc::parse_revision(k) else {
-            return Err(fail(
-                MvccError::BadRevision {
+    for root in roots {
+        db.for_each(*root, |k, v, _| {
+            let index = part.entries;
+            part.entries += 1;
+            let Some(rev) = mvcc::parse_revision(k) else {
+                failure = Some(MvccError::BadRevision {
                     index,
                     len: k.len(),
-                },
-                &mut failure,
-            ));
-        };
-        index += 1;
-        revision = rev.main;
-        if v.is_empty() {
-            return Ok(());
-        }
-        let kv = match mvcc::decode_kv(v) {
-            Ok(kv) => kv,
-            Err(reason) => {
-                return Err(fail(
-                    MvccError::BadKeyValue {
+                });
+                return Err(DbError::BadBucket("key".into()));
+            };
+            part.last_revision = rev.main;
+            if v.is_empty() {
+                // written by `etcdutl snapshot restore --bump-revision`: not a key
+                return Ok(());
+            }
+            let kv = match mvcc::decode_kv(v) {
+                Ok(kv) => kv,
+                Err(reason) => {
+                    failure = Some(MvccError::BadKeyValue {
                         main: rev.main,
                         reason,
-                    },
-                    &mut failure,
-                ));
+                    });
+                    return Err(DbError::BadBucket("key".into()));
+                }
+            };
+            let role = role(filter, kv.key).or_else(|| {
+                (matches!(filter, Filter::Namespace(_)) && cluster_dependency(kv.key))
+                    .then_some(Role::Cluster)
+            });
+            if let Some(role) = role {
+                let put = (!rev.tombstone).then_some((role, v));
+                part.events.push((kv.key, put));
             }
-        };
-        if rev.tombstone {
-            wanted.remove(kv.key);
-            return Ok(());
+            Ok(())
+        })
+        .map_err(|e| failure.take().unwrap_or(MvccError::Db(e)))?;
+    }
+    Ok(part)
+}
+
+/// Reads the wanted keys at the snapshot's head revision. The `key` bucket is walked by one
+/// thread per core, each over runs of subtrees; their findings are replayed in key order.
+pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
+    let bucket = db.bucket(b"key")?.ok_or(MvccError::NoKeyBucket)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = db.split(bucket, threads * 4)?;
+    let parts: Vec<Result<Part<'a>, MvccError>> = if runs.len() == 1 {
+        vec![scan_part(db, &runs[0], filter)]
+    } else {
+        // thread t takes runs t, t + threads, …; results are put back in run order
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let runs = &runs;
+                    s.spawn(move || {
+                        runs.iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % threads == t)
+                            .map(|(i, r)| (i, scan_part(db, r, filter)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<(usize, Result<Part<'a>, MvccError>)> = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => all.extend(done),
+                    // never a silent gap: a reader that died fails the whole scan
+                    Err(_) => all.push((
+                        usize::MAX,
+                        Err(MvccError::Db(DbError::BadBucket(
+                            "key (a reader thread failed)".into(),
+                        ))),
+                    )),
+                }
+            }
+            all.sort_by_key(|(i, _)| *i);
+            all.into_iter().map(|(_, p)| p).collect()
+        })
+    };
+    let mut wanted: HashMap<&'a [u8], (Role, &'a [u8])> = HashMap::default();
+    let mut revision = 0i64;
+    let mut revisions_read = 0u64;
+    for part in parts {
+        let part = part?;
+        for (key, put) in part.events {
+            match put {
+                Some(entry) => {
+                    wanted.insert(key, entry);
+                }
+                None => {
+                    wanted.remove(key);
+                }
+            }
         }
-        let role = role(filter, kv.key).or_else(|| {
-            (matches!(filter, Filter::Namespace(_)) && cluster_dependency(kv.key))
-                .then_some(Role::Cluster)
-        });
-        if let Some(role) = role {
-            wanted.insert(kv.key, (role, v));
+        if part.entries > 0 {
+            revision = part.last_revision;
         }
-        Ok(())
-    })
-    .map_err(|e| failure.take().unwrap_or(MvccError::Db(e)))?;
+        revisions_read += part.entries;
+    }
     let mut entries: Vec<(Role, KeyValue<'a>)> = wanted
         .into_values()
         .filter_map(|(role, raw)| mvcc::decode_kv(raw).ok().map(|kv| (role, kv)))
@@ -143,7 +210,7 @@ pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
     Ok(Scan {
         entries,
         revision,
-        revisions_read: index,
+        revisions_read,
     })
 }
 

@@ -187,6 +187,28 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    /// A bucket's tree cut into at most `parts` runs of whole subtrees, in key order, so that
+    /// several threads can walk it (each run with [`Db::for_each`], the runs in order): the
+    /// root's children when the root is a branch page, else the root alone.
+    pub fn split(
+        &self,
+        root: BucketRoot<'a>,
+        parts: usize,
+    ) -> Result<Vec<Vec<BucketRoot<'a>>>, DbError> {
+        let BucketRoot::Page(id) = root else {
+            return Ok(vec![vec![root]]);
+        };
+        let page = self.page(id)?;
+        if page.flags == LEAF || parts <= 1 {
+            return Ok(vec![vec![root]]);
+        }
+        let children = (0..page.count)
+            .map(|i| branch_child(&page, i).map(BucketRoot::Page))
+            .collect::<Result<Vec<_>, _>>()?;
+        let per = children.len().div_ceil(parts.max(1)).max(1);
+        Ok(children.chunks(per).map(<[_]>::to_vec).collect())
+    }
+
     /// The top-level buckets with their roots, in name order.
     pub fn buckets(&self) -> Result<Vec<(&'a [u8], BucketRoot<'a>)>, DbError> {
         let mut out = Vec::new();
