@@ -86,19 +86,24 @@ pub fn run(args: &ExtractArgs, file: &FileConfig, format: OutputFormat) -> anyho
         args.with_cluster_deps,
     )
     .with_context(|| format!("reading {}", source.name))?;
+    // Everything needed is copied out: unmap the snapshot (it can be several GiB) before writing,
+    // so that creating the output does not compete with it for memory.
+    let Source { name, snapshot, .. } = source;
+    drop(snapshot);
+    let source_name = name;
     if let Filter::Namespace(ns) = &filter
         && found.objects.is_empty()
         && found.undecoded.is_empty()
     {
         anyhow::bail!(
             "namespace {ns} has no objects in {} (revision {}); `cpbackup inspect --by namespace` lists the namespaces it has",
-            source.name,
+            source_name,
             found.revision
         );
     }
     let secrets = found.objects.iter().filter(|o| o.is_secret()).count();
     if args.apply {
-        return apply(args, &source.name, &found, format);
+        return apply(args, &source_name, &found, format);
     }
     let written = match &args.out {
         Some(dir) => Some(write::directory(
@@ -118,7 +123,7 @@ pub fn run(args: &ExtractArgs, file: &FileConfig, format: OutputFormat) -> anyho
         }
     };
     let report = Report {
-        source: &source.name,
+        source: &source_name,
         revision: found.revision,
         objects: found.objects.len(),
         written: written.as_ref(),

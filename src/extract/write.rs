@@ -183,9 +183,9 @@ pub fn directory(
             written.undecoded_files += 1;
         }
     }
-    // one flush of the file system instead of a fsync per file, before the name says "complete"
-    let dir_handle = std::fs::File::open(staging.path())?;
-    nix::unistd::syncfs(&dir_handle).context("flushing the output to disk")?;
+    // Renamed only when every file is written, so an interrupted run leaves no directory that
+    // looks complete. No fsync: this is a working copy for `kubectl apply`, not a backup, and a
+    // flush per file (or of the whole file system) would cost more than the extraction itself.
     let staged = staging.keep();
     if dir.exists() {
         std::fs::remove_dir(dir)?;
