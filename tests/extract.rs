@@ -959,3 +959,63 @@ fn parallel_walk_sees_the_head_revision_exactly() {
         .collect();
     assert_eq!(got, want);
 }
+
+mod decoding_properties {
+    use super::*;
+    use cpbackup::k8s::decode::Decoder;
+    use cpbackup::k8s::encryption::Keyring;
+    use cpbackup::k8s::schema::Schema;
+    use proptest::prelude::*;
+
+    fn decoder() -> &'static Decoder {
+        static D: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        D.get_or_init(|| Decoder::new(Schema::builtin().unwrap(), Keyring::empty()))
+    }
+
+    proptest! {
+        /// Any ConfigMap/Secret as the API server would encode it decodes to the JSON it would serve.
+        #[test]
+        fn configmaps_and_secrets_decode_to_their_json(
+            name in "[a-z0-9][a-z0-9.-]{0,20}",
+            ns in "[a-z0-9-]{1,12}",
+            secs in 0i64..4_000_000_000,
+            data in prop::collection::btree_map("[A-Za-z0-9._-]{1,10}", ".*", 0..5),
+            bytes in prop::collection::btree_map("[A-Za-z0-9._-]{1,10}", prop::collection::vec(any::<u8>(), 0..40), 0..5),
+            labels in prop::collection::btree_map("[a-z./]{1,10}", "[a-z0-9]{0,8}", 0..3),
+        ) {
+            let mut m = meta(&name, &ns, "uid-1");
+            m.creation_timestamp = Some(Time { seconds: Some(secs), nanos: Some(0) });
+            m.labels = labels.clone();
+            let cm = ConfigMap { metadata: Some(m.clone()), data: data.clone() };
+            let got = decoder().decode(b"/registry/configmaps/x/y", &envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
+            let ts = time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                .format(&time::format_description::well_known::Rfc3339).unwrap();
+            let mut want_meta = json!({"name": name, "namespace": ns, "uid": "uid-1", "resourceVersion": "",
+                "generation": 0, "creationTimestamp": ts});
+            if !labels.is_empty() {
+                want_meta["labels"] = json!(labels);
+            }
+            let mut want = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": want_meta.clone()});
+            if !data.is_empty() {
+                want["data"] = json!(data);
+            }
+            prop_assert_eq!(&got, &want);
+            let s = Secret { metadata: Some(m), data: bytes.clone(), r#type: Some("Opaque".into()) };
+            let got = decoder().decode(b"/registry/secrets/x/y", &envelope("v1", "Secret", s.encode_to_vec())).unwrap();
+            let b64 = |v: &Vec<u8>| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v);
+            let mut want = json!({"apiVersion": "v1", "kind": "Secret", "metadata": want_meta, "type": "Opaque"});
+            if !bytes.is_empty() {
+                want["data"] = bytes.iter().map(|(k, v)| (k.clone(), json!(b64(v)))).collect::<serde_json::Map<_, _>>().into();
+            }
+            prop_assert_eq!(got, want);
+        }
+
+        /// Bytes that are not a valid object never panic and never come back as an object
+        /// unless they parse.
+        #[test]
+        fn garbage_is_an_error_not_a_panic(raw in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decoder().decode(b"/registry/pods/x/y", &envelope("v1", "Pod", raw.clone()));
+            let _ = decoder().decode(b"/registry/pods/x/y", &raw);
+        }
+    }
+}

@@ -141,6 +141,13 @@ pub fn extract(
                 if let Some(to) = &opts.to_namespace {
                     reapply::move_namespace_refs(&mut o, ns, to);
                 }
+                if RETIRED_VERSIONS.contains(&o.api_version()) {
+                    warnings.push(format!(
+                        "{} is stored as {}, which current clusters do not serve; convert it before applying",
+                        o.display(),
+                        o.api_version()
+                    ));
+                }
                 objects.push(o);
             }
         }

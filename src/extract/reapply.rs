@@ -88,6 +88,14 @@ fn skip_reason(o: &Object, namespace_uids: &HashSet<String>, opts: &Options) -> 
         ("ServiceAccount", "") if AUTO_SERVICE_ACCOUNTS.contains(&o.name()) => {
             Some("created in every namespace by the cluster".into())
         }
+        ("RoleBinding", "rbac.authorization.k8s.io")
+            if matches!(
+                o.name(),
+                "system:image-pullers" | "system:image-builders" | "system:deployers"
+            ) =>
+        {
+            Some("created in every namespace by OpenShift".into())
+        }
         ("Secret", "") => {
             let ty = o.json["type"].as_str().unwrap_or("");
             let annotations = &meta["annotations"];
@@ -496,5 +504,85 @@ mod tests {
         assert_eq!(kept[1].json["metadata"]["namespace"], "shop-restored");
         assert_eq!(kept[1].json["subjects"][0]["namespace"], "shop-restored");
         assert_eq!(kept[1].json["subjects"][1]["namespace"], "other");
+    }
+
+    mod properties {
+        use super::*;
+        use crate::extract::object::apply_rank;
+        use proptest::prelude::*;
+
+        const KINDS: &[(&str, &str, &str)] = &[
+            ("v1", "ConfigMap", "configmaps"),
+            ("v1", "Secret", "secrets"),
+            ("v1", "Pod", "pods"),
+            ("v1", "Service", "services/specs"),
+            ("apps/v1", "Deployment", "deployments"),
+            ("apps/v1", "ReplicaSet", "replicasets"),
+            ("batch/v1", "Job", "jobs"),
+            ("v1", "Event", "events"),
+            ("example.com/v1", "Widget", "example.com/widgets"),
+        ];
+
+        fn objects() -> impl Strategy<Value = Vec<Object>> {
+            prop::collection::vec(
+                (0..KINDS.len(), 0u32..50, any::<bool>(), any::<bool>(), prop::option::of(0u32..50)),
+                0..30,
+            )
+            .prop_map(|specs| {
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, name, status, managed, owner))| {
+                        let (api, kind, res) = KINDS[k];
+                        let mut meta = json!({"name": format!("o{name}"), "namespace": "shop",
+                            "uid": format!("u{i}"), "resourceVersion": "7", "generation": 2,
+                            "creationTimestamp": "2024-01-01T00:00:00Z"});
+                        if managed {
+                            meta["managedFields"] = json!([{"manager": "kubectl"}]);
+                        }
+                        if let Some(o) = owner {
+                            meta["ownerReferences"] =
+                                json!([{"kind": "Deployment", "name": "x", "uid": format!("u{o}"), "controller": true}]);
+                        }
+                        let mut j = json!({"apiVersion": api, "kind": kind, "metadata": meta, "spec": {"a": 1}});
+                        if status {
+                            j["status"] = json!({"phase": "Running"});
+                        }
+                        Object::new(&format!("/registry/{res}/shop/o{name}-{i}"), 1, j)
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn prepared_objects_carry_no_server_state_and_are_in_apply_order(objs in objects()) {
+                let n = objs.len();
+                let uids: HashSet<String> = objs.iter().filter_map(|o| o.uid().map(str::to_owned)).collect();
+                let (kept, skipped) = prepare(objs, &Options::default());
+                prop_assert_eq!(kept.len() + skipped.len(), n);
+                for o in &kept {
+                    let meta = &o.json["metadata"];
+                    for f in SERVER_METADATA {
+                        prop_assert!(meta.get(*f).is_none(), "{} kept {}", o.display(), f);
+                    }
+                    prop_assert!(o.json.get("status").is_none());
+                    prop_assert!(o.kind() != "Event");
+                    if let Some(owners) = meta["ownerReferences"].as_array() {
+                        for r in owners {
+                            prop_assert!(!uids.contains(r["uid"].as_str().unwrap_or("")));
+                        }
+                    }
+                }
+                prop_assert!(kept.windows(2).all(|w| apply_rank(w[0].kind()) <= apply_rank(w[1].kind())));
+                // preparing prepared output changes nothing
+                let (again, skipped_again) = prepare(kept.clone(), &Options::default());
+                prop_assert!(skipped_again.is_empty());
+                prop_assert_eq!(
+                    again.iter().map(|o| &o.json).collect::<Vec<_>>(),
+                    kept.iter().map(|o| &o.json).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 }
