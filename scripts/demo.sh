@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a throwaway local etcd: fill it with Kubernetes-like objects,
-# back it up encrypted to a local store, list, verify, then restore the snapshot into a scratch
-# directory, start etcd on it and prove every key came back. Cleans up after itself.
+# back it up encrypted to a local store, list, verify, inspect, extract one namespace offline,
+# then restore the snapshot into a scratch directory, start etcd on it and prove every key came
+# back. Cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,15 +28,15 @@ PIDS+=("$(cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
 
 cpb_log "filling it with Kubernetes-like objects (namespaces shop and billing)"
 for ns in shop billing; do
-  ctl "$EP" put "/registry/namespaces/$ns" "{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
+  ctl "$EP" put "/registry/namespaces/$ns" "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
   for i in $(seq 1 20); do
     ctl "$EP" put "/registry/configmaps/$ns/settings-$i" \
-      "{\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"settings-$i\",\"namespace\":\"$ns\"},\"data\":{\"n\":\"$i\"}}" >/dev/null
+      "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"settings-$i\",\"namespace\":\"$ns\"},\"data\":{\"n\":\"$i\"}}" >/dev/null
   done
   ctl "$EP" put "/registry/deployments/$ns/web" \
-    "{\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":\"$ns\"},\"spec\":{\"replicas\":3}}" >/dev/null
+    "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":\"$ns\"},\"spec\":{\"replicas\":3}}" >/dev/null
 done
-ctl "$EP" put /registry/configmaps/shop/settings-1 '{"kind":"ConfigMap","metadata":{"name":"settings-1","namespace":"shop"},"data":{"n":"updated"}}' >/dev/null
+ctl "$EP" put /registry/configmaps/shop/settings-1 '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings-1","namespace":"shop"},"data":{"n":"updated"}}' >/dev/null
 ctl "$EP" del /registry/configmaps/billing/settings-20 >/dev/null
 
 cpb_log "laying out a kubeadm-style control-plane host (certificates and static pod manifests)"
@@ -60,6 +61,12 @@ cpb_log "cpbackup verify --latest: decrypt, check every hash, the sha256 trailer
 
 cpb_log "cpbackup inspect: what the backed-up snapshot holds, per namespace, without any etcd"
 "$BIN" inspect --store "$WORK/store" --identity "$WORK/recovery.key" --latest --by namespace
+
+cpb_log "cpbackup extract: namespace shop from the backup, offline, one re-appliable file per object"
+"$BIN" extract --store "$WORK/store" --identity "$WORK/recovery.key" --latest --namespace shop --out "$WORK/shop"
+ls "$WORK/shop" | head -5
+cat "$WORK/shop/"*-configmap-settings-1.yaml
+grep -q 'updated' "$WORK/shop/"*-configmap-settings-1.yaml || { echo "extract did not return the newest value" >&2; exit 1; }
 
 cpb_log "restoring: the age CLI decrypts, tar unpacks, etcdutl restores into a scratch directory"
 BUNDLE=$(find "$WORK/store" -name '*.cpb')
