@@ -1,51 +1,17 @@
 //! `extract --apply`, tested the kube-rs way: a mock API server that asserts every request's
 //! method, path, query, content type and body, in order.
 
+mod support;
+
 use std::time::Duration;
 
 use cpbackup::extract::object::Object;
 use cpbackup::extract::reapply::{self, Options};
 use cpbackup::kubeapi::apply::{self, ApplyOptions};
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
 use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// Takes the next request, checks it, answers `status` + `reply`; returns the body sent.
-async fn expect(
-    h: &mut Handle,
-    method: Method,
-    path_and_query: &str,
-    content_type: Option<&str>,
-    status: u16,
-    reply: Value,
-) -> Value {
-    let (req, send) = h.next_request().await.expect("another request");
-    assert_eq!(req.method(), method, "{}", req.uri());
-    assert_eq!(req.uri().path_and_query().unwrap().as_str(), path_and_query);
-    assert_eq!(
-        req.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .as_deref(),
-        content_type,
-        "{method} {path_and_query}"
-    );
-    let body = req.into_body().collect_bytes().await.unwrap();
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-            .unwrap(),
-    );
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    }
-}
+use support::mock_api::expect;
 
 const APPLY: Option<&str> = Some("application/apply-patch+yaml");
 
@@ -101,8 +67,7 @@ fn established(yes: bool) -> Value {
 
 #[tokio::test]
 async fn crds_first_then_every_object_in_order_and_failures_do_not_stop_the_rest() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let objs = objects();
     let opts = ApplyOptions {
         poll: Duration::from_millis(1),
@@ -208,8 +173,7 @@ async fn crds_first_then_every_object_in_order_and_failures_do_not_stop_the_rest
 
 #[tokio::test]
 async fn server_dry_run_sends_dry_run_all_and_does_not_wait_for_crds() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let objs: Vec<Object> = objects().into_iter().take(2).collect();
     let opts = ApplyOptions {
         server_dry_run: true,

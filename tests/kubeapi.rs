@@ -1,16 +1,18 @@
 //! The OpenShift post-restore API calls, tested the kube-rs way: a mock service that asserts
 //! every request's method, path, query, content type and body, and answers it.
 
+mod support;
+
 use std::time::Duration;
 
 use cpbackup::kubeapi::openshift::{self, Settle};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use support::mock_api::Handle;
 
-/// Takes the next request, checks it, answers `reply`; returns the body sent.
+/// Takes the next request, checks it, answers `reply` (200); returns the body sent.
 async fn expect(
     h: &mut Handle,
     method: Method,
@@ -18,30 +20,7 @@ async fn expect(
     content_type: Option<&str>,
     reply: Value,
 ) -> Value {
-    let (req, send) = h.next_request().await.expect("another request");
-    assert_eq!(req.method(), method, "{}", req.uri());
-    assert_eq!(req.uri().path_and_query().unwrap().as_str(), path);
-    assert_eq!(
-        req.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .as_deref(),
-        content_type,
-        "{method} {path}"
-    );
-    let body = req.into_body().collect_bytes().await.unwrap();
-    send.send_response(
-        Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-            .unwrap(),
-    );
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    }
+    support::mock_api::expect(h, method, path, content_type, 200, reply).await
 }
 
 fn cluster_version(v: &str) -> Value {
@@ -73,8 +52,7 @@ const MERGE: Option<&str> = Some("application/merge-patch+json");
 
 #[tokio::test]
 async fn openshift_418_toggles_the_quorum_guard_around_a_stable_cluster() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let run = tokio::spawn(async move {
         let mut said = Vec::new();
         let r = openshift::post_restore(&client, settle(), &mut |s| said.push(s)).await;
@@ -143,8 +121,7 @@ async fn openshift_418_toggles_the_quorum_guard_around_a_stable_cluster() {
 
 #[tokio::test]
 async fn openshift_before_418_redeploys_each_operator_until_every_node_has_the_new_revision() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let run =
         tokio::spawn(async move { openshift::post_restore(&client, settle(), &mut |_| {}).await });
     expect(
@@ -212,8 +189,7 @@ async fn openshift_before_418_redeploys_each_operator_until_every_node_has_the_n
 
 #[tokio::test]
 async fn a_cluster_that_never_settles_times_out_with_the_names_and_the_guard_goes_back_on() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let s = Settle {
         timeout: Duration::from_millis(50),
         stable_for: Duration::ZERO,
@@ -266,8 +242,7 @@ async fn a_cluster_that_never_settles_times_out_with_the_names_and_the_guard_goe
 
 #[tokio::test]
 async fn precheck_reads_the_four_control_plane_operators_and_names_the_busy_ones() {
-    let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(svc, "default");
+    let (client, mut h) = support::mock_api::client();
     let run = tokio::spawn(async move { openshift::rollouts_in_progress(&client).await });
     for (name, progressing) in [
         ("kube-apiserver", "False"),

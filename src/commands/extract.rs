@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
 
 use anyhow::Context;
 
 use crate::bundle::reader::{self, Flow};
 use crate::cli::{DryRun, ExtractArgs, OutputFormat};
-use crate::commands::{choose, map_file, open_stores, starts_with_age};
-use crate::config::{self, FileConfig};
+use crate::commands::{BackupInput, SnapshotInput, map_file, snapshot_input};
+use crate::config::FileConfig;
 use crate::error::usage;
 use crate::extract::reapply::Options;
 use crate::extract::select::Filter;
@@ -18,7 +17,6 @@ use crate::extract::{self, Extraction, write};
 use crate::k8s::decode::Decoder;
 use crate::k8s::encryption::Keyring;
 use crate::k8s::schema::Schema;
-use crate::keys::Identities;
 use crate::kubeapi::apply::{self, ApplyOptions};
 
 /// Bundle entries kept in memory to find the encryption configuration (small files only).
@@ -265,34 +263,26 @@ fn summary(r: &Report, secrets: usize, with_deps: bool) -> String {
 }
 
 fn open_source(args: &ExtractArgs, file: &FileConfig) -> anyhow::Result<Source> {
-    let given = args.which.backup.as_deref();
-    if let Some(path) = given.filter(|s| Path::new(s).is_file())
-        && !starts_with_age(Path::new(path))?
-    {
-        return Ok(Source {
-            name: path.to_owned(),
-            snapshot: map_file(std::fs::File::open(path)?, path)?,
-            bundled_encryption: None,
-        });
-    }
-    let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
-    let stores = if given.is_some_and(|s| Path::new(s).is_file()) {
-        Vec::new()
-    } else {
-        open_stores(&config::resolve_stores(&args.stores, file)?)?
+    let input = snapshot_input(
+        &args.which,
+        &args.identities,
+        &args.stores,
+        args.spool_dir.clone(),
+        file,
+    )?;
+    let (chosen, ids, mut spool) = match input {
+        SnapshotInput::Bare(path) => {
+            return Ok(Source {
+                snapshot: map_file(std::fs::File::open(&path)?, &path)?,
+                name: path,
+                bundled_encryption: None,
+            });
+        }
+        SnapshotInput::Backup(input) => {
+            let BackupInput { chosen, ids, spool } = *input;
+            (chosen, ids, spool)
+        }
     };
-    let chosen = choose(&args.which, &stores)?;
-    let spool_dir = args
-        .spool_dir
-        .clone()
-        .or_else(|| file.spool_dir.clone())
-        .unwrap_or_else(std::env::temp_dir);
-    let mut spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
-        format!(
-            "cannot create a spool file in {}; pass --spool-dir DIR",
-            spool_dir.display()
-        )
-    })?;
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let mut snapshot_seen = false;
     reader::for_each_entry(chosen.reader, &ids, |entry| {

@@ -1,15 +1,13 @@
 //! `cpbackup inspect`: what a snapshot holds, from a bare file or straight from a backup.
 
 use std::fs::File;
-use std::path::Path;
 
 use anyhow::Context;
 
 use crate::bundle::reader;
 use crate::cli::{GroupBy, InspectArgs, OutputFormat};
-use crate::commands::{choose, map_file as map, open_stores, starts_with_age};
-use crate::config::{self, FileConfig};
-use crate::keys::Identities;
+use crate::commands::{BackupInput, SnapshotInput, map_file as map, snapshot_input};
+use crate::config::FileConfig;
 use crate::output::{self, human_size};
 use crate::snapshot::report::{self, Report};
 use crate::snapshot::stats::Group;
@@ -22,33 +20,28 @@ struct Output {
 }
 
 pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
-    let source = args.which.backup.clone();
-    let (name, mapped) = match source.as_deref().filter(|s| Path::new(s).is_file()) {
-        Some(path) if !starts_with_age(Path::new(path))? => {
-            (path.to_owned(), map(File::open(path)?, path)?)
+    let input = snapshot_input(
+        &args.which,
+        &args.identities,
+        &args.stores,
+        args.spool_dir.clone(),
+        file,
+    )?;
+    let (name, mapped) = match input {
+        SnapshotInput::Bare(path) => {
+            let mapped = map(File::open(&path)?, &path)?;
+            (path, mapped)
         }
-        _ => {
-            let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
-            let stores = if source.as_deref().is_some_and(|s| Path::new(s).is_file()) {
-                Vec::new()
-            } else {
-                open_stores(&config::resolve_stores(&args.stores, file)?)?
-            };
-            let chosen = choose(&args.which, &stores)?;
-            let spool_dir = args
-                .spool_dir
-                .clone()
-                .or_else(|| file.spool_dir.clone())
-                .unwrap_or_else(std::env::temp_dir);
-            let mut spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
-                format!(
-                    "cannot create a spool file in {}; pass --spool-dir DIR",
-                    spool_dir.display()
-                )
-            })?;
+        SnapshotInput::Backup(input) => {
+            let BackupInput {
+                chosen,
+                ids,
+                mut spool,
+            } = *input;
             reader::extract_snapshot(chosen.reader, &ids, &mut spool)
                 .with_context(|| format!("reading the snapshot from {}", chosen.name))?;
-            (chosen.name.clone(), map(spool, &chosen.name)?)
+            let mapped = map(spool, &chosen.name)?;
+            (chosen.name, mapped)
         }
     };
     let report = report::analyze(&mapped).with_context(|| {

@@ -109,3 +109,57 @@ pub fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
     unsafe { memmap2::MmapOptions::new().populate().map(&f) }
         .with_context(|| format!("cannot map {what}"))
 }
+
+/// Where `inspect` and `extract` read a snapshot from.
+pub enum SnapshotInput {
+    /// A bare snapshot file (not age-encrypted): its path.
+    Bare(String),
+    /// A backup, the identities that decrypt it, and an unlinked 0600 spool file for its snapshot.
+    Backup(Box<BackupInput>),
+}
+
+/// A backup to read: the chosen bundle, the identities that decrypt it, the spool file.
+pub struct BackupInput {
+    pub chosen: Chosen,
+    pub ids: crate::keys::Identities,
+    pub spool: std::fs::File,
+}
+
+/// Resolves `BACKUP | FILE | --latest` for the commands that read snapshots.
+pub fn snapshot_input(
+    which: &BackupRef,
+    identities: &crate::cli::IdentityArgs,
+    stores: &crate::cli::StoreArgs,
+    spool_dir: Option<std::path::PathBuf>,
+    file: &crate::config::FileConfig,
+) -> anyhow::Result<SnapshotInput> {
+    use crate::config;
+    let given = which.backup.as_deref();
+    let is_file = given.is_some_and(|s| Path::new(s).is_file());
+    if let Some(path) = given.filter(|_| is_file)
+        && !starts_with_age(Path::new(path))?
+    {
+        return Ok(SnapshotInput::Bare(path.to_owned()));
+    }
+    let ids = crate::keys::Identities::load(&config::resolve_identities(identities, file)?)?;
+    let stores = if is_file {
+        Vec::new()
+    } else {
+        open_stores(&config::resolve_stores(stores, file)?)?
+    };
+    let chosen = choose(which, &stores)?;
+    let spool_dir = spool_dir
+        .or_else(|| file.spool_dir.clone())
+        .unwrap_or_else(std::env::temp_dir);
+    let spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
+        format!(
+            "cannot create a spool file in {}; pass --spool-dir DIR",
+            spool_dir.display()
+        )
+    })?;
+    Ok(SnapshotInput::Backup(Box::new(BackupInput {
+        chosen,
+        ids,
+        spool,
+    })))
+}

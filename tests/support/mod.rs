@@ -4,6 +4,8 @@
 //! Every server is stopped by PID when its handle drops.
 #![allow(dead_code)]
 
+pub mod mock_api;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
