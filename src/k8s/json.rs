@@ -58,9 +58,20 @@ impl Walker<'_> {
 
     fn fields_into(&self, msg: &DynamicMessage, out: &mut Map<String, Json>) {
         let desc = msg.descriptor();
+        // every ObjectMeta/ListMeta field is `omitempty` in Go, but the protobuf encoder writes
+        // its plain strings and numbers even when empty (generateName "", generation 0)
+        let omit_empty = matches!(
+            desc.full_name().strip_prefix(META),
+            Some("ObjectMeta" | "ListMeta")
+        );
         let mut fields: Vec<(FieldDescriptor, &Value)> = msg.fields().collect();
         fields.sort_by_key(|(f, _)| f.number());
         for (field, value) in fields {
+            if omit_empty && matches!(value, Value::I64(0) | Value::I32(0))
+                || matches!(value, Value::String(s) if omit_empty && s.is_empty())
+            {
+                continue;
+            }
             if let Value::Message(child) = value
                 && is_inline(&desc, &field)
             {
