@@ -54,6 +54,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+const EXTRACT_EXAMPLES: &str = "Examples:
+  cpbackup extract --identity key.txt BACKUP --namespace shop --out ./shop/
+  cpbackup extract snapshot.db --namespace shop --format yaml > shop.yaml
+  cpbackup extract BACKUP --namespace shop --apply --kubeconfig kc \\
+      --to-namespace shop-restored --dry-run=server
+  cpbackup extract snapshot.db --prefix /registry/configmaps/ --format json
+Guide: docs/extract.md";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take one backup now: etcd snapshot + static pod resources, encrypted, to every store.
@@ -104,12 +112,7 @@ pub enum Command {
     /// auto-created objects left out, per-kind fix-ups, apply order; the cluster-scoped objects
     /// the namespace needs are reported (--with-cluster-deps writes them too). A value that
     /// cannot be decoded is reported and kept raw, never dropped.
-    ///
-    /// Examples:
-    ///   cpbackup extract --identity key.txt BACKUP --namespace shop --out ./shop/
-    ///   cpbackup extract snapshot.db --namespace shop --format yaml > shop.yaml
-    ///   cpbackup extract BACKUP --namespace shop --apply --kubeconfig kc --to-namespace shop-restored --dry-run=server
-    ///   cpbackup extract snapshot.db --prefix /registry/configmaps/ --format json
+    #[command(after_long_help = EXTRACT_EXAMPLES)]
     Extract(Box<ExtractArgs>),
     /// Make a new age identity (private key) file, mode 0600, and print its recipient.
     ///
