@@ -55,7 +55,7 @@ fn run(cli: &Cli, file: &FileConfig) -> anyhow::Result<()> {
         Command::ExportOpenshift(a) => commands::export_openshift::run(a, file, common.output),
         Command::Prune(a) => commands::prune::run(a, file, common.output),
         Command::Inspect(a) => commands::inspect::run(a, file, common.output),
-        Command::Extract(a) => commands::extract::run(a, file, common.output),
+        Command::Extract(a) => commands::extract::run(a, file, common.output, cli.quiet),
         Command::Restore(a) => commands::restore::run(a, &common, file, cli.quiet),
         Command::Daemon(a) => commands::daemon::run(cli, a, file),
         Command::Backup(a) => tokio::runtime::Builder::new_multi_thread()

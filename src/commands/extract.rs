@@ -46,7 +46,12 @@ struct Report<'a> {
     applied: Option<serde_json::Value>,
 }
 
-pub fn run(args: &ExtractArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+pub fn run(
+    args: &ExtractArgs,
+    file: &FileConfig,
+    format: OutputFormat,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let filter = match (&args.namespace, &args.prefix) {
         (Some(ns), None) => Filter::Namespace(ns.clone()),
         (None, Some(p)) => Filter::Prefix(p.clone()),
@@ -59,7 +64,7 @@ pub fn run(args: &ExtractArgs, file: &FileConfig, format: OutputFormat) -> anyho
     if args.apply && !matches!(filter, Filter::Namespace(_)) {
         return Err(usage("--apply works with --namespace only"));
     }
-    let source = open_source(args, file)?;
+    let source = open_source(args, file, !quiet && format == OutputFormat::Text)?;
     let keys = match (&args.encryption_config, &source.bundled_encryption) {
         (Some(path), _) => Keyring::load(path)?,
         (None, Some((origin, text))) => Keyring::parse(text, origin)?,
@@ -262,7 +267,7 @@ fn summary(r: &Report, secrets: usize, with_deps: bool) -> String {
     s
 }
 
-fn open_source(args: &ExtractArgs, file: &FileConfig) -> anyhow::Result<Source> {
+fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow::Result<Source> {
     let input = snapshot_input(
         &args.which,
         &args.identities,
@@ -285,7 +290,10 @@ fn open_source(args: &ExtractArgs, file: &FileConfig) -> anyhow::Result<Source> 
     };
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let mut snapshot_seen = false;
-    reader::for_each_entry(chosen.reader, &ids, |entry| {
+    // downloading and decrypting a large backup takes a while: a bar on a terminal
+    let bar = crate::progress::bytes_bar(chosen.size.unwrap_or(0), progress, "extract");
+    let input = bar.wrap_read(chosen.reader);
+    let read = reader::for_each_entry(input, &ids, |entry| {
         let path = entry
             .path()
             .map(|p| p.to_string_lossy().into_owned())
@@ -301,8 +309,9 @@ fn open_source(args: &ExtractArgs, file: &FileConfig) -> anyhow::Result<Source> 
             small.insert(path, buf);
         }
         Ok(Flow::Continue)
-    })
-    .with_context(|| format!("reading {}", chosen.name))?;
+    });
+    bar.finish_and_clear();
+    read.with_context(|| format!("reading {}", chosen.name))?;
     anyhow::ensure!(snapshot_seen, "{} holds no etcd snapshot", chosen.name);
     Ok(Source {
         snapshot: map_file(spool, &chosen.name)?,
