@@ -844,6 +844,17 @@ fn apply_from_the_command_line_reports_each_object_and_exits_1_on_a_failure() {
         "{}",
         stderr(&o)
     );
+    // before applying: what is left out and what the cluster must already have
+    assert!(
+        stderr(&o).contains("replicaset.apps/web-5d: recreated by its controller"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("persistentvolume/pv-1: bound to persistentvolumeclaim/data"),
+        "{}",
+        stderr(&o)
+    );
     // what could not be decoded (no key, no schema) is said, not silently left unapplied
     assert!(
         stderr(&o).contains("not applied, not decoded: /openshift.io/routes/shop/web"),

@@ -162,6 +162,22 @@ fn apply(
         server_dry_run: args.dry_run == Some(DryRun::Server),
         ..ApplyOptions::default()
     };
+    if format == OutputFormat::Text {
+        // what is left out and what the namespace needs from the cluster, before it is applied
+        let before = Report {
+            source: name,
+            revision: found.revision,
+            objects: found.objects.len(),
+            written: None,
+            skipped: &found.skipped,
+            undecoded: &[],
+            cluster_dependencies: &found.dependencies,
+            warnings: &[],
+            applied: None,
+        };
+        // (nothing is written to disk here, so no warning about clear-text Secrets)
+        eprintln!("{}", summary(&before, 0, args.with_cluster_deps));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
