@@ -10,6 +10,10 @@ use crate::k8s::envelope::{self, Stored};
 use crate::k8s::json::message_to_json;
 use crate::k8s::schema::Schema;
 
+/// How deep objects embedded in objects (`RawExtension` holding `k8s\0…`) are decoded; deeper
+/// ones stay base64 (a crafted value could otherwise nest until the stack runs out).
+const MAX_NESTING: usize = 8;
+
 /// Why a value did not become a JSON object.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Undecodable {
@@ -72,7 +76,7 @@ impl Decoder {
                 kind,
                 raw,
                 ..
-            } => self.protobuf(&api_version, &kind, &raw, false),
+            } => self.protobuf(&api_version, &kind, &raw, false, 0),
             Stored::Json(bytes) => serde_json::from_slice(bytes)
                 .map_err(|e| Undecodable::Malformed(format!("JSON: {e}"))),
             Stored::Cbor(_) => Err(Undecodable::Cbor),
@@ -94,7 +98,7 @@ impl Decoder {
                 kind: k,
                 raw,
                 ..
-            } if a.is_empty() && k.is_empty() => self.protobuf(api_version, kind, &raw, true),
+            } if a.is_empty() && k.is_empty() => self.protobuf(api_version, kind, &raw, true, 0),
             _ => self.decode(b"", value),
         }
     }
@@ -106,6 +110,7 @@ impl Decoder {
         kind: &str,
         raw: &[u8],
         untyped: bool,
+        depth: usize,
     ) -> Result<Json, Undecodable> {
         let desc =
             self.schema
@@ -123,7 +128,9 @@ impl Decoder {
                     kind,
                     raw,
                     ..
-                } => self.protobuf(&api_version, &kind, &raw, false).ok(),
+                } if depth < MAX_NESTING => self
+                    .protobuf(&api_version, &kind, &raw, false, depth + 1)
+                    .ok(),
                 _ => None,
             }
         };
@@ -144,5 +151,58 @@ impl Decoder {
             other => return Ok(other),
         }
         Ok(Json::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ld(out: &mut Vec<u8>, field: u8, payload: &[u8]) {
+        out.push(field << 3 | 2);
+        let mut n = payload.len();
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(payload);
+    }
+
+    /// `k8s\0` + Unknown{apps/v1 ControllerRevision{data: RawExtension{raw: inner}}}.
+    fn revision_holding(inner: &[u8]) -> Vec<u8> {
+        let (mut raw_ext, mut cr, mut tm) = (Vec::new(), Vec::new(), Vec::new());
+        ld(&mut raw_ext, 1, inner);
+        ld(&mut cr, 2, &raw_ext);
+        ld(&mut tm, 1, b"apps/v1");
+        ld(&mut tm, 2, b"ControllerRevision");
+        let mut v = b"k8s\0".to_vec();
+        ld(&mut v, 1, &tm);
+        ld(&mut v, 2, &cr);
+        v
+    }
+
+    #[test]
+    fn nested_objects_decode_a_few_levels_deep_and_a_crafted_tower_does_not_overflow() {
+        let d = Decoder::new(Schema::builtin().unwrap(), Keyring::empty());
+        let once = revision_holding(br#"{"a":1}"#);
+        let twice = revision_holding(&once);
+        let got = d
+            .decode(b"/registry/controllerrevisions/ns/x", &twice)
+            .unwrap();
+        assert_eq!(got["data"]["data"], serde_json::json!({"a": 1}));
+        assert_eq!(got["data"]["kind"], "ControllerRevision");
+        let mut tower = br#"{"a":1}"#.to_vec();
+        for _ in 0..20_000 {
+            tower = revision_holding(&tower);
+        }
+        let got = d
+            .decode(b"/registry/controllerrevisions/ns/x", &tower)
+            .unwrap();
+        let mut level = &got;
+        for _ in 0..=MAX_NESTING {
+            level = &level["data"];
+        }
+        assert!(level.is_string(), "deeper levels stay base64");
     }
 }
