@@ -296,3 +296,26 @@ resources:
         assert!(e.contains("f is not"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    /// A "billion laughs" file (aliases of aliases) is refused, not expanded.
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        text.push_str("kind: EncryptionConfiguration\nresources: []\n");
+        // expanded, this would be 10^12 nodes: the test would never finish
+        let result = Keyring::parse(&text, "bomb");
+        if let Ok(ring) = result {
+            assert!(ring.is_empty());
+        }
+    }
+}
