@@ -5,6 +5,7 @@
 //! `deps` reports the cluster-scoped objects the namespace needs, `write` writes the result, and
 //! `kubeapi::apply` applies it.
 
+pub mod crd;
 pub mod deps;
 pub mod object;
 pub mod reapply;
