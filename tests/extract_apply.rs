@@ -19,29 +19,24 @@ fn objects() -> Vec<Object> {
     let raw = vec![
         Object::new(
             "/registry/example.com/widgets/shop/w1",
-            9,
             json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"shop","uid":"w"},"spec":{"size":3}}),
         ),
         Object::new(
             "/registry/rolebindings/shop/app",
-            7,
             json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"app","namespace":"shop","uid":"rb"},
                 "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"shop"}],
                 "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"}}),
         ),
         Object::new(
             "/registry/namespaces/shop",
-            3,
             json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","uid":"ns"}}),
         ),
         Object::new(
             "/registry/configmaps/shop/settings",
-            5,
             json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings","namespace":"shop","uid":"cm","resourceVersion":"5"},"data":{"a":"1"}}),
         ),
         Object::new(
             "/registry/deployments/shop/web",
-            6,
             json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","uid":"d"},"spec":{"replicas":1}}),
         ),
     ];
@@ -53,7 +48,6 @@ fn objects() -> Vec<Object> {
     // a dependency written with --with-cluster-deps
     kept.push(Object::new(
         "/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com",
-        2,
         json!({"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com"}}),
     ));
     reapply::sort_for_apply(&mut kept);

@@ -42,8 +42,27 @@ struct Report<'a> {
     undecoded: &'a [write::Undecoded],
     cluster_dependencies: &'a [extract::deps::Dependency],
     warnings: &'a [String],
+    /// Secrets among the objects (written in clear text).
+    secrets: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    applied: Option<serde_json::Value>,
+    applied: Option<&'a [apply::Applied]>,
+}
+
+impl<'a> Report<'a> {
+    fn new(source: &'a str, found: &'a Extraction) -> Self {
+        Report {
+            source,
+            revision: found.revision,
+            objects: found.objects.len(),
+            written: None,
+            skipped: &found.skipped,
+            undecoded: &found.undecoded,
+            cluster_dependencies: &found.dependencies,
+            warnings: &found.warnings,
+            secrets: found.objects.iter().filter(|o| o.is_secret()).count(),
+            applied: None,
+        }
+    }
 }
 
 pub fn run(
@@ -61,9 +80,6 @@ pub fn run(
             ));
         }
     };
-    if args.apply && !matches!(filter, Filter::Namespace(_)) {
-        return Err(usage("--apply works with --namespace only"));
-    }
     let source = open_source(args, file, !quiet && format == OutputFormat::Text)?;
     let keys = match (&args.encryption_config, &source.bundled_encryption) {
         (Some(path), _) => Keyring::load(path)?,
@@ -104,7 +120,6 @@ pub fn run(
             found.revision
         );
     }
-    let secrets = found.objects.iter().filter(|o| o.is_secret()).count();
     if args.apply {
         return apply(args, &source_name, &found, format);
     }
@@ -126,18 +141,11 @@ pub fn run(
         }
     };
     let report = Report {
-        source: &source_name,
-        revision: found.revision,
-        objects: found.objects.len(),
         written: written.as_ref(),
-        skipped: &found.skipped,
-        undecoded: &found.undecoded,
-        cluster_dependencies: &found.dependencies,
-        warnings: &found.warnings,
-        applied: None,
+        ..Report::new(&source_name, &found)
     };
     // the objects may be on stdout: the report goes to stderr then
-    let text = summary(&report, secrets, args.with_cluster_deps);
+    let text = summary(&report, args.with_cluster_deps);
     match (format, written.is_some()) {
         (OutputFormat::Json, true) => println!("{}", serde_json::to_string_pretty(&report)?),
         (OutputFormat::Json, false) => eprintln!("{}", serde_json::to_string_pretty(&report)?),
@@ -164,19 +172,15 @@ fn apply(
     };
     if format == OutputFormat::Text {
         // what is left out and what the namespace needs from the cluster, before it is applied
+        // undecoded values and warnings are said after the results; nothing is written to
+        // disk here, so no warning about clear-text Secrets
         let before = Report {
-            source: name,
-            revision: found.revision,
-            objects: found.objects.len(),
-            written: None,
-            skipped: &found.skipped,
             undecoded: &[],
-            cluster_dependencies: &found.dependencies,
             warnings: &[],
-            applied: None,
+            secrets: 0,
+            ..Report::new(name, found)
         };
-        // (nothing is written to disk here, so no warning about clear-text Secrets)
-        eprintln!("{}", summary(&before, 0, args.with_cluster_deps));
+        eprintln!("{}", summary(&before, args.with_cluster_deps));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -195,15 +199,8 @@ fn apply(
     let failed = results.iter().filter(|r| r.failed()).count();
     if format == OutputFormat::Json {
         let report = Report {
-            source: name,
-            revision: found.revision,
-            objects: found.objects.len(),
-            written: None,
-            skipped: &found.skipped,
-            undecoded: &found.undecoded,
-            cluster_dependencies: &found.dependencies,
-            warnings: &found.warnings,
-            applied: Some(apply::results_json(&results)),
+            applied: Some(&results),
+            ..Report::new(name, found)
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -222,7 +219,7 @@ fn apply(
     Ok(())
 }
 
-fn summary(r: &Report, secrets: usize, with_deps: bool) -> String {
+fn summary(r: &Report, with_deps: bool) -> String {
     let mut s = format!(
         "{}: {} objects at revision {}",
         r.source, r.objects, r.revision
@@ -234,9 +231,10 @@ fn summary(r: &Report, secrets: usize, with_deps: bool) -> String {
             w.files
         ));
     }
-    if secrets > 0 {
+    if r.secrets > 0 {
         s.push_str(&format!(
-            "\nthe output contains {secrets} Secret(s) in clear text: keep it private and delete it when done"
+            "\nthe output contains {} Secret(s) in clear text: keep it private and delete it when done",
+            r.secrets
         ));
     }
     if !r.skipped.is_empty() {

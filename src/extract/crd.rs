@@ -95,7 +95,7 @@ mod tests {
     use crate::extract::reapply::{Options, clean};
 
     fn obj(key: &str, json: serde_json::Value) -> Object {
-        Object::new(key, 1, json)
+        Object::new(key, json)
     }
 
     #[test]

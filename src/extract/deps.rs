@@ -195,24 +195,20 @@ mod tests {
         let members = vec![
             Object::new(
                 "/registry/persistentvolumeclaims/shop/data",
-                1,
                 json!({"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"shop"},
                     "spec":{"volumeName":"pv-1","storageClassName":"fast"}}),
             ),
             Object::new(
                 "/registry/rolebindings/shop/view",
-                1,
                 json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"view","namespace":"shop"},
                     "roleRef":{"kind":"ClusterRole","name":"view"}}),
             ),
             Object::new(
                 "/registry/example.com/widgets/shop/w",
-                1,
                 json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w","namespace":"shop"}}),
             ),
             Object::new(
                 "/registry/deployments/shop/web",
-                1,
                 json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop"},
                     "spec":{"template":{"spec":{"priorityClassName":"high","containers":[]}}}}),
             ),
@@ -220,19 +216,16 @@ mod tests {
         let cluster = vec![
             Object::new(
                 "/registry/persistentvolumes/pv-1",
-                1,
                 json!({"apiVersion":"v1","kind":"PersistentVolume","metadata":{"name":"pv-1"},
                     "spec":{"claimRef":{"namespace":"shop","name":"data"},"storageClassName":"fast"}}),
             ),
             Object::new(
                 "/registry/clusterrolebindings/shop-admin",
-                1,
                 json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"shop-admin"},
                     "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"shop"}],"roleRef":{"kind":"ClusterRole","name":"admin"}}),
             ),
             Object::new(
                 "/registry/clusterrolebindings/other",
-                1,
                 json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"other"},
                     "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"other"}],"roleRef":{"kind":"ClusterRole","name":"edit"}}),
             ),

@@ -82,7 +82,7 @@ pub fn extract(
                         Value::String(kv.mod_revision.to_string()),
                     );
                 }
-                let o = Object::new(&key, kv.mod_revision, json);
+                let o = Object::new(&key, json);
                 match (role, filter) {
                     (Role::Member, Filter::Namespace(ns)) if o.namespace() != Some(ns.as_str()) => {
                         warnings.push(format!(

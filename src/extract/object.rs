@@ -13,19 +13,17 @@ pub struct Object {
     pub plural: String,
     /// The API group from the key for custom resources (built-ins take it from `apiVersion`).
     pub key_group: Option<String>,
-    pub mod_revision: i64,
     pub json: Value,
 }
 
 impl Object {
-    pub fn new(key: &str, mod_revision: i64, json: Value) -> Self {
+    pub fn new(key: &str, json: Value) -> Self {
         let path = stats::classify(key);
         let (group, plural) = rest_resource(path.resource);
         Object {
             key: key.to_owned(),
             plural,
             key_group: group,
-            mod_revision,
             json,
         }
     }
@@ -155,12 +153,12 @@ mod tests {
 
     #[test]
     fn keys_name_their_rest_resource() {
-        let o = Object::new("/registry/services/specs/shop/web", 5, Value::Null);
+        let o = Object::new("/registry/services/specs/shop/web", Value::Null);
         assert_eq!(
             (o.plural.as_str(), o.key_group.as_deref()),
             ("services", None)
         );
-        let o = Object::new("/registry/example.com/widgets/shop/w", 5, Value::Null);
+        let o = Object::new("/registry/example.com/widgets/shop/w", Value::Null);
         assert_eq!(
             (o.plural.as_str(), o.key_group.as_deref()),
             ("widgets", Some("example.com"))

@@ -373,7 +373,7 @@ mod tests {
     use serde_json::json;
 
     fn obj(key: &str, json: Value) -> Object {
-        Object::new(key, 1, json)
+        Object::new(key, json)
     }
 
     #[test]
@@ -554,7 +554,7 @@ mod tests {
                         if status {
                             j["status"] = json!({"phase": "Running"});
                         }
-                        Object::new(&format!("/registry/{res}/shop/o{name}-{i}"), 1, j)
+                        Object::new(&format!("/registry/{res}/shop/o{name}-{i}"), j)
                     })
                     .collect()
             })

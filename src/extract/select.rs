@@ -47,8 +47,6 @@ pub struct Scan<'a> {
     pub entries: Vec<(Role, KeyValue<'a>)>,
     /// Head revision of the snapshot.
     pub revision: i64,
-    /// Entries of the `key` bucket read (every stored revision).
-    pub revisions_read: u64,
 }
 
 fn role(filter: &Filter, key: &[u8]) -> Option<Role> {
@@ -184,7 +182,6 @@ pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
     };
     let mut wanted: HashMap<&'a [u8], (Role, &'a [u8])> = HashMap::default();
     let mut revision = 0i64;
-    let mut revisions_read = 0u64;
     for part in parts {
         let part = part?;
         for (key, put) in part.events {
@@ -200,18 +197,13 @@ pub fn scan<'a>(db: &Db<'a>, filter: &Filter) -> Result<Scan<'a>, MvccError> {
         if part.entries > 0 {
             revision = part.last_revision;
         }
-        revisions_read += part.entries;
     }
     let mut entries: Vec<(Role, KeyValue<'a>)> = wanted
         .into_values()
         .filter_map(|(role, raw)| mvcc::decode_kv(raw).ok().map(|kv| (role, kv)))
         .collect();
     entries.sort_by(|a, b| a.1.key.cmp(b.1.key));
-    Ok(Scan {
-        entries,
-        revision,
-        revisions_read,
-    })
+    Ok(Scan { entries, revision })
 }
 
 #[cfg(test)]

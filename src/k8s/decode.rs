@@ -44,10 +44,6 @@ impl Decoder {
         Decoder { schema, keys }
     }
 
-    pub fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
     /// The object stored under `key` (needed as the authenticated data of AES-GCM).
     pub fn decode(&self, key: &[u8], value: &[u8]) -> Result<Json, Undecodable> {
         match envelope::classify(value).map_err(|e| Undecodable::Malformed(e.to_string()))? {

@@ -78,11 +78,11 @@ impl Walker<'_> {
                 self.fields_into(child, out);
                 continue;
             }
-            out.insert(json_name(&desc, &field), self.value(&field, value));
+            out.insert(json_name(&desc, &field), self.value(value));
         }
     }
 
-    fn value(&self, field: &FieldDescriptor, value: &Value) -> Json {
+    fn value(&self, value: &Value) -> Json {
         match value {
             Value::List(items) => Json::Array(items.iter().map(|v| self.scalar(v)).collect()),
             Value::Map(map) => {
@@ -93,10 +93,7 @@ impl Walker<'_> {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
                 Json::Object(entries.into_iter().collect())
             }
-            v => {
-                let _ = field;
-                self.scalar(v)
-            }
+            v => self.scalar(v),
         }
     }
 

@@ -9,9 +9,6 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 static BUILTIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-v1.35.fds"));
 
-/// Which Kubernetes release the built-in schema is from.
-pub const BUILTIN_RELEASE: &str = "1.35";
-
 /// Why a schema could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -97,10 +94,6 @@ impl Schema {
         self.pool
             .all_messages()
             .find(|m| m.name() == kind && m.package_name().ends_with(&suffix))
-    }
-
-    pub fn message(&self, full_name: &str) -> Option<MessageDescriptor> {
-        self.pool.get_message_by_name(full_name)
     }
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use serde_json::Value;
 
 use crate::extract::object::Object;
 
@@ -159,9 +158,4 @@ fn describe(e: kube::Error) -> String {
 /// Whether any object failed.
 pub fn any_failed(results: &[Applied]) -> bool {
     results.iter().any(Applied::failed)
-}
-
-/// The JSON a result list serialises to (for `--output json`).
-pub fn results_json(results: &[Applied]) -> Value {
-    serde_json::to_value(results).unwrap_or(Value::Null)
 }
