@@ -49,36 +49,26 @@ pub struct Scan<'a> {
     pub revision: i64,
 }
 
+/// Whether a key is wanted, and as what. In namespace mode every key's path is classified once:
+/// the namespace's keys, its Namespace object, and cluster-scoped kinds it may depend on.
 fn role(filter: &Filter, key: &[u8]) -> Option<Role> {
     match filter {
         Filter::Prefix(p) => key.starts_with(p.as_bytes()).then_some(Role::Member),
         Filter::Namespace(ns) => {
-            // cheap test first: the namespace must appear as a whole path segment
-            memchr::memmem::find(key, ns.as_bytes())?;
             let path = stats::classify(std::str::from_utf8(key).ok()?);
             path.prefix?;
-            if path.namespace == Some(ns.as_str()) {
-                Some(Role::Member)
-            } else if path.namespace.is_none()
-                && path.resource == "namespaces"
-                && path.name == Some(ns.as_str())
-            {
-                Some(Role::Namespace)
-            } else {
-                None
+            match path.namespace {
+                Some(n) if n == ns => Some(Role::Member),
+                Some(_) => None,
+                None if path.resource == "namespaces" && path.name == Some(ns.as_str()) => {
+                    Some(Role::Namespace)
+                }
+                None => CLUSTER_DEPENDENCIES
+                    .contains(&path.resource)
+                    .then_some(Role::Cluster),
             }
         }
     }
-}
-
-fn cluster_dependency(key: &[u8]) -> bool {
-    let Ok(key) = std::str::from_utf8(key) else {
-        return false;
-    };
-    let path = stats::classify(key);
-    path.prefix.is_some()
-        && path.namespace.is_none()
-        && CLUSTER_DEPENDENCIES.contains(&path.resource)
 }
 
 /// A wanted key's change: `Some((role, encoded KeyValue))` is a put, `None` a deletion.
@@ -125,11 +115,7 @@ fn scan_part<'a>(
                     return Err(DbError::BadBucket("key".into()));
                 }
             };
-            let role = role(filter, kv.key).or_else(|| {
-                (matches!(filter, Filter::Namespace(_)) && cluster_dependency(kv.key))
-                    .then_some(Role::Cluster)
-            });
-            if let Some(role) = role {
+            if let Some(role) = role(filter, kv.key) {
                 let put = (!rev.tombstone).then_some((role, v));
                 part.events.push((kv.key, put));
             }
@@ -224,13 +210,15 @@ mod tests {
         assert_eq!(r("/openshift.io/routes/shop/web"), Some(Role::Member));
         assert_eq!(r("/registry/namespaces/shop"), Some(Role::Namespace));
         assert_eq!(r("/registry/pods/shopping/web-1"), None);
-        assert_eq!(r("/registry/clusterroles/shop"), None);
+        // a cluster-scoped object named like the namespace is a dependency candidate, not a member
+        assert_eq!(r("/registry/clusterroles/shop"), Some(Role::Cluster));
         assert_eq!(r("/other/pods/shop/x"), None);
-        assert!(cluster_dependency(b"/registry/persistentvolumes/pv-1"));
-        assert!(cluster_dependency(
-            b"/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"
-        ));
-        assert!(!cluster_dependency(b"/registry/pods/shop/x"));
+        assert_eq!(r("/registry/persistentvolumes/pv-1"), Some(Role::Cluster));
+        assert_eq!(
+            r("/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"),
+            Some(Role::Cluster)
+        );
+        assert_eq!(r("/registry/pods/other/x"), None);
         let p = Filter::Prefix("/registry/configmaps/".into());
         assert_eq!(role(&p, b"/registry/configmaps/a/b"), Some(Role::Member));
         assert_eq!(role(&p, b"/registry/secrets/a/b"), None);
