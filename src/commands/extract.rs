@@ -19,8 +19,9 @@ use crate::k8s::encryption::Keyring;
 use crate::k8s::schema::Schema;
 use crate::kubeapi::apply::{self, ApplyOptions};
 
-/// Bundle entries kept in memory to find the encryption configuration (small files only).
+/// Bundle entries looked at to find the encryption configuration (small files only).
 const SMALL_FILE: u64 = 1024 * 1024;
+const KUBEADM_APISERVER_MANIFEST: &str = "manifests/kube-apiserver.yaml";
 const OPENSHIFT_ENCRYPTION_CONFIG: &str = "secrets/encryption-config/encryption-config";
 
 /// The snapshot to read and the encryption configuration that came with it.
@@ -320,7 +321,12 @@ fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow:
             entry
                 .read_to_end(&mut buf)
                 .map_err(|e| reader::VerifyError::Io(e.to_string()))?;
-            small.insert(path, buf);
+            // only what can lead to the keys stays in memory (not the pki, not kubeconfigs)
+            if path == KUBEADM_APISERVER_MANIFEST
+                || memchr::memmem::find(&buf, b"EncryptionConfig").is_some()
+            {
+                small.insert(path, buf);
+            }
         }
         Ok(Flow::Continue)
     });
@@ -358,7 +364,7 @@ fn bundled_encryption_config(files: &HashMap<String, Vec<u8>>) -> Option<(String
     if let Some(p) = openshift {
         return text(p);
     }
-    let manifest = String::from_utf8_lossy(files.get("manifests/kube-apiserver.yaml")?);
+    let manifest = String::from_utf8_lossy(files.get(KUBEADM_APISERVER_MANIFEST)?);
     let flag = manifest
         .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
         .find_map(|w| w.strip_prefix("--encryption-provider-config="))?;

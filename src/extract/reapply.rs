@@ -58,8 +58,32 @@ const PVC_BIND_ANNOTATIONS: &[&str] = &[
 
 const AUTO_SERVICE_ACCOUNTS: &[&str] = &["default", "builder", "deployer", "pipeline"];
 
+/// What the skip rules need to know about the whole namespace.
+struct Namespace {
+    /// uids of its objects: an owner among them recreates what it owns.
+    uids: HashSet<String>,
+    /// Services with a selector: their Endpoints are the controller's (they carry no owner).
+    selector_services: HashSet<String>,
+}
+
+impl Namespace {
+    fn of(objects: &[Object]) -> Self {
+        Namespace {
+            uids: objects
+                .iter()
+                .filter_map(|o| o.uid().map(str::to_owned))
+                .collect(),
+            selector_services: objects
+                .iter()
+                .filter(|o| o.kind() == "Service" && o.json["spec"].get("selector").is_some())
+                .map(|o| o.name().to_owned())
+                .collect(),
+        }
+    }
+}
+
 /// Why an object should not be exported, if it should not.
-fn skip_reason(o: &Object, namespace_uids: &HashSet<String>, opts: &Options) -> Option<String> {
+fn skip_reason(o: &Object, ns: &Namespace, opts: &Options) -> Option<String> {
     let kind = o.kind();
     let meta = &o.json["metadata"];
     if meta.get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
@@ -70,7 +94,7 @@ fn skip_reason(o: &Object, namespace_uids: &HashSet<String>, opts: &Options) -> 
         && owner
             .get("uid")
             .and_then(Value::as_str)
-            .is_some_and(|uid| namespace_uids.contains(uid))
+            .is_some_and(|uid| ns.uids.contains(uid))
     {
         return Some(format!(
             "recreated by its controller {}/{}",
@@ -118,6 +142,9 @@ fn skip_reason(o: &Object, namespace_uids: &HashSet<String>, opts: &Options) -> 
                 None
             }
         }
+        ("Endpoints", "") if ns.selector_services.contains(o.name()) => {
+            Some("maintained by the endpoints controller".into())
+        }
         ("Endpoints", "") | ("EndpointSlice", "discovery.k8s.io")
             if meta["labels"]
                 .get("endpointslice.kubernetes.io/managed-by")
@@ -142,32 +169,19 @@ fn controller_owner(o: &Object) -> Option<&Value> {
 /// Prepares the namespace's objects (the Namespace object among them) for re-applying: returns
 /// the objects to write, in apply order, and the ones left out.
 pub fn prepare(objects: Vec<Object>, opts: &Options) -> (Vec<Object>, Vec<Skipped>) {
-    let uids: HashSet<String> = objects
-        .iter()
-        .filter_map(|o| o.uid().map(str::to_owned))
-        .collect();
-    // Endpoints of a Service with a selector are the controller's too (they carry no owner).
-    let selector_services: HashSet<String> = objects
-        .iter()
-        .filter(|o| o.kind() == "Service" && o.json["spec"].get("selector").is_some())
-        .map(|o| o.name().to_owned())
-        .collect();
+    let ns = Namespace::of(&objects);
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     for mut o in objects {
         if !opts.raw {
-            let reason = skip_reason(&o, &uids, opts).or_else(|| {
-                (o.kind() == "Endpoints" && selector_services.contains(o.name()))
-                    .then(|| "maintained by the endpoints controller".to_owned())
-            });
-            if let Some(reason) = reason {
+            if let Some(reason) = skip_reason(&o, &ns, opts) {
                 skipped.push(Skipped {
                     object: o.display(),
                     reason,
                 });
                 continue;
             }
-            clean(&mut o, &uids, opts);
+            clean(&mut o, &ns.uids, opts);
         }
         if let Some(to) = &opts.to_namespace {
             move_namespace(&mut o, to);
@@ -427,6 +441,52 @@ mod tests {
             },
         );
         assert_eq!((kept.len(), skipped.len()), (1, 0));
+    }
+
+    #[test]
+    fn endpoints_of_selector_services_are_the_controllers_and_manual_ones_stay() {
+        let svc = |name: &str, selector: bool| {
+            let mut j = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":name,"namespace":"shop"},"spec":{}});
+            if selector {
+                j["spec"]["selector"] = json!({"app": name});
+            }
+            obj(&format!("/registry/services/specs/shop/{name}"), j)
+        };
+        let ep = |name: &str| {
+            obj(
+                &format!("/registry/services/endpoints/shop/{name}"),
+                json!({"apiVersion":"v1","kind":"Endpoints","metadata":{"name":name,"namespace":"shop"}}),
+            )
+        };
+        let slice = obj(
+            "/registry/endpointslices/shop/web-abc",
+            json!({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-abc","namespace":"shop",
+                "labels":{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}}}),
+        );
+        let (kept, skipped) = prepare(
+            vec![
+                svc("web", true),
+                ep("web"),
+                svc("external-db", false),
+                ep("external-db"),
+                slice,
+            ],
+            &Options::default(),
+        );
+        let kept: Vec<String> = kept.iter().map(Object::display).collect();
+        assert_eq!(
+            kept,
+            [
+                "service/external-db",
+                "service/web",
+                "endpoints/external-db"
+            ]
+        );
+        let skipped: Vec<&str> = skipped.iter().map(|s| s.object.as_str()).collect();
+        assert_eq!(
+            skipped,
+            ["endpoints/web", "endpointslice.discovery.k8s.io/web-abc"]
+        );
     }
 
     #[test]
