@@ -682,50 +682,62 @@ fn raw_prefix_dump_and_bad_input() {
         got["kvs"][0]["mod_revision"].as_i64().unwrap().to_string()
     );
 
-    // a namespace that is not there, a broken file, a wrong encryption config
-    let mut c = cpbackup(dir);
-    c.arg("extract").arg(&snap).args(["--namespace", "nope"]);
-    let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("inspect --by namespace"),
-        "{}",
-        stderr(&o)
+    // a namespace that is not there, a broken file, a wrong encryption config, no filter, a
+    // target namespace that cannot exist
+    let s = snap.as_os_str();
+    refused(
+        dir,
+        &[s, "--namespace".as_ref(), "nope".as_ref()],
+        Some(1),
+        "inspect --by namespace",
     );
     let junk = dir.join("junk.db");
     fs::write(&junk, vec![7u8; 8192]).unwrap();
-    let mut c = cpbackup(dir);
-    c.arg("extract").arg(&junk).args(["--namespace", "shop"]);
-    let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not a readable etcd snapshot"),
-        "{}",
-        stderr(&o)
+    refused(
+        dir,
+        &[junk.as_os_str(), "--namespace".as_ref(), "shop".as_ref()],
+        Some(1),
+        "not a readable etcd snapshot",
     );
     let bad = dir.join("bad-enc.yaml");
     fs::write(&bad, "kind: EncryptionConfiguration\nresources:\n  - providers:\n      - aescbc:\n          keys:\n            - name: k\n              secret: c2hvcnQ=\n").unwrap();
-    let mut c = cpbackup(dir);
-    c.arg("extract")
-        .arg(&snap)
-        .args(["--namespace", "shop", "--encryption-config"])
-        .arg(&bad);
-    let o = run(c);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("not a valid key size"),
-        "{}",
-        stderr(&o)
+    refused(
+        dir,
+        &[
+            s,
+            "--namespace".as_ref(),
+            "shop".as_ref(),
+            "--encryption-config".as_ref(),
+            bad.as_os_str(),
+        ],
+        None,
+        "not a valid key size",
     );
-    let mut c = cpbackup(dir);
-    c.arg("extract").arg(&snap);
-    let o = run(c);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--namespace NS or --prefix"),
-        "{}",
-        stderr(&o)
+    refused(dir, &[s], Some(2), "--namespace NS or --prefix");
+    refused(
+        dir,
+        &[
+            s,
+            "--namespace".as_ref(),
+            "shop".as_ref(),
+            "--to-namespace".as_ref(),
+            "Shop_Restored".as_ref(),
+        ],
+        Some(2),
+        "not a valid namespace name",
     );
+}
+
+/// `cpbackup extract ARGS` fails (with `code`, or any failure when `None`) saying `needle`.
+fn refused(dir: &Path, args: &[&std::ffi::OsStr], code: Option<i32>, needle: &str) {
+    let mut c = cpbackup(dir);
+    c.arg("extract").args(args);
+    let o = run(c);
+    match code {
+        Some(code) => assert_eq!(o.status.code(), Some(code), "{}", stderr(&o)),
+        None => assert!(!o.status.success()),
+    }
+    assert!(stderr(&o).contains(needle), "{}", stderr(&o));
 }
 
 #[test]

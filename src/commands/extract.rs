@@ -81,6 +81,14 @@ pub fn run(
             ));
         }
     };
+    if let Some(to) = &args.to_namespace
+        && !is_dns_label(to)
+    {
+        return Err(usage(format!(
+            "--to-namespace {to:?} is not a valid namespace name: lower-case letters, digits and '-', \
+             starting and ending with a letter or digit, at most 63 characters"
+        )));
+    }
     let source = open_source(args, file, !quiet && format == OutputFormat::Text)?;
     let keys = match (&args.encryption_config, &source.bundled_encryption) {
         (Some(path), _) => Keyring::load(path)?,
@@ -280,6 +288,15 @@ fn summary(r: &Report, with_deps: bool) -> String {
         s.push_str(&format!("\nwarning: {w}"));
     }
     s
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+fn is_dns_label(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| ok(c) || c == '-')
+        && s.starts_with(ok)
+        && s.ends_with(ok)
 }
 
 fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow::Result<Source> {

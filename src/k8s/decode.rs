@@ -201,4 +201,41 @@ mod tests {
         }
         assert!(level.is_string(), "deeper levels stay base64");
     }
+
+    #[test]
+    fn malformed_values_say_what_they_are() {
+        let d = Decoder::new(Schema::builtin().unwrap(), Keyring::empty());
+        let k = b"/registry/configmaps/ns/x";
+        let json = d
+            .decode(k, br#"{"kind": "ConfigMap", "metadata": "#)
+            .unwrap_err();
+        assert!(
+            matches!(&json, Undecodable::Malformed(m) if m.starts_with("JSON")),
+            "{json}"
+        );
+        // a ConfigMap whose metadata field claims more bytes than there are
+        let mut v = b"k8s\0".to_vec();
+        v.extend([0x0a, 0x0f, 0x0a, 0x02, b'v', b'1', 0x12, 0x09]);
+        v.extend(b"ConfigMap");
+        v.extend([0x12, 0x03, 0x0a, 0x7f, 0x00]);
+        let pb = d.decode(k, &v).unwrap_err();
+        assert!(
+            matches!(&pb, Undecodable::Malformed(m) if m.contains("v1 ConfigMap")),
+            "{pb}"
+        );
+        assert_eq!(
+            d.decode(k, b"12345").unwrap_err(),
+            Undecodable::NotAnObject(5)
+        );
+        let enc = d
+            .decode(k, b"k8s:enc:aescbc:v1:k:0123456789abcdef0123456789abcdef")
+            .unwrap_err();
+        assert!(matches!(
+            enc,
+            Undecodable::Encrypted {
+                reason: DecryptError::NoKey,
+                ..
+            }
+        ));
+    }
 }
