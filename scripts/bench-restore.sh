@@ -2,32 +2,47 @@
 # Benchmark of the whole-cluster restore (issue 7), in one run, as a ratio: the time from
 # `cpbackup restore --yes` to etcd serving the restored data on a fake kubeadm node (a shell
 # loop plays the kubelet: etcd runs while its manifest is in place), against
-# `etcdutl snapshot restore` alone on the same (plaintext) snapshot (goal <= 1.2x).
+# `etcdutl snapshot restore` alone on the same (plaintext) snapshot (goal <= 1.2x), and against
+# what an operator does by hand: that restore, then etcd started on it until it serves.
 # Median of ROUNDS runs; peak RSS from GNU time.
-# Usage: scripts/bench-restore.sh [--keys 520000] [--value-bytes 1900] [--rounds 3]
+# Usage: scripts/bench-restore.sh [--keys 520000] [--value-bytes 1900] [--rounds 3] [--work DIR]
+#   --work DIR: keep the seeded node, store and snapshot in DIR and reuse them next time
+#   The restore's phases (from its JSON log) are reported as medians too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 KEYS=520000
 VALUE=1900
 ROUNDS=3
+KEEP=
 while [ $# -gt 0 ]; do
   case $1 in
     --keys) KEYS=$2; shift 2 ;;
     --value-bytes) VALUE=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --work) KEEP=$2; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
 cpb_bench_setup bench-restore
+if [ -n "$KEEP" ]; then
+  rm -rf "$WORK"
+  mkdir -p "$KEEP"
+  WORK=$(cd "$KEEP" && pwd)
+fi
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
 export ETCDCTL_API=3
 ROOT=$WORK/root
-PORT=$(cpb_free_port)
-PEER=$(cpb_free_port)
+if [ -f "$WORK/ports" ]; then read -r PORT PEER <"$WORK/ports"; else
+  PORT=$(cpb_free_port)
+  PEER=$(cpb_free_port)
+fi
 EP=http://127.0.0.1:$PORT
 M=$ROOT/etc/kubernetes/manifests/etcd.yaml
+PREPARED=
+[ -f "$WORK/prepared" ] && PREPARED=1
+[ -n "$PREPARED" ] || rm -rf "$ROOT"
 mkdir -p "$ROOT/etc/kubernetes/pki/etcd" "$ROOT/etc/kubernetes/manifests" "$ROOT/var/lib"
 echo "plain HTTP in this benchmark" >"$ROOT/etc/kubernetes/pki/etcd/ca.crt"
 cat >"$M" <<YAML
@@ -72,9 +87,11 @@ touch "$WORK/kubelet.run"
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
 ) &
 PIDS+=("$!")
-trap 'rm -f "$WORK/kubelet.run"; sleep 0.3; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; pkill -f "data-dir=$ROOT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'rm -f "$WORK/kubelet.run"; sleep 0.3; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; pkill -f "data-dir=$ROOT" 2>/dev/null || true; [ -n "$KEEP" ] || rm -rf "$WORK"' EXIT
 for _ in $(seq 1 300); do "$ETCD/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
 
+KEY=$WORK/key.txt
+if [ -z "$PREPARED" ]; then
 cpb_log "seeding $KEYS keys of ~$VALUE bytes (1000 per txn)"
 python3 - "$KEYS" "$VALUE" "$ETCD/etcdctl" "$EP" <<'PY'
 import random, subprocess, sys
@@ -93,10 +110,12 @@ def batch(start):
 with ThreadPoolExecutor(2) as ex:
     list(ex.map(batch, range(0, n, 1000)))
 PY
-KEY=$WORK/key.txt
 R=$("$BIN" keygen --out "$KEY" 2>&1 | grep -o 'age1[0-9a-z]*' | head -1)
 "$BIN" --host-root "$ROOT" backup --recipient "$R" --store "$WORK/store" --etcd-endpoint "$EP" --node-name cp-1 -q >/dev/null
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
+echo "$PORT $PEER" >"$WORK/ports"
+touch "$WORK/prepared"
+fi
 SIZE=$(stat -c %s "$WORK/snap.db")
 cpb_log "snapshot: $((SIZE / 1024 / 1024)) MiB"
 
@@ -105,13 +124,43 @@ restore_alone() {
   "$ETCD/etcdutl" snapshot restore "$WORK/snap.db" --data-dir "$WORK/alone" --name cp-1 \
     --initial-cluster "cp-1=http://127.0.0.1:1" --initial-advertise-peer-urls http://127.0.0.1:1
 }
-export -f restore_alone
 export ETCD WORK
 : >"$WORK/times"
+restore_and_start() {
+  restore_alone
+  local port peer; port=$(cpb_free_port); peer=$(cpb_free_port)
+  "$ETCD/etcd" --name cp-1 --data-dir "$WORK/alone" --listen-client-urls "http://127.0.0.1:$port" \
+    --advertise-client-urls "http://127.0.0.1:$port" --listen-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster cp-1=http://127.0.0.1:1 --initial-advertise-peer-urls http://127.0.0.1:1 \
+    --quota-backend-bytes 8589934592 >"$WORK/alone.log" 2>&1 &
+  local pid=$!
+  until "$ETCD/etcdctl" --endpoints "http://127.0.0.1:$port" endpoint health >/dev/null 2>&1; do
+    kill -0 "$pid" || return 1
+    sleep 0.05
+  done
+  kill "$pid"; wait "$pid" || true
+}
+export -f restore_alone restore_and_start cpb_free_port
 for _ in $(seq 1 "$ROUNDS"); do
   cpb_measure etcdutl bash -c restore_alone
-  cpb_measure cpbackup "$BIN" --host-root "$ROOT" restore --latest --yes ${CPB_RESTORE_LOG:+--log-format json} -q --identity "$KEY" \
+  cpb_measure by-hand bash -c restore_and_start
+  cpb_measure cpbackup "$BIN" --host-root "$ROOT" restore --latest --yes --log-format json --identity "$KEY" \
     --store "$WORK/store" --etcdutl "$ETCD/etcdutl" --state-dir "$WORK/state"
+  # where cpbackup's time went, from its log
+  python3 - "$WORK/last.err" >>"$WORK/times" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    m = r.get("message", "")
+    name = ("unpack" if m.startswith("unpacked and verified") else
+            "etcdutl" if m.startswith("restore the snapshot") else
+            "stop" if m.startswith("stop etcd") else
+            "serve" if m.startswith("wait until etcd") else None)
+    if name:
+        print("phase-%s %s 0" % (name, r["seconds"]))
+PY
   # back to the original data for the next round (not measured)
   "$BIN" --host-root "$ROOT" restore --rollback --yes -q --state-dir "$WORK/state" >/dev/null 2>&1
 done
@@ -125,6 +174,13 @@ e, c = med("etcdutl"), med("cpbackup")
 print("\nsnapshot %.0f MiB, %s keys" % (int(sys.argv[2]) / 2**20, sys.argv[3]))
 print("%-44s %8s %10s" % ("", "seconds", "peak RSS"))
 print("%-44s %8.2f %7.0f MiB" % ("etcdutl snapshot restore (plaintext file)", e, rss("etcdutl")))
+h = med("by-hand")
+print("%-44s %8.2f %7.0f MiB" % ("etcdutl restore, then etcd until it serves", h, rss("by-hand")))
+print("%-44s %8.2f" % ("  of which etcdutl (median above)", e))
 print("%-44s %8.2f %7.0f MiB" % ("cpbackup restore (bundle -> etcd serving)", c, rss("cpbackup")))
+for p, what in [("unpack", "fetch, decrypt, gunzip, verify, stage"), ("stop", "stop etcd"),
+                ("etcdutl", "etcdutl snapshot restore --skip-hash-check"), ("serve", "etcd start until it serves")]:
+    print("%-44s %8.2f" % ("  " + what, med("phase-" + p)))
 print("cpbackup restore / etcdutl restore: %.2fx (goal <= 1.2)" % (c / e))
+print("cpbackup restore / etcdutl restore + etcd start: %.2fx" % (c / h))
 PY

@@ -65,7 +65,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 pub fn export_openshift(
-    input: impl Read,
+    input: impl Read + Send,
     ids: &Identities,
     out_dir: &Path,
 ) -> anyhow::Result<Exported> {

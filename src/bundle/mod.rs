@@ -5,6 +5,7 @@ pub mod export;
 pub mod manifest;
 pub mod pargz;
 pub mod parungz;
+pub mod readahead;
 pub mod reader;
 pub mod unpack;
 pub mod writer;

@@ -5,15 +5,15 @@
 //! Failures are classified so the user learns *what* is wrong: the wrong key, a truncated
 //! copy, corrupted or tampered bytes, or content that disagrees with the manifest.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use flate2::read::MultiGzDecoder;
 
 use crate::bundle::pargz::default_threads;
 use crate::bundle::parungz::ParGzReader;
+use crate::bundle::readahead::ReadAhead;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -58,7 +58,13 @@ pub struct VerifyReport {
     pub manifest: Manifest,
 }
 
-type Tap = Rc<RefCell<Option<(io::ErrorKind, String)>>>;
+type Tap = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
+
+/// The value behind a mutex, even if a thread panicked holding it (nothing here can be left
+/// half-updated).
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Remembers the first error that passed through a layer, to classify failures afterwards.
 struct ErrorTap<R> {
@@ -69,9 +75,7 @@ struct ErrorTap<R> {
 impl<R: Read> Read for ErrorTap<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).inspect_err(|e| {
-            self.seen
-                .borrow_mut()
-                .get_or_insert((e.kind(), e.to_string()));
+            locked(&self.seen).get_or_insert((e.kind(), e.to_string()));
         })
     }
 }
@@ -81,7 +85,7 @@ struct HashCount<R> {
     inner: R,
     hash: Sha256,
     count: u64,
-    progress: Box<dyn FnMut(u64)>,
+    progress: Box<dyn FnMut(u64) + Send>,
 }
 
 impl<R: Read> Read for HashCount<R> {
@@ -101,15 +105,16 @@ pub struct Expectation {
     pub recipients: Vec<String>,
 }
 
-/// Verifies the bundle read from `input`.
+/// Verifies the bundle read from `input`. Reading, hashing and decrypting run on a thread of
+/// their own, ahead of gunzip (worker threads) and tar and its hashing (this thread).
 pub fn verify(
-    input: impl Read,
+    input: impl Read + Send,
     ids: &Identities,
     expect: &Expectation,
-    progress: Box<dyn FnMut(u64)>,
+    progress: Box<dyn FnMut(u64) + Send>,
 ) -> Result<VerifyReport, VerifyError> {
     let taps = Taps::default();
-    let counted = Rc::new(RefCell::new(HashCount {
+    let counted = Arc::new(Mutex::new(HashCount {
         inner: ErrorTap {
             inner: input,
             seen: taps.raw.clone(),
@@ -124,12 +129,17 @@ pub fn verify(
         &expect.recipients,
         &taps,
     )?;
-    let result = read_tar(ParGzReader::new(plain, default_threads()));
+    let result = std::thread::scope(|s| {
+        read_tar(ParGzReader::new(
+            ReadAhead::spawn(s, plain),
+            default_threads(),
+        ))
+    });
     let fail = |e: VerifyError| taps.classify(e);
     let (report_parts, plaintext_bytes) = result.map_err(fail)?;
     let (entries, files, snapshot, manifest) = report_parts;
 
-    let hc = counted.borrow();
+    let hc = locked(&counted);
     let ciphertext_sha256 = hex::encode(hc.hash.clone().finalize());
     if let Some(want) = &expect.sha256
         && *want != ciphertext_sha256
@@ -150,11 +160,11 @@ pub fn verify(
 }
 
 /// Lets the age decryptor own a reader whose counters we still read afterwards.
-struct SharedReader<R>(Rc<RefCell<R>>);
+struct SharedReader<R>(Arc<Mutex<R>>);
 
 impl<R: Read> Read for SharedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
+        locked(&self.0).read(buf)
     }
 }
 
@@ -169,10 +179,10 @@ struct Taps {
 impl Taps {
     /// Names the layer that failed; `inner` is what the layer above (gzip/tar) reported.
     fn classify(&self, inner: VerifyError) -> VerifyError {
-        if let Some((_, m)) = self.raw.borrow().clone() {
+        if let Some((_, m)) = locked(&self.raw).clone() {
             return VerifyError::Io(m);
         }
-        match self.age.borrow().clone() {
+        match locked(&self.age).clone() {
             Some((io::ErrorKind::UnexpectedEof, m)) => VerifyError::Truncated(m),
             Some((_, m)) => VerifyError::Corrupted(format!(
                 "age authentication failed ({m}); the bytes were changed, or cut inside a chunk"
@@ -210,7 +220,7 @@ fn decrypt<'r>(
 }
 
 fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
-    if let Some((_, m)) = raw_tap.borrow().clone() {
+    if let Some((_, m)) = locked(raw_tap).clone() {
         return VerifyError::Io(m);
     }
     match e {
@@ -416,7 +426,7 @@ pub type PlainEntry<'e, 'r> = tar::Entry<'e, Box<dyn Read + 'r>>;
 /// Decrypts a bundle and calls `f` with each tar entry in order (until it says stop). Failures of
 /// the layers below (storage, age, gzip/tar) are classified like `verify` does.
 pub fn for_each_entry<'r>(
-    input: impl Read + 'r,
+    input: impl Read + Send + 'r,
     ids: &Identities,
     mut f: impl for<'e> FnMut(&mut PlainEntry<'e, 'r>) -> Result<Flow, VerifyError>,
 ) -> Result<(), VerifyError> {
@@ -435,25 +445,31 @@ pub fn for_each_entry<'r>(
             "invalid gzip/tar content after decryption: {m}"
         )))
     };
-    let stream: Box<dyn Read + 'r> = Box::new(ParGzReader::new(plain, default_threads()));
-    let mut archive = tar::Archive::new(stream);
-    for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
-        let mut entry = entry.map_err(|e| fail(e.to_string()))?;
-        match f(&mut entry) {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Stop) => return Ok(()),
-            // An I/O error inside `f` is most likely the layers below failing: classify it.
-            Err(VerifyError::Io(m)) => return Err(fail(m)),
-            Err(e) => return Err(e),
+    // Reading and decrypting run on a thread of their own, ahead of gunzip and of `f`.
+    std::thread::scope(|s| {
+        let stream: Box<dyn Read + 'r> = Box::new(ParGzReader::new(
+            ReadAhead::spawn(s, plain),
+            default_threads(),
+        ));
+        let mut archive = tar::Archive::new(stream);
+        for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
+            let mut entry = entry.map_err(|e| fail(e.to_string()))?;
+            match f(&mut entry) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Ok(()),
+                // An I/O error inside `f` is most likely the layers below failing: classify it.
+                Err(VerifyError::Io(m)) => return Err(fail(m)),
+                Err(e) => return Err(e),
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Decrypts a bundle and copies its `etcd/snapshot.db` into `out`, stopping there; returns the
 /// snapshot's size. (The trailer and structure are checked by whoever reads `out`.)
 pub fn extract_snapshot(
-    input: impl Read,
+    input: impl Read + Send,
     ids: &Identities,
     out: &mut impl io::Write,
 ) -> Result<u64, VerifyError> {

@@ -1,7 +1,9 @@
 //! Unpacking a bundle into a private directory for a restore, verifying as it goes: every
 //! entry's size and SHA-256 against the manifest (nothing missing, nothing extra), the
 //! snapshot's sha256 trailer and bbolt meta pages. Nothing in the directory may be trusted
-//! until `unpack` returns Ok.
+//! until `unpack` returns Ok. Every file and directory is synced except the snapshot, which
+//! only lives until `etcdutl` has copied it (see `restore::steps` for how a continued restore
+//! re-checks it).
 //!
 //! Paths are confined to the directory (absolute paths and `..` are refused); files are created
 //! 0600 and get the bundle's mode, owner and group once written; symlinks are recreated as
@@ -52,7 +54,7 @@ fn confined(dest: &Path, path: &str) -> Result<PathBuf, VerifyError> {
 
 /// Unpacks `input` into `dest` (created 0700; it must not exist yet).
 pub fn unpack(
-    input: impl Read,
+    input: impl Read + Send,
     ids: &Identities,
     dest: &Path,
     mut progress: impl FnMut(u64),
@@ -139,10 +141,14 @@ pub fn unpack(
                 progress(k as u64);
             }
             let digest = match (hash, check) {
-                (Some(h), _) => hex::encode(h.finalize()),
-                (None, Some(c)) => {
-                    // Synced: the restore trusts this file without hashing it again.
+                (Some(h), _) => {
+                    // Durable before a restore renames it onto the host.
                     out.sync_all().map_err(io_err)?;
+                    hex::encode(h.finalize())
+                }
+                (None, Some(c)) => {
+                    // Not synced: etcdutl copies it (and syncs its copy) right away, and a
+                    // restore continued by another process hashes it again before use.
                     let s = c.finish();
                     let d = s.file_sha256.clone();
                     summary = Some(s);
@@ -215,6 +221,9 @@ pub fn unpack(
         );
         fs::set_permissions(p, fs::Permissions::from_mode(*mode))
             .with_context(|| format!("setting the mode of {}", p.display()))?;
+        if p.is_dir() {
+            File::open(p)?.sync_all()?;
+        }
     }
     File::open(dest)?.sync_all()?;
     Ok(Unpacked {

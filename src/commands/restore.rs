@@ -44,8 +44,9 @@ pub fn run(
     let _lock = NodeLock::acquire(&state_dir)?;
     let existing = Journal::load(&restore_dir)?;
     let timeout = Duration::from_secs(args.wait_timeout.max(1));
-    let ctx_for = |j: &Journal| Ctx {
+    let ctx_for = |j: &Journal, staging_verified: bool| Ctx {
         host_root: common.host_root.clone(),
+        staging_verified,
         wait_timeout: timeout,
         rolled_back: j.work_dir.join("rolled-back"),
     };
@@ -83,7 +84,7 @@ pub fn run(
             op_name(j.operation),
             j.id
         );
-        let ctx = ctx_for(&j);
+        let ctx = ctx_for(&j, false);
         run_steps(&mut j, &restore_dir, &ctx, quiet)?;
         finished(&j, common.output)?;
         return if j.operation == Operation::Restore {
@@ -121,7 +122,7 @@ pub fn run(
             );
         }
         confirm(args.yes, "roll back")?;
-        let ctx = ctx_for(&j);
+        let ctx = ctx_for(&j, false);
         rollback(&mut j, &restore_dir, &ctx, quiet)?;
         eprintln!(
             "rolled back: the node's original manifests, files and etcd data are back in place"
@@ -161,7 +162,7 @@ pub fn run(
             return Ok(());
         }
         confirm(args.yes, "stop etcd on this node")?;
-        let ctx = ctx_for(&j);
+        let ctx = ctx_for(&j, false);
         run_steps(&mut j, &restore_dir, &ctx, quiet)?;
         eprintln!(
             "etcd is stopped on this node (its manifest is in {}). Now restore on the recovery master; \
@@ -280,8 +281,14 @@ pub fn run(
         "unpack",
     );
     let b = bar.clone();
+    let started = std::time::Instant::now();
     let unpacked = unpack::unpack(chosen.reader, &ids, &staged, move |n| b.inc(n));
     bar.finish_and_clear();
+    tracing::info!(
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        ok = unpacked.is_ok(),
+        "unpacked and verified the backup"
+    );
     let unpacked = match unpacked {
         Ok(u) => u,
         Err(e) => {
@@ -324,7 +331,7 @@ pub fn run(
         let _ = fsops::remove_tree(&work_dir);
         return Err(e);
     }
-    let ctx = ctx_for(&j);
+    let ctx = ctx_for(&j, true);
     run_steps(&mut j, &restore_dir, &ctx, quiet)?;
     finished(&j, common.output)?;
     post(Some(&j))

@@ -98,6 +98,12 @@ fn process_running(w: &Watch) -> bool {
 pub fn wait_gone(w: &Watch, host_root: &Path, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut announced = false;
+    // A /proc scan is cheap; crictl is a process per poll.
+    let poll = if host_root == Path::new("/") && crictl().is_some() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_millis(50)
+    };
     while running(w, host_root)? {
         if Instant::now() >= deadline {
             anyhow::bail!(
@@ -111,7 +117,7 @@ pub fn wait_gone(w: &Watch, host_root: &Path, timeout: Duration) -> anyhow::Resu
             tracing::info!(process = %w.process, "waiting for it to stop");
             announced = true;
         }
-        std::thread::sleep(Duration::from_millis(200)); // polling the kubelet's work, bounded above
+        std::thread::sleep(poll); // polling the kubelet's work, bounded above
     }
     Ok(())
 }

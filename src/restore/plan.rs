@@ -11,7 +11,7 @@ use crate::error::usage;
 use crate::host::{HostRoot, Platform, discover, etcd_manifest};
 use crate::restore::fsops::is_mount_point;
 use crate::restore::node::Watch;
-use crate::restore::steps::{EtcdTarget, Selection, Step};
+use crate::restore::steps::{EtcdTarget, Selection, StagedSnapshot, Step};
 use crate::restore::tools::{RestoreArgs, RestoreTool};
 
 pub const KUBEADM_MANIFESTS: &str = "/etc/kubernetes/manifests";
@@ -124,6 +124,14 @@ fn target(access: discover::EtcdAccess) -> EtcdTarget {
     }
 }
 
+/// The snapshot's SHA-256 as the manifest records it.
+fn snapshot_sha256(m: &Manifest) -> Option<String> {
+    m.entries
+        .iter()
+        .find(|e| e.path == crate::bundle::manifest::SNAPSHOT_PATH)
+        .and_then(|e| e.sha256.clone())
+}
+
 /// The steps of a whole-cluster restore on this node.
 pub fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     match p.platform {
@@ -208,6 +216,10 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         args,
         scratch,
         data_dir: data_dir.clone(),
+        staged: snapshot_sha256(p.manifest).map(|sha256| StagedSnapshot {
+            path: snapshot.clone(),
+            sha256,
+        }),
     });
     steps.push(Step::StartPod {
         component: "etcd".into(),
@@ -239,6 +251,10 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     } else {
         0
     };
+    // While etcd starts: nothing needs the plaintext copy any more.
+    steps.push(Step::RemoveStaged {
+        staged: p.staged.to_path_buf(),
+    });
     steps.push(Step::WaitServing {
         target: target(access),
         min_revision: revision + bumped,
@@ -251,9 +267,6 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
             watch: w,
         });
     }
-    steps.push(Step::RemoveStaged {
-        staged: p.staged.to_path_buf(),
-    });
     Ok(steps)
 }
 
@@ -306,6 +319,7 @@ fn openshift(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         },
         Step::StageOpenshift {
             snapshot: p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH),
+            snapshot_sha256: snapshot_sha256(p.manifest),
             backup_dir,
             revision_json: Some(aside_data.join("revision.json")),
             restore_pod,
@@ -317,12 +331,13 @@ fn openshift(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     ];
     let access = discover::etcd_access(host, Platform::Openshift, p.etcd, None)
         .context("finding how to reach etcd once it is restored")?;
+    // While the restore pod works: nothing needs the plaintext copy any more.
+    steps.push(Step::RemoveStaged {
+        staged: p.staged.to_path_buf(),
+    });
     steps.push(Step::WaitServing {
         target: target(access),
         min_revision: p.manifest.etcd.status.revision,
-    });
-    steps.push(Step::RemoveStaged {
-        staged: p.staged.to_path_buf(),
     });
     Ok(steps)
 }

@@ -80,11 +80,17 @@ pub enum Step {
         args: Vec<String>,
         scratch: PathBuf,
         data_dir: PathBuf,
+        /// The staged snapshot the arguments name, checked again when not staged by this run.
+        #[serde(default)]
+        staged: Option<StagedSnapshot>,
     },
     /// OpenShift: stage snapshot.db and revision.json in /var/lib/etcd-backup and install the
     /// restore pod as etcd's manifest, as cluster-restore.sh does; etcd's own image restores.
     StageOpenshift {
         snapshot: PathBuf,
+        /// The snapshot's SHA-256 from the manifest, checked when not staged by this run.
+        #[serde(default)]
+        snapshot_sha256: Option<String>,
         backup_dir: PathBuf,
         revision_json: Option<PathBuf>,
         restore_pod: PathBuf,
@@ -102,9 +108,20 @@ pub enum Step {
     RemoveStaged { staged: PathBuf },
 }
 
+/// A decrypted snapshot waiting in the staging directory, and what it must hash to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedSnapshot {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
 /// What steps need besides themselves.
 pub struct Ctx {
     pub host_root: PathBuf,
+    /// This process unpacked and verified the staging directory. The staged snapshot is not
+    /// synced to disk (etcdutl copies and syncs it at once), so a restore continued by another
+    /// process, perhaps after a crash, hashes it again before using it.
+    pub staging_verified: bool,
     pub wait_timeout: Duration,
     /// Where `undo` puts what the restore had created.
     pub rolled_back: PathBuf,
@@ -275,6 +292,7 @@ impl Step {
                 args,
                 scratch,
                 data_dir,
+                staged,
             } => {
                 let member = data_dir.join("member");
                 if member.exists() {
@@ -282,6 +300,9 @@ impl Step {
                         remove_tree(scratch)?;
                     }
                     return Ok(());
+                }
+                if let Some(s) = staged {
+                    recheck_staged(&s.path, Some(&s.sha256), ctx)?;
                 }
                 remove_tree(scratch)?;
                 if let Some(p) = scratch.parent() {
@@ -311,6 +332,7 @@ impl Step {
             }
             Step::StageOpenshift {
                 snapshot,
+                snapshot_sha256,
                 backup_dir,
                 revision_json,
                 restore_pod,
@@ -322,11 +344,19 @@ impl Step {
                 create_private_dir(replaced)?;
                 let staged_snap = backup_dir.join("snapshot.db");
                 if snapshot.exists() {
+                    recheck_staged(snapshot, snapshot_sha256.as_deref(), ctx)?;
                     set_aside_once(&staged_snap, &replaced.join("snapshot.db"))?;
                     if staged_snap.exists() {
                         remove_tree(&staged_snap)?; // ours, cut short
                     }
                     move_path(snapshot, &staged_snap)?;
+                } else if staged_snap.exists() {
+                    // Moved by an earlier attempt, perhaps not yet on disk when it stopped.
+                    recheck_staged(&staged_snap, snapshot_sha256.as_deref(), ctx)?;
+                }
+                // The restore pod reads it later, on its own: it must survive a crash.
+                if staged_snap.exists() {
+                    fs::File::open(&staged_snap)?.sync_all()?;
                 }
                 if let Some(rj) = revision_json
                     && rj.exists()
@@ -464,6 +494,30 @@ impl Step {
     }
 }
 
+/// Hashes a staged snapshot again unless this process staged it: it was not synced, so after
+/// a crash it may not hold what was verified.
+fn recheck_staged(path: &Path, sha256: Option<&str>, ctx: &Ctx) -> anyhow::Result<()> {
+    let Some(want) = sha256.filter(|_| !ctx.staging_verified) else {
+        return Ok(());
+    };
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut f = fs::File::open(path)
+        .with_context(|| format!("opening the staged snapshot {}", path.display()))?;
+    std::io::copy(&mut f, &mut h)
+        .with_context(|| format!("reading the staged snapshot {}", path.display()))?;
+    let got = hex::encode(h.finalize());
+    if got != want {
+        anyhow::bail!(
+            "the staged snapshot {} no longer matches the backup (SHA-256 {got}, expected {want}); \
+             it was probably not on disk yet when the machine went down. Run `cpbackup restore --rollback`, \
+             then restore again",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Names in a directory, sorted.
 fn entries(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut v: Vec<String> = match fs::read_dir(dir) {
@@ -544,6 +598,6 @@ fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow:
                 timeout.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(100)); // readiness poll, bounded above
+        std::thread::sleep(Duration::from_millis(50)); // readiness poll, bounded above
     }
 }
