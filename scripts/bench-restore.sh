@@ -141,9 +141,14 @@ restore_and_start() {
   kill "$pid"; wait "$pid" || true
 }
 export -f restore_alone restore_and_start cpb_free_port
+# Both inputs in the page cache before each contender (this VM's balloon evicts cache at will).
+warm() { cat "$WORK/snap.db" "$WORK"/store/*/*/*.cpb >/dev/null; }
 for _ in $(seq 1 "$ROUNDS"); do
+  warm
   cpb_measure etcdutl bash -c restore_alone
+  warm
   cpb_measure by-hand bash -c restore_and_start
+  warm
   cpb_measure cpbackup "$BIN" --host-root "$ROOT" restore --latest --yes --log-format json --identity "$KEY" \
     --store "$WORK/store" --etcdutl "$ETCD/etcdutl" --state-dir "$WORK/state"
   # where cpbackup's time went, from its log
