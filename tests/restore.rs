@@ -485,13 +485,36 @@ fn openshift_stages_what_cluster_restore_sh_stages_and_rolls_back() {
             .args(extra);
         c
     };
-    let mut c = restore(&[
+    let latest = [
         "--latest",
         "--identity",
         key.to_str().unwrap(),
         "--store",
         store.to_str().unwrap(),
-    ]);
+    ];
+    // Continued by another process, the staging step hashes the staged snapshot again: a copy
+    // a crash cut short never reaches the restore pod.
+    let mut c = restore(&latest);
+    c.env("CPBACKUP_RESTORE_FAILPOINT", "3:after");
+    assert_eq!(run(c).status.code(), Some(137));
+    let j: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("state/restore/journal.json")).unwrap()).unwrap();
+    let staged = Path::new(j["work_dir"].as_str().unwrap()).join("staged/etcd/snapshot.db");
+    let mut bytes = fs::read(&staged).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&staged, &bytes).unwrap();
+    let o = run(restore(&["--continue"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no longer matches the backup"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!root.join("var/lib/etcd-backup/snapshot.db").exists());
+    ok(&run(restore(&["--rollback"])));
+    assert_eq!(tree_digest(&root, &["var/lib/etcd-backup"]), before);
+
+    let mut c = restore(&latest);
     // Stop once everything is staged, before waiting for the (absent) restore pod to serve.
     c.env("CPBACKUP_RESTORE_FAILPOINT", "4:after");
     assert_eq!(run(c).status.code(), Some(137));

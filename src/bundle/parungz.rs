@@ -23,6 +23,9 @@ const MAX_PIECE: usize = 8 << 20;
 /// Largest output of one piece (ours are exactly `pargz::BLOCK_SIZE` or less).
 const MAX_MEMBER_OUT: usize = 4 << 20;
 const READ_CHUNK: usize = 1 << 20;
+/// Pieces queued per worker, so that neither the workers nor the reader wait on each other;
+/// also how many spare buffers of each kind are kept for reuse.
+const IN_FLIGHT_PER_WORKER: usize = 4;
 
 type Piece = Arc<Vec<u8>>;
 /// Spent output buffers, handed back to the workers so that steady state allocates nothing.
@@ -235,9 +238,9 @@ impl<R: Read> ParGzReader<R> {
         }
     }
 
-    /// Keeps up to two pieces per worker in flight.
+    /// Keeps up to `IN_FLIGHT_PER_WORKER` pieces per worker in flight.
     fn dispatch(&mut self) -> io::Result<Result<(), ()>> {
-        while self.in_flight.len() < 4 * self.workers.len() {
+        while self.in_flight.len() < IN_FLIGHT_PER_WORKER * self.workers.len() {
             match self.next_piece()? {
                 Ok(Some(p)) => {
                     let p = Arc::new(p);
@@ -294,16 +297,17 @@ impl<R: Read> ParGzReader<R> {
             .map_err(|_| io::Error::other("gunzip worker thread died"))?;
         match r {
             Some(out) => {
+                let keep = IN_FLIGHT_PER_WORKER * self.workers.len();
                 if let Some((_, piece)) = self.in_flight.pop_front()
                     && let Ok(buf) = Arc::try_unwrap(piece)
-                    && self.spare_pieces.len() < 2 * self.workers.len()
+                    && self.spare_pieces.len() < keep
                 {
                     self.spare_pieces.push(buf);
                 }
                 let spent = std::mem::replace(&mut self.out, out);
                 if spent.capacity() > 0
                     && let Ok(mut p) = self.pool.lock()
-                    && p.len() < 2 * self.workers.len() + 2
+                    && p.len() < keep
                 {
                     p.push(spent);
                 }

@@ -20,8 +20,13 @@ pub struct ReadAhead {
     cur: Vec<u8>,
     len: usize,
     pos: usize,
-    /// The end of the stream, or the error it ended with (repeated to every later read).
-    end: Option<Option<(io::ErrorKind, String)>>,
+    end: Option<End>,
+}
+
+/// How the stream ended; every read after the end says it again.
+enum End {
+    Eof,
+    Failed(io::ErrorKind, String),
 }
 
 impl ReadAhead {
@@ -36,14 +41,12 @@ impl ReadAhead {
             loop {
                 let mut buf = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
                 let (n, err) = fill(&mut inner, &mut buf);
-                if (n > 0 || err.is_none()) && tx.send(Ok((buf, n))).is_err() {
-                    return;
+                if n > 0 && tx.send(Ok((buf, n))).is_err() {
+                    return; // the consumer is gone
                 }
-                if let Some(e) = err {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                if n == 0 {
+                if n == 0 || err.is_some() {
+                    // The end, said explicitly: a thread that died is not mistaken for it.
+                    let _ = tx.send(err.map_or(Ok((Vec::new(), 0)), Err));
                     return;
                 }
             }
@@ -83,21 +86,17 @@ impl Read for ReadAhead {
                 self.pos += n;
                 return Ok(n);
             }
-            if let Some(end) = &self.end {
-                return match end {
-                    None => Ok(0),
-                    Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
-                };
+            match &self.end {
+                Some(End::Eof) => return Ok(0),
+                Some(End::Failed(kind, msg)) => return Err(io::Error::new(*kind, msg.clone())),
+                None => {}
             }
             let next = self
                 .chunks
                 .recv()
                 .unwrap_or_else(|_| Err(io::Error::other("the read-ahead thread died")));
             match next {
-                Ok((buf, 0)) => {
-                    let _ = self.spent.send(buf);
-                    self.end = Some(None);
-                }
+                Ok((_, 0)) => self.end = Some(End::Eof),
                 Ok((buf, n)) => {
                     let old = std::mem::replace(&mut self.cur, buf);
                     if !old.is_empty() {
@@ -107,7 +106,7 @@ impl Read for ReadAhead {
                     self.pos = 0;
                 }
                 Err(e) => {
-                    self.end = Some(Some((e.kind(), e.to_string())));
+                    self.end = Some(End::Failed(e.kind(), e.to_string()));
                     return Err(e);
                 }
             }

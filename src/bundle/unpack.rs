@@ -67,7 +67,8 @@ pub fn unpack(
     let io_err = |e: io::Error| VerifyError::Io(e.to_string());
     let mut seen: BTreeMap<String, (EntryKind, u64, Option<String>, Option<String>)> =
         BTreeMap::new();
-    let mut modes: Vec<(PathBuf, u32, u64, u64)> = Vec::new();
+    // (path, mode, uid, gid, is a directory)
+    let mut modes: Vec<(PathBuf, u32, u64, u64, bool)> = Vec::new();
     let mut manifest: Option<Manifest> = None;
     let mut summary: Option<SnapshotSummary> = None;
     for_each_entry(input, ids, |entry| {
@@ -93,7 +94,7 @@ pub fn unpack(
                 .recursive(true)
                 .create(&target)
                 .map_err(io_err)?;
-            modes.push((target, mode, uid, gid));
+            modes.push((target, mode, uid, gid, true));
             seen.insert(path, (EntryKind::Dir, 0, None, None));
         } else if kind.is_symlink() {
             let link = entry
@@ -156,7 +157,7 @@ pub fn unpack(
                 }
                 (None, None) => unreachable!("a file is either hashed or checked"),
             };
-            modes.push((target, mode, uid, gid));
+            modes.push((target, mode, uid, gid, false));
             seen.insert(path, (EntryKind::File, n, Some(digest), None));
         } else {
             return Err(VerifyError::Mismatch(format!(
@@ -213,7 +214,7 @@ pub fn unpack(
         return Err(VerifyError::Corrupted(format!("the snapshot's bbolt meta pages: {e}")).into());
     }
     // Modes and owners last, deepest first, so a read-only directory does not block its files.
-    for (p, mode, uid, gid) in modes.iter().rev() {
+    for (p, mode, uid, gid, dir) in modes.iter().rev() {
         let _ = nix::unistd::chown(
             p,
             Some(nix::unistd::Uid::from_raw(*uid as u32)),
@@ -221,7 +222,7 @@ pub fn unpack(
         );
         fs::set_permissions(p, fs::Permissions::from_mode(*mode))
             .with_context(|| format!("setting the mode of {}", p.display()))?;
-        if p.is_dir() {
+        if *dir {
             File::open(p)?.sync_all()?;
         }
     }
