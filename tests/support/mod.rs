@@ -62,7 +62,19 @@ pub fn unique_loopback_ip() -> String {
 }
 
 /// A free TCP port on 127.0.0.1.
+/// A port nothing listens on, below the kernel's ephemeral range (32768+): a port taken from
+/// that range could be grabbed as the source port of some client's connection between this
+/// check and the server binding it. Each test process hands out ports from its own block of
+/// 100 (nextest runs every test in a process of its own).
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 220) as u16 * 100;
+    for _ in 0..100 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
