@@ -13,6 +13,7 @@
 //!          ─> extract::reapply + deps ─> extract::write | kubeapi::apply
 //! ```
 
+pub mod beneath;
 pub mod bundle;
 pub mod cli;
 pub mod commands;

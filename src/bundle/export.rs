@@ -4,22 +4,22 @@
 //! `cluster-restore.sh` and the documented OpenShift procedure work unchanged. A forced backup
 //! gets the `__POSSIBLY_DIRTY__` suffix, as with `cluster-backup.sh --force`.
 //!
-//! Both files are written under temporary names (0600) and appear only once every exported
-//! entry matched the bundle's manifest; a failure removes them.
+//! The bundle goes through the one checker like every other reader. Both files are written
+//! under temporary names (0600) and appear only once the checker accepted the whole bundle;
+//! a failure (or an interrupt) removes them.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use sha2::{Digest, Sha256};
 
-use crate::bundle::manifest::{EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
-use crate::bundle::reader::{Flow, VerifyError, entry_path, for_each_entry, read_manifest};
+use crate::beneath::Beneath;
+use crate::bundle::check::{Admitted, Expectation, Sink};
+use crate::bundle::manifest::EntryKind;
+use crate::bundle::reader::read_bundle;
 use crate::keys::Identities;
 
 const RESOURCES_PREFIX: &str = "static-pod-resources/";
@@ -30,133 +30,124 @@ pub struct Exported {
     pub static_kuberesources: PathBuf,
 }
 
-/// Removes the temporary files unless disarmed.
-struct Temps(Vec<PathBuf>);
+/// Collects the snapshot and the `static-pod-resources/` entries as the checker admits them.
+struct Export {
+    snap: File,
+    res: tar::Builder<GzEncoder<File>>,
+    /// The current entry is written to the snapshot (`Some(None)`), buffered for the
+    /// resources tar (`Some(Some(..))`) or skipped (`None`).
+    current: Option<Option<Vec<u8>>>,
+    resources: usize,
+}
 
-impl Drop for Temps {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = fs::remove_file(p);
+/// A resource file larger than this is not a static pod resource.
+const MAX_RESOURCE_FILE: u64 = 256 << 20;
+
+fn header_for(e: &Admitted, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(e.mode);
+    h.set_uid(e.uid);
+    h.set_gid(e.gid);
+    h.set_size(0);
+    h.set_mtime(e.mtime);
+    h
+}
+
+impl Sink for Export {
+    fn begin(&mut self, e: &Admitted) -> io::Result<()> {
+        self.current = None;
+        if e.is_snapshot() {
+            self.current = Some(None);
+            return Ok(());
+        }
+        if !e.path.starts_with(RESOURCES_PREFIX) {
+            return Ok(());
+        }
+        self.resources += 1;
+        match e.kind {
+            EntryKind::Dir => {
+                let mut h = header_for(e, tar::EntryType::Directory);
+                self.res.append_data(&mut h, &e.path, io::empty())?;
+            }
+            EntryKind::Symlink => {
+                let mut h = header_for(e, tar::EntryType::Symlink);
+                let target = e.link_target.as_deref().unwrap_or_default();
+                self.res.append_link(&mut h, &e.path, target)?;
+            }
+            EntryKind::File => {
+                if e.size > MAX_RESOURCE_FILE {
+                    return Err(io::Error::other(format!(
+                        "{}: {} bytes is too large for a static pod resource",
+                        e.path, e.size
+                    )));
+                }
+                self.current = Some(Some(Vec::with_capacity(e.size as usize)));
+            }
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> io::Result<()> {
+        match self.current.as_mut() {
+            Some(None) => self.snap.write_all(chunk),
+            Some(Some(buf)) => {
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
-}
 
-fn create_0600(p: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(p)
-}
-
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-    n: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
+    fn end(&mut self, e: &Admitted) -> io::Result<()> {
+        if let Some(Some(buf)) = self.current.take() {
+            let mut h = header_for(e, tar::EntryType::Regular);
+            h.set_size(buf.len() as u64);
+            self.res.append_data(&mut h, &e.path, &buf[..])?;
+        }
+        Ok(())
     }
 }
 
+/// Writes the two files `cluster-backup.sh` would write into `out_dir`, after the checker
+/// accepted the whole bundle.
 pub fn export_openshift(
     input: impl Read + Send,
     ids: &Identities,
+    expect: &Expectation,
     out_dir: &Path,
 ) -> anyhow::Result<Exported> {
     fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let pid = std::process::id();
-    let snap_tmp = out_dir.join(format!(".cpbackup-export-{pid}.db"));
-    let res_tmp = out_dir.join(format!(".cpbackup-export-{pid}.tar.gz"));
-    let mut snap =
-        create_0600(&snap_tmp).with_context(|| format!("cannot write in {}", out_dir.display()))?;
-    let temps = Temps(vec![snap_tmp.clone(), res_tmp.clone()]);
+    let dir = Beneath::open(out_dir).with_context(|| {
+        format!(
+            "cannot use {} as the export directory (a symlink is refused; give the real directory)",
+            out_dir.display()
+        )
+    })?;
+    // Unnamed until complete: a failure or a kill leaves no plaintext behind.
+    let snap = dir
+        .anonymous_file()
+        .with_context(|| format!("cannot write in {}", out_dir.display()))?;
     let mut res = tar::Builder::new(GzEncoder::new(
-        create_0600(&res_tmp)?,
+        dir.anonymous_file()?,
         Compression::default(),
     ));
     res.follow_symlinks(false);
-    let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    let mut manifest: Option<Manifest> = None;
-    let mut resources = 0usize;
-    let io_err = |e: io::Error| VerifyError::Io(e.to_string());
-    for_each_entry(input, ids, |entry| {
-        let path = entry_path(entry).map_err(io_err)?;
-        let kind = entry.header().entry_type();
-        if path == MANIFEST_PATH {
-            let size = entry.size();
-            manifest = Some(read_manifest(entry, size, io_err)?);
-        } else if path == SNAPSHOT_PATH {
-            let mut h = Hashing {
-                inner: &mut *entry,
-                hash: Sha256::new(),
-                n: 0,
-            };
-            io::copy(&mut h, &mut snap).map_err(io_err)?;
-            seen.insert(path, (h.n, hex::encode(h.hash.finalize())));
-        } else if path.starts_with(RESOURCES_PREFIX) {
-            let mut header = entry.header().clone();
-            if kind.is_dir() {
-                res.append_data(&mut header, &path, io::empty())
-                    .map_err(io_err)?;
-            } else if kind.is_symlink() {
-                let target = entry
-                    .link_name()
-                    .map_err(io_err)?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                res.append_link(&mut header, &path, target)
-                    .map_err(io_err)?;
-            } else if kind.is_file() {
-                let mut h = Hashing {
-                    inner: &mut *entry,
-                    hash: Sha256::new(),
-                    n: 0,
-                };
-                res.append_data(&mut header, &path, &mut h)
-                    .map_err(io_err)?;
-                seen.insert(path, (h.n, hex::encode(h.hash.finalize())));
-            }
-            resources += 1;
-        }
-        Ok(Flow::Continue)
-    })?;
-    let manifest = manifest.ok_or_else(|| {
-        VerifyError::Mismatch(
-            "no cpbackup/manifest.json: the bundle is incomplete or not made by cpbackup".into(),
-        )
-    })?;
-    for e in manifest
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-    {
-        if let Some((n, sha)) = seen.get(&e.path)
-            && (*n != e.size || Some(sha) != e.sha256.as_ref())
-        {
-            return Err(VerifyError::Mismatch(format!(
-                "{}: content differs from the manifest",
-                e.path
-            ))
-            .into());
-        }
-    }
-    if !seen.contains_key(SNAPSHOT_PATH) {
-        return Err(VerifyError::Mismatch(format!("no {SNAPSHOT_PATH} in the bundle")).into());
-    }
-    if resources == 0 {
+    let mut sink = Export {
+        snap,
+        res,
+        current: None,
+        resources: 0,
+    };
+    let report = read_bundle(input, ids, expect, Box::new(|_| {}), &mut sink)?;
+    let manifest = report.manifest;
+    if sink.resources == 0 {
         anyhow::bail!(
             "this backup holds no OpenShift static pod resources (platform {:?}); export-openshift needs a backup of an OpenShift master",
             manifest.platform
         );
     }
-    res.into_inner()?.finish()?.sync_all()?;
-    snap.sync_all()?;
+    sink.snap.sync_all()?;
     let created = time::OffsetDateTime::parse(
         &manifest.created,
         &time::format_description::well_known::Rfc3339,
@@ -174,15 +165,21 @@ pub fn export_openshift(
         snapshot: out_dir.join(format!("snapshot_{ts}{dirty}.db")),
         static_kuberesources: out_dir.join(format!("static_kuberesources_{ts}{dirty}.tar.gz")),
     };
-    // Publish without ever replacing an existing file.
-    fs::hard_link(&snap_tmp, &out.snapshot)
+    let res_file = sink.res.into_inner()?.finish()?;
+    res_file.sync_all()?;
+    // Published without ever replacing an existing file.
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    dir.publish(&sink.snap, &name(&out.snapshot))
         .with_context(|| format!("{} already exists?", out.snapshot.display()))?;
-    if let Err(e) = fs::hard_link(&res_tmp, &out.static_kuberesources) {
+    if let Err(e) = dir.publish(&res_file, &name(&out.static_kuberesources)) {
         let _ = fs::remove_file(&out.snapshot);
         return Err(e)
             .with_context(|| format!("{} already exists?", out.static_kuberesources.display()));
     }
-    drop(temps);
-    File::open(out_dir)?.sync_all()?;
+    File::from(dir.root().try_clone()?).sync_all()?;
     Ok(out)
 }

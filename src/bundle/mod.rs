@@ -1,6 +1,7 @@
 //! The bundle format: an age-encrypted, gzip-compressed tar holding `etcd/snapshot.db`, the
 //! static pod resources and, last, `cpbackup/manifest.json` with the SHA-256 of every entry.
 
+pub mod check;
 pub mod export;
 pub mod manifest;
 pub mod pargz;

@@ -1,11 +1,12 @@
-//! Reading and verifying a bundle as a stream: age → gunzip → tar, hashing every entry and
-//! comparing it with the manifest, checking the snapshot's trailer and meta pages, and the
-//! SHA-256 of the ciphertext itself. Nothing is written to disk; memory stays flat.
+//! Reading a bundle as a stream: age → gunzip → tar → the one checker (`bundle::check`) → a
+//! [`Sink`] that keeps what a command needs (nothing for `verify`, the staging directory for a
+//! restore, the snapshot spool for `inspect`/`extract`, the two files of `export-openshift`),
+//! plus the ciphertext's size and SHA-256 against the record. Memory stays flat.
 //!
 //! Failures are classified so the user learns *what* is wrong: the wrong key, a truncated
 //! copy, corrupted or tampered bytes, or content that disagrees with the manifest.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,11 +18,11 @@ use crate::bundle::readahead::ReadAhead;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::bundle::manifest::{
-    EntryKind, MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest, SNAPSHOT_PATH,
-};
+pub use crate::bundle::check::Expectation;
+use crate::bundle::check::{Admitted, Checked, Checker, Discard, Sink};
+use crate::bundle::manifest::{EntryKind, Manifest};
 use crate::keys::Identities;
-use crate::snapshot::{SnapshotCheck, SnapshotSummary, TrailerStatus};
+use crate::snapshot::SnapshotSummary;
 
 #[derive(Debug, Error)]
 pub enum VerifyError {
@@ -44,6 +45,8 @@ pub enum VerifyError {
     Mismatch(String),
     #[error("cannot read the bundle: {0}")]
     Io(String),
+    #[error("cannot write what the bundle holds: {0}")]
+    Output(String),
 }
 
 /// What a successful verification saw.
@@ -98,20 +101,16 @@ impl<R: Read> Read for HashCount<R> {
     }
 }
 
-/// What the caller knows about the bundle from its record, to sharpen the diagnosis.
-#[derive(Debug, Default, Clone)]
-pub struct Expectation {
-    pub sha256: Option<String>,
-    pub recipients: Vec<String>,
-}
-
-/// Verifies the bundle read from `input`. Reading, hashing and decrypting run on a thread of
-/// their own, ahead of gunzip (worker threads) and tar and its hashing (this thread).
-pub fn verify(
+/// Reads, decrypts and checks a whole bundle from `input`, handing every entry the
+/// [`Checker`] admits to `sink`. Reading, hashing and decrypting run on a thread of their own,
+/// ahead of gunzip (worker threads) and tar, the checker and the sink (this thread). Nothing the
+/// sink received may be trusted unless this returns Ok.
+pub fn read_bundle(
     input: impl Read + Send,
     ids: &Identities,
     expect: &Expectation,
     progress: Box<dyn FnMut(u64) + Send>,
+    sink: &mut dyn Sink,
 ) -> Result<VerifyReport, VerifyError> {
     let taps = Taps::default();
     let counted = Arc::new(Mutex::new(HashCount {
@@ -126,37 +125,53 @@ pub fn verify(
     let plain = decrypt(
         SharedReader(counted.clone()),
         ids,
-        &expect.recipients,
+        expect.recipients(),
         &taps,
     )?;
     let result = std::thread::scope(|s| {
-        read_tar(ParGzReader::new(
-            ReadAhead::spawn(s, plain),
-            default_threads(),
-        ))
+        check_tar(
+            ParGzReader::new(ReadAhead::spawn(s, plain), default_threads()),
+            sink,
+            expect,
+        )
     });
-    let fail = |e: VerifyError| taps.classify(e);
-    let (report_parts, plaintext_bytes) = result.map_err(fail)?;
-    let (entries, files, snapshot, manifest) = report_parts;
+    let checked = result.map_err(|e| taps.classify(e))?;
 
     let hc = locked(&counted);
     let ciphertext_sha256 = hex::encode(hc.hash.clone().finalize());
-    if let Some(want) = &expect.sha256
-        && *want != ciphertext_sha256
-    {
-        return Err(VerifyError::Corrupted(format!(
-            "ciphertext SHA-256 {ciphertext_sha256} differs from the recorded {want}"
-        )));
+    if let Some(r) = &expect.record {
+        if r.bundle_size != hc.count {
+            return Err(VerifyError::Corrupted(format!(
+                "the bundle is {} bytes, its record says {}",
+                hc.count, r.bundle_size
+            )));
+        }
+        if r.bundle_sha256 != ciphertext_sha256 {
+            return Err(VerifyError::Corrupted(format!(
+                "ciphertext SHA-256 {ciphertext_sha256} differs from the recorded {}",
+                r.bundle_sha256
+            )));
+        }
     }
     Ok(VerifyReport {
-        entries,
-        files,
-        plaintext_bytes,
+        entries: checked.entries,
+        files: checked.files,
+        plaintext_bytes: checked.plaintext_bytes,
         ciphertext_bytes: hc.count,
         ciphertext_sha256,
-        snapshot,
-        manifest,
+        snapshot: checked.snapshot,
+        manifest: checked.manifest,
     })
+}
+
+/// Verifies the bundle read from `input`, keeping nothing.
+pub fn verify(
+    input: impl Read + Send,
+    ids: &Identities,
+    expect: &Expectation,
+    progress: Box<dyn FnMut(u64) + Send>,
+) -> Result<VerifyReport, VerifyError> {
+    read_bundle(input, ids, expect, progress, &mut Discard)
 }
 
 /// Lets the age decryptor own a reader whose counters we still read afterwards.
@@ -179,6 +194,9 @@ struct Taps {
 impl Taps {
     /// Names the layer that failed; `inner` is what the layer above (gzip/tar) reported.
     fn classify(&self, inner: VerifyError) -> VerifyError {
+        if matches!(inner, VerifyError::Output(_)) {
+            return inner;
+        }
         if let Some((_, m)) = locked(&self.raw).clone() {
             return VerifyError::Io(m);
         }
@@ -239,258 +257,115 @@ fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
     }
 }
 
-type TarOutcome = (usize, usize, SnapshotSummary, Manifest);
-
-/// Checks an already-decrypted bundle (the gzip'd tar): every entry against the manifest, the
-/// snapshot trailer and meta pages. The entry point for fuzzing the untrusted-bytes parsers.
+/// Checks an already-decrypted bundle (the gzip'd tar) with the checker. The entry point for
+/// fuzzing the untrusted-bytes parsers.
 pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
-    read_tar(MultiGzDecoder::new(input)).map(|((_, _, _, m), _)| m)
+    check_tar(
+        MultiGzDecoder::new(input),
+        &mut Discard,
+        &Expectation::default(),
+    )
+    .map(|c| c.manifest)
 }
 
-fn read_tar(input: impl Read) -> Result<(TarOutcome, u64), VerifyError> {
+/// Every tar entry through the checker and into `sink`, then the checker's verdict.
+fn check_tar(
+    input: impl Read,
+    sink: &mut dyn Sink,
+    expect: &Expectation,
+) -> Result<Checked, VerifyError> {
     let bad = |m: String| {
         VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
     };
+    let write_err = |e: io::Error| VerifyError::Output(e.to_string());
     let mut archive = tar::Archive::new(input);
-    let mut seen: BTreeMap<String, (EntryKind, u64, Option<String>, Option<String>)> =
-        BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut snapshot: Option<SnapshotSummary> = None;
-    let mut manifest: Option<Manifest> = None;
-    let mut total: u64 = 0;
+    let mut checker = Checker::new();
     let mut buf = vec![0u8; 256 * 1024];
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
-        let path = entry_path(&entry).map_err(|e| bad(e.to_string()))?;
-        if manifest.is_some() {
-            return Err(VerifyError::Mismatch(format!(
-                "entry {path} follows the manifest, which must be last"
-            )));
-        }
-        let kind = entry.header().entry_type();
-        let size = entry.size();
-        total += size;
-        if path == MANIFEST_PATH {
-            manifest = Some(read_manifest(&mut entry, size, |e| bad(e.to_string()))?);
-            continue;
-        }
-        let rec = match kind {
-            tar::EntryType::Directory => (EntryKind::Dir, 0, None, None),
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .map(|t| t.to_string_lossy().into_owned());
-                (EntryKind::Symlink, 0, None, target)
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut hash = Sha256::new();
-                let mut check = (path == SNAPSHOT_PATH).then(|| SnapshotCheck::new(size));
-                loop {
-                    let n = entry.read(&mut buf).map_err(|e| bad(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    if let Some(c) = check.as_mut() {
-                        c.update(&buf[..n]);
-                    } else {
-                        hash.update(&buf[..n]);
-                    }
-                }
-                let digest = match check {
-                    Some(c) => {
-                        let s = c.finish();
-                        let d = s.file_sha256.clone();
-                        snapshot = Some(s);
-                        d
-                    }
-                    None => hex::encode(hash.finalize()),
-                };
-                (EntryKind::File, size, Some(digest), None)
-            }
-            other => {
-                return Err(VerifyError::Mismatch(format!(
-                    "{path}: unexpected tar entry type {other:?}"
-                )));
-            }
-        };
-        order.push(path.clone());
-        seen.insert(path, rec);
+        checker
+            .entry(&mut entry, sink, &mut buf, &write_err)
+            .map_err(|e| match e {
+                VerifyError::Io(m) => bad(m),
+                other => other,
+            })?;
     }
     // Drain what follows the tar end marker, so age authenticates the final chunk.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| bad(e.to_string()))?;
+    checker.finish(expect)
+}
 
-    let manifest = manifest.ok_or_else(|| {
-        VerifyError::Mismatch(
-            "no cpbackup/manifest.json: the bundle is incomplete or not made by cpbackup".into(),
-        )
-    })?;
-    let snapshot = snapshot
-        .ok_or_else(|| VerifyError::Mismatch(format!("no {SNAPSHOT_PATH} in the bundle")))?;
-    match snapshot.trailer {
-        TrailerStatus::Valid => {}
-        TrailerStatus::Invalid => {
-            return Err(VerifyError::Mismatch(
-                "the snapshot's sha256 trailer does not match its content".into(),
-            ));
-        }
-        TrailerStatus::Absent => {
-            return Err(VerifyError::Mismatch(
-                "the snapshot has no sha256 trailer".into(),
-            ));
-        }
-    }
-    if let Some(e) = &snapshot.meta_error {
-        return Err(VerifyError::Mismatch(format!(
-            "the snapshot's bbolt meta pages are invalid: {e}"
-        )));
-    }
-    let mut files = 0;
-    for m in &manifest.entries {
-        let Some((kind, size, sha, target)) = seen.remove(&m.path) else {
-            return Err(VerifyError::Mismatch(format!(
-                "{} is in the manifest but missing from the bundle",
-                m.path
-            )));
+/// Writes the snapshot into a spool and keeps in memory the small files `keep` wants.
+struct SpoolSink<'a> {
+    out: &'a mut dyn io::Write,
+    small: u64,
+    keep: &'a dyn Fn(&str, &[u8]) -> bool,
+    kept: HashMap<String, Vec<u8>>,
+    /// `Some(None)`: the snapshot; `Some(Some(buf))`: a small file being buffered.
+    current: Option<Option<Vec<u8>>>,
+}
+
+impl Sink for SpoolSink<'_> {
+    fn begin(&mut self, e: &Admitted) -> io::Result<()> {
+        self.current = if e.is_snapshot() {
+            Some(None)
+        } else if e.kind == EntryKind::File && e.size <= self.small {
+            Some(Some(Vec::with_capacity(e.size as usize)))
+        } else {
+            None
         };
-        if kind != m.kind {
-            return Err(VerifyError::Mismatch(format!(
-                "{}: manifest says {:?}, bundle holds {kind:?}",
-                m.path, m.kind
-            )));
-        }
-        if kind == EntryKind::File {
-            files += 1;
-            if size != m.size || sha != m.sha256 {
-                return Err(VerifyError::Mismatch(format!(
-                    "{}: SHA-256 {} ({size} bytes) differs from the manifest's {} ({} bytes)",
-                    m.path,
-                    sha.unwrap_or_default(),
-                    m.sha256.clone().unwrap_or_default(),
-                    m.size
-                )));
+        Ok(())
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> io::Result<()> {
+        match self.current.as_mut() {
+            Some(None) => self.out.write_all(chunk),
+            Some(Some(buf)) => {
+                buf.extend_from_slice(chunk);
+                Ok(())
             }
-        }
-        if kind == EntryKind::Symlink && target != m.link_target {
-            return Err(VerifyError::Mismatch(format!(
-                "{}: symlink target differs from the manifest",
-                m.path
-            )));
+            None => Ok(()),
         }
     }
-    if let Some(extra) = seen.keys().next() {
-        return Err(VerifyError::Mismatch(format!(
-            "{extra} is in the bundle but not in the manifest"
-        )));
-    }
-    Ok(((order.len(), files, snapshot, manifest), total))
-}
 
-/// An entry's path as the manifest names it (directories without the trailing slash).
-pub(crate) fn entry_path<R: Read>(entry: &tar::Entry<R>) -> io::Result<String> {
-    Ok(entry
-        .path()?
-        .to_string_lossy()
-        .trim_end_matches('/')
-        .to_owned())
-}
-
-/// Reads and parses the `cpbackup/manifest.json` entry of `size` bytes; an implausibly large
-/// one is refused before anything is read.
-pub(crate) fn read_manifest(
-    entry: &mut impl Read,
-    size: u64,
-    io_err: impl Fn(io::Error) -> VerifyError,
-) -> Result<Manifest, VerifyError> {
-    if size > MAX_MANIFEST_BYTES {
-        return Err(VerifyError::Mismatch(format!(
-            "manifest is implausibly large ({size} bytes)"
-        )));
-    }
-    let mut json = Vec::with_capacity(size as usize);
-    entry.read_to_end(&mut json).map_err(io_err)?;
-    serde_json::from_slice(&json)
-        .map_err(|e| VerifyError::Mismatch(format!("manifest is not valid: {e}")))
-}
-
-/// What to do after an entry in [`for_each_entry`].
-pub enum Flow {
-    Continue,
-    Stop,
-}
-
-/// A decrypted entry as [`for_each_entry`] hands it over.
-pub type PlainEntry<'e, 'r> = tar::Entry<'e, Box<dyn Read + 'r>>;
-
-/// Decrypts a bundle and calls `f` with each tar entry in order (until it says stop). Failures of
-/// the layers below (storage, age, gzip/tar) are classified like `verify` does.
-pub fn for_each_entry<'r>(
-    input: impl Read + Send + 'r,
-    ids: &Identities,
-    mut f: impl for<'e> FnMut(&mut PlainEntry<'e, 'r>) -> Result<Flow, VerifyError>,
-) -> Result<(), VerifyError> {
-    let taps = Taps::default();
-    let plain = decrypt(
-        ErrorTap {
-            inner: input,
-            seen: taps.raw.clone(),
-        },
-        ids,
-        &[],
-        &taps,
-    )?;
-    let fail = |m: String| {
-        taps.classify(VerifyError::Corrupted(format!(
-            "invalid gzip/tar content after decryption: {m}"
-        )))
-    };
-    // Reading and decrypting run on a thread of their own, ahead of gunzip and of `f`.
-    std::thread::scope(|s| {
-        let stream: Box<dyn Read + 'r> = Box::new(ParGzReader::new(
-            ReadAhead::spawn(s, plain),
-            default_threads(),
-        ));
-        let mut archive = tar::Archive::new(stream);
-        for entry in archive.entries().map_err(|e| fail(e.to_string()))? {
-            let mut entry = entry.map_err(|e| fail(e.to_string()))?;
-            match f(&mut entry) {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => return Ok(()),
-                // An I/O error inside `f` is most likely the layers below failing: classify it.
-                Err(VerifyError::Io(m)) => return Err(fail(m)),
-                Err(e) => return Err(e),
-            }
+    fn end(&mut self, e: &Admitted) -> io::Result<()> {
+        if let Some(Some(buf)) = self.current.take()
+            && (self.keep)(&e.path, &buf)
+        {
+            self.kept.insert(e.path.clone(), buf);
         }
         Ok(())
-    })
+    }
 }
 
-/// Decrypts a bundle and copies its `etcd/snapshot.db` into `out`, stopping there; returns the
-/// snapshot's size. (The trailer and structure are checked by whoever reads `out`.)
+/// What [`extract_snapshot`] read besides the snapshot.
+pub struct Extracted {
+    pub report: VerifyReport,
+    /// Files of at most `small` bytes that `keep` wanted, by bundle path.
+    pub kept: HashMap<String, Vec<u8>>,
+}
+
+/// Decrypts and checks a whole bundle, copying its `etcd/snapshot.db` into `out` and keeping
+/// the files of at most `small` bytes that `keep` wants. `out` may be trusted only on Ok.
 pub fn extract_snapshot(
     input: impl Read + Send,
     ids: &Identities,
-    out: &mut impl io::Write,
-) -> Result<u64, VerifyError> {
-    let mut copied = None;
-    for_each_entry(input, ids, |entry| {
-        if entry
-            .path()
-            .map(|p| p.as_os_str() != SNAPSHOT_PATH)
-            .unwrap_or(true)
-        {
-            return Ok(Flow::Continue);
-        }
-        let want = entry.size();
-        let n = io::copy(entry, out).map_err(|e| VerifyError::Io(e.to_string()))?;
-        if n != want {
-            return Err(VerifyError::Truncated(format!(
-                "snapshot entry holds {n} of {want} bytes"
-            )));
-        }
-        copied = Some(n);
-        Ok(Flow::Stop)
-    })?;
-    copied.ok_or_else(|| VerifyError::Mismatch(format!("no {SNAPSHOT_PATH} in the bundle")))
+    expect: &Expectation,
+    out: &mut dyn io::Write,
+    small: u64,
+    keep: &dyn Fn(&str, &[u8]) -> bool,
+) -> Result<Extracted, VerifyError> {
+    let mut sink = SpoolSink {
+        out,
+        small,
+        keep,
+        kept: HashMap::new(),
+        current: None,
+    };
+    let report = read_bundle(input, ids, expect, Box::new(|_| {}), &mut sink)?;
+    Ok(Extracted {
+        report,
+        kept: sink.kept,
+    })
 }

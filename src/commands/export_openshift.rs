@@ -22,8 +22,13 @@ pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow
         open_stores(&config::resolve_stores(&args.stores, file)?)?
     };
     let chosen = choose(&args.which, &stores)?;
-    let out = export::export_openshift(chosen.reader, &ids, &args.out)
-        .map_err(|e| e.context(format!("exporting {}", chosen.name)))?;
+    let out = export::export_openshift(
+        chosen.reader,
+        &ids,
+        &crate::bundle::check::Expectation::from_record(chosen.record.as_ref()),
+        &args.out,
+    )
+    .map_err(|e| e.context(format!("exporting {}", chosen.name)))?;
     tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
     output::emit(format, &out, |o| {
         format!(

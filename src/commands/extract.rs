@@ -2,11 +2,10 @@
 //! offline, written as YAML/JSON that re-applies cleanly, or applied to a live cluster.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use anyhow::Context;
 
-use crate::bundle::reader::{self, Flow};
+use crate::bundle::reader;
 use crate::cli::{DryRun, ExtractArgs, OutputFormat};
 use crate::commands::{BackupInput, SnapshotInput, map_file, snapshot_input};
 use crate::config::FileConfig;
@@ -320,36 +319,26 @@ fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow:
             (chosen, ids, spool)
         }
     };
-    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut snapshot_seen = false;
     // downloading and decrypting a large backup takes a while: a bar on a terminal
     let bar = crate::progress::bytes_bar(chosen.size.unwrap_or(0), progress, "extract");
     let input = bar.wrap_read(chosen.reader);
-    let read = reader::for_each_entry(input, &ids, |entry| {
-        let path = entry
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path == crate::bundle::manifest::SNAPSHOT_PATH {
-            std::io::copy(entry, &mut spool).map_err(|e| reader::VerifyError::Io(e.to_string()))?;
-            snapshot_seen = true;
-        } else if entry.size() <= SMALL_FILE && entry.header().entry_type().is_file() {
-            let mut buf = Vec::new();
-            entry
-                .read_to_end(&mut buf)
-                .map_err(|e| reader::VerifyError::Io(e.to_string()))?;
-            // only what can lead to the keys stays in memory (not the pki, not kubeconfigs)
-            if path == KUBEADM_APISERVER_MANIFEST
-                || memchr::memmem::find(&buf, b"EncryptionConfig").is_some()
-            {
-                small.insert(path, buf);
-            }
-        }
-        Ok(Flow::Continue)
-    });
+    // only what can lead to the keys stays in memory (not the pki, not kubeconfigs)
+    let keep = |path: &str, buf: &[u8]| {
+        path == KUBEADM_APISERVER_MANIFEST
+            || memchr::memmem::find(buf, b"EncryptionConfig").is_some()
+    };
+    let read = reader::extract_snapshot(
+        input,
+        &ids,
+        &reader::Expectation::from_record(chosen.record.as_ref()),
+        &mut spool,
+        SMALL_FILE,
+        &keep,
+    );
     bar.finish_and_clear();
-    read.with_context(|| format!("reading {}", chosen.name))?;
-    anyhow::ensure!(snapshot_seen, "{} holds no etcd snapshot", chosen.name);
+    let small = read
+        .with_context(|| format!("reading {}", chosen.name))?
+        .kept;
     Ok(Source {
         snapshot: map_file(spool, &chosen.name)?,
         bundled_encryption: bundled_encryption_config(&small),

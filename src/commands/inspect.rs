@@ -38,8 +38,15 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
                 ids,
                 mut spool,
             } = *input;
-            reader::extract_snapshot(chosen.reader, &ids, &mut spool)
-                .with_context(|| format!("reading the snapshot from {}", chosen.name))?;
+            reader::extract_snapshot(
+                chosen.reader,
+                &ids,
+                &reader::Expectation::from_record(chosen.record.as_ref()),
+                &mut spool,
+                0,
+                &|_, _| false,
+            )
+            .with_context(|| format!("reading the snapshot from {}", chosen.name))?;
             let mapped = map(spool, &chosen.name)?;
             (chosen.name, mapped)
         }

@@ -43,6 +43,7 @@ pub fn run(
     let restore_dir = state_dir.join("restore");
     let _lock = NodeLock::acquire(&state_dir)?;
     let existing = Journal::load(&restore_dir)?;
+    remove_stale_staging(&restore_dir, existing.as_ref().filter(|j| j.in_progress()));
     let timeout = Duration::from_secs(args.wait_timeout.max(1));
     let ctx_for = |j: &Journal, staging_verified: bool| Ctx {
         host_root: common.host_root.clone(),
@@ -124,6 +125,7 @@ pub fn run(
         confirm(args.yes, "roll back")?;
         let ctx = ctx_for(&j, false);
         rollback(&mut j, &restore_dir, &ctx, quiet)?;
+        remove_stale_staging(&restore_dir, None);
         eprintln!(
             "rolled back: the node's original manifests, files and etcd data are back in place"
         );
@@ -231,14 +233,7 @@ pub fn run(
 
     if args.dry_run {
         eprintln!("verifying {} (nothing will be changed)…", chosen.name);
-        let expect = Expectation {
-            sha256: chosen.record.as_ref().map(|r| r.bundle_sha256.clone()),
-            recipients: chosen
-                .record
-                .as_ref()
-                .map(|r| r.recipients.clone())
-                .unwrap_or_default(),
-        };
+        let expect = Expectation::from_record(chosen.record.as_ref());
         let report = reader::verify(chosen.reader, &ids, &expect, Box::new(|_| {}))
             .map_err(anyhow::Error::new)
             .context("the backup does not verify; it cannot be restored")?;
@@ -276,13 +271,20 @@ pub fn run(
     );
     fsops::create_private_dir(&work_dir)?;
     let bar = crate::progress::bytes_bar(
-        chosen.record.as_ref().map(|r| r.snapshot_size).unwrap_or(0),
+        chosen.size.unwrap_or(0),
         !quiet && common.output == OutputFormat::Text,
         "unpack",
     );
     let b = bar.clone();
     let started = std::time::Instant::now();
-    let unpacked = unpack::unpack(chosen.reader, &ids, &staged, move |n| b.inc(n));
+    let expect = Expectation::from_record(chosen.record.as_ref());
+    let unpacked = unpack::unpack(
+        chosen.reader,
+        &ids,
+        &expect,
+        &staged,
+        Box::new(move |n| b.inc(n)),
+    );
     bar.finish_and_clear();
     tracing::info!(
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -335,6 +337,38 @@ pub fn run(
     run_steps(&mut j, &restore_dir, &ctx, quiet)?;
     finished(&j, common.output)?;
     post(Some(&j))
+}
+
+/// Removes decrypted staging directories (`<restore dir>/<id>/staged`) that no unfinished
+/// journal needs: what a restore killed while unpacking, or one rolled back, left behind.
+fn remove_stale_staging(restore_dir: &std::path::Path, keep: Option<&Journal>) {
+    let Ok(dirs) = std::fs::read_dir(restore_dir) else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let work = d.path();
+        let staged = work.join("staged");
+        if keep.is_some_and(|j| j.work_dir == work)
+            || !staged.symlink_metadata().is_ok_and(|m| m.is_dir())
+        {
+            continue;
+        }
+        match fsops::remove_tree(&staged) {
+            Ok(()) => {
+                eprintln!(
+                    "removed {}: decrypted backup content left by an interrupted or rolled-back restore",
+                    staged.display()
+                );
+                if fsops::is_empty_dir(&work) {
+                    let _ = std::fs::remove_dir(&work);
+                }
+            }
+            Err(e) => eprintln!(
+                "WARNING: cannot remove the decrypted staging directory {}: {e:#}; remove it by hand",
+                staged.display()
+            ),
+        }
+    }
 }
 
 /// `--post-restore`: the platform's follow-up steps through the API.

@@ -29,14 +29,7 @@ pub fn run(
     let stores = open_stores(stores)?;
     let chosen = choose(which, &stores)?;
     let recorded_size = chosen.record.as_ref().map(|r| r.bundle_size);
-    let expect = Expectation {
-        sha256: chosen.record.as_ref().map(|r| r.bundle_sha256.clone()),
-        recipients: chosen
-            .record
-            .as_ref()
-            .map(|r| r.recipients.clone())
-            .unwrap_or_default(),
-    };
+    let expect = Expectation::from_record(chosen.record.as_ref());
     if chosen.record.is_none() {
         tracing::warn!(backup = %chosen.name, "no record beside this bundle: the backup may be incomplete; checking its content anyway");
     }
@@ -88,7 +81,7 @@ pub fn run(
                     meta.map(|m| m.txid).unwrap_or(0),
                     meta.map(|m| m.page_size).unwrap_or(0),
                     d.ciphertext_sha256,
-                    if expect.sha256.is_some() {
+                    if expect.record.is_some() {
                         " (matches record)"
                     } else {
                         " (no record to compare)"
