@@ -341,7 +341,14 @@ pub struct RestoreArgs {
         conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"]
     )]
     pub backup: Option<String>,
-    /// Restore the newest complete backup in the stores.
+    /// With --latest: only this cluster's backups (needed when the stores hold several).
+    #[arg(long, value_name = "NAME", requires = "latest")]
+    pub cluster: Option<String>,
+    /// With --latest: only backups taken on this node.
+    #[arg(long = "from-node", value_name = "NODE", requires = "latest")]
+    pub from_node: Option<String>,
+    /// Restore this cluster's newest trustworthy backup (ranked by its record's time; says
+    /// which it chose and why).
     #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
     pub latest: bool,
     #[command(flatten)]
@@ -441,9 +448,16 @@ pub struct BackupRef {
         conflicts_with = "latest"
     )]
     pub backup: Option<String>,
-    /// Pick the newest complete backup in the stores.
+    /// Pick this cluster's newest trustworthy backup: ranked by its record's time, which must
+    /// agree with the name; names dated in the future are ignored. Says which it chose and why.
     #[arg(long)]
     pub latest: bool,
+    /// With --latest: only this cluster's backups (needed when the stores hold several).
+    #[arg(long, value_name = "NAME", requires = "latest")]
+    pub cluster: Option<String>,
+    /// With --latest: only backups taken on this node.
+    #[arg(long, value_name = "NODE", requires = "latest")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

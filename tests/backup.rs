@@ -142,7 +142,8 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
     let bundle = only_bundle(&s1);
     assert_eq!(
         fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
-        0o600
+        0o400,
+        "a published bundle is read-only"
     );
     assert_eq!(
         fs::metadata(format!("{}.json", bundle.display()))

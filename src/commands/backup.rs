@@ -493,6 +493,7 @@ pub async fn execute(
         lock_mode: None,
         retain_until: None,
         slot: job.slot.clone(),
+        bundle_version_id: None,
     };
     for (store, err) in &fan.failures {
         outcomes.push(StoreOutcome {

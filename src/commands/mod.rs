@@ -57,14 +57,7 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
         all.extend(s.list()?.into_iter().map(|l| (i, l)));
     }
     let (idx, listing) = if which.latest {
-        all.into_iter()
-            .filter(|(_, l)| l.state == BackupState::Complete)
-            .max_by(|(_, a), (_, b)| file_part(&a.name).cmp(file_part(&b.name)))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no complete backup in the stores; run `cpbackup list` to see what is there"
-                )
-            })?
+        latest(which, all)?
     } else {
         let want = which
             .backup
@@ -77,6 +70,12 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
             ))
         })?
     };
+    for t in &listing.tampered {
+        eprintln!(
+            "WARNING: {} in {} looks tampered with: {t}. The original, locked version is what is read and checked; find out who can write to this store",
+            listing.name, listing.store
+        );
+    }
     if listing.state == BackupState::MissingBundle {
         anyhow::bail!("{}: the record exists but the bundle is gone", listing.name);
     }
@@ -88,8 +87,94 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
     })
 }
 
-fn file_part(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
+/// How far in the future a backup's name may be dated (clock skew between nodes).
+const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+/// How far a record's time may be from the time in the name.
+const MAX_NAME_RECORD_GAP: time::Duration = time::Duration::minutes(2);
+
+/// `--latest`: the cluster's newest backup whose record agrees with its name, by the record's
+/// time; what is passed over, and why, is said on stderr.
+fn latest(which: &BackupRef, all: Vec<(usize, Listing)>) -> anyhow::Result<(usize, Listing)> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut candidates: Vec<(time::OffsetDateTime, usize, Listing)> = Vec::new();
+    for (i, l) in all {
+        if !matches!(l.state, BackupState::Complete | BackupState::Tampered) {
+            continue;
+        }
+        let (Some(name), Some(rec)) = (store::BundleName::parse(&l.name), l.record.as_ref()) else {
+            continue;
+        };
+        if which.cluster.as_ref().is_some_and(|c| *c != name.cluster)
+            || which.node.as_ref().is_some_and(|n| *n != name.node)
+        {
+            continue;
+        }
+        let ignore = |why: String| {
+            eprintln!("WARNING: --latest ignores {} in {}: {why}", l.name, l.store);
+        };
+        let Some(named) = name.time() else {
+            ignore("its name carries no time".into());
+            continue;
+        };
+        if named > now + MAX_CLOCK_SKEW {
+            ignore(format!("its name is dated {named}, in the future"));
+            continue;
+        }
+        let recorded = time::OffsetDateTime::parse(
+            &rec.created,
+            &time::format_description::well_known::Rfc3339,
+        );
+        let Ok(recorded) = recorded else {
+            ignore(format!("its record's time {:?} is unreadable", rec.created));
+            continue;
+        };
+        if (recorded - named).abs() > MAX_NAME_RECORD_GAP {
+            ignore(format!(
+                "its record says {recorded}, its name {named}: one of them was forged"
+            ));
+            continue;
+        }
+        if rec.cluster != name.cluster || rec.node != name.node {
+            ignore(format!(
+                "its record names {}/{}, not {}/{}",
+                rec.cluster, rec.node, name.cluster, name.node
+            ));
+            continue;
+        }
+        candidates.push((recorded, i, l));
+    }
+    let clusters: std::collections::BTreeSet<&str> = candidates
+        .iter()
+        .filter_map(|(_, _, l)| l.name.split('/').next())
+        .collect();
+    if clusters.len() > 1 {
+        return Err(usage(format!(
+            "the stores hold backups of {} clusters ({}): say which with --cluster NAME",
+            clusters.len(),
+            clusters.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let n = candidates.len();
+    let (at, i, l) = candidates
+        .into_iter()
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.name.cmp(&b.2.name)))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no complete backup{} in the stores; run `cpbackup list` to see what is there",
+                which
+                    .cluster
+                    .as_ref()
+                    .map(|c| format!(" of cluster {c}"))
+                    .unwrap_or_default()
+            )
+        })?;
+    eprintln!(
+        "--latest chose {} in {}: the newest of {n} complete backup(s) of cluster {} by its record's time ({at})",
+        l.name,
+        l.store,
+        l.name.split('/').next().unwrap_or_default()
+    );
+    Ok((i, l))
 }
 
 const AGE_MAGIC: &[u8] = b"age-encryption.org/";

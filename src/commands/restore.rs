@@ -207,6 +207,8 @@ pub fn run(
     let which = BackupRef {
         backup: args.backup.clone(),
         latest: args.latest,
+        cluster: args.cluster.clone(),
+        node: args.from_node.clone(),
     };
     let stores = open_stores(&config::resolve_stores(&args.stores, file).or_else(|e| {
         if which

@@ -7,14 +7,14 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
 use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BackupState, BundleName, Listing, Record, Store, Upload, state_of};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -90,6 +90,8 @@ impl Write for LocalUpload {
 impl Upload for LocalUpload {
     fn commit(mut self: Box<Self>, record: &Record) -> anyhow::Result<()> {
         let f = self.file.take().context("upload already closed")?;
+        // Read-only from here on: a bundle is never written again.
+        f.set_permissions(fs::Permissions::from_mode(0o400))?;
         f.sync_all()
             .with_context(|| format!("fsync {}", self.tmp.display()))?;
         drop(f);
@@ -251,13 +253,19 @@ impl Store for LocalStore {
                         RECORD_EXT
                     ));
                     let record = read_record(&rec_path);
+                    let tampered = changed_after_record(&bundle, &rec_path);
+                    let state = match state_of(size, record.as_ref()) {
+                        BackupState::Complete if !tampered.is_empty() => BackupState::Tampered,
+                        s => s,
+                    };
                     out.push(Listing {
                         name: key,
                         store: self.location(),
                         size,
-                        state: state_of(size, record.as_ref()),
+                        state,
                         record,
                         pending: crate::store::pending::read(&bundle).stores,
+                        tampered,
                     });
                 }
             }
@@ -277,6 +285,22 @@ impl Store for LocalStore {
     }
 }
 
+/// A bundle modified after its record was written (the record comes last) was changed.
+fn changed_after_record(bundle: &Path, record: &Path) -> Vec<String> {
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(bundle), modified(record)) {
+        (Some(b), Some(r)) if b > r + std::time::Duration::from_secs(1) => vec![format!(
+            "the bundle was modified after its record was written ({} later)",
+            humantime(b.duration_since(r).unwrap_or_default())
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
 fn read_record(path: &Path) -> Option<Record> {
     let f = File::open(path).ok()?;
     let mut buf = Vec::new();
@@ -293,8 +317,6 @@ fn read_record(path: &Path) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::BackupState;
-    use std::os::unix::fs::PermissionsExt;
 
     fn record(name: &str, size: u64) -> Record {
         Record {
@@ -316,11 +338,12 @@ mod tests {
             lock_mode: None,
             retain_until: None,
             slot: None,
+            bundle_version_id: None,
         }
     }
 
     #[test]
-    fn commit_publishes_bundle_then_record_with_0600() {
+    fn commit_publishes_a_read_only_bundle_then_its_record() {
         let d = tempfile::tempdir().unwrap();
         let s = LocalStore::new(d.path());
         let n = BundleName::parse("c/n/20260101T000000Z-rev7.cpb").unwrap();
@@ -335,7 +358,8 @@ mod tests {
         let b = d.path().join("c/n/20260101T000000Z-rev7.cpb");
         assert_eq!(
             fs::metadata(&b).unwrap().permissions().mode() & 0o777,
-            0o600
+            0o400,
+            "a published bundle is read-only"
         );
         let names: Vec<_> = fs::read_dir(d.path().join("c/n"))
             .unwrap()

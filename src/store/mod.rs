@@ -29,6 +29,10 @@ pub struct Listing {
     /// Stores this (local) copy still has to reach (`backup --upload-pending`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<String>,
+    /// Why this backup looks tampered with (a key written again after the backup, a bundle
+    /// changed after its record); readers still use the original.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampered: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +46,9 @@ pub enum BackupState {
     SizeMismatch,
     /// A record whose bundle is gone.
     MissingBundle,
+    /// Complete, but a key was written again after the backup (or the bundle changed after its
+    /// record): the original is what is read; someone with write access to the store tried.
+    Tampered,
 }
 
 impl BackupState {
@@ -51,6 +58,7 @@ impl BackupState {
             BackupState::Incomplete => "incomplete",
             BackupState::SizeMismatch => "size-mismatch",
             BackupState::MissingBundle => "missing-bundle",
+            BackupState::Tampered => "tampered",
         }
     }
 }

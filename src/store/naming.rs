@@ -37,6 +37,15 @@ impl BundleName {
         format!("{}/{}/{}", self.cluster, self.node, self.file)
     }
 
+    /// The UTC time the name carries (`<time>-rev<N>.cpb`), if it has one.
+    pub fn time(&self) -> Option<OffsetDateTime> {
+        let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
+        let ts = self.file.split('-').next()?;
+        time::PrimitiveDateTime::parse(ts, &fmt)
+            .ok()
+            .map(|t| t.assume_utc())
+    }
+
     /// Parses a key as `list` prints it.
     pub fn parse(key: &str) -> Option<Self> {
         let mut parts = key.trim_matches('/').split('/');
@@ -93,6 +102,7 @@ mod tests {
             n.key(),
             "prod/master-0.example.com/20261122T221005Z-rev4242.cpb"
         );
+        assert_eq!(n.time(), Some(datetime!(2026-11-22 22:10:05 UTC)));
         assert_eq!(BundleName::parse(&n.key()), Some(n));
     }
 

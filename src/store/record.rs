@@ -29,6 +29,10 @@ pub struct Record {
     pub lock_mode: Option<String>,
     #[serde(default)]
     pub retain_until: Option<String>,
+    /// The S3 VersionId of the bundle as written: reads are pinned to it, and any other
+    /// version of the key is tampering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_version_id: Option<String>,
     /// The schedule slot (RFC 3339) a daemon took this backup for; absent for manual backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,

@@ -32,7 +32,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::usage;
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
 use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BackupState, BundleName, Listing, Record, Store, Upload, state_of};
 
 /// Parts in flight per upload; with the part size this bounds an upload's memory.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -216,12 +216,17 @@ impl S3Store {
         (mode, DateTime::from(until))
     }
 
-    fn head_lock(&self, key: &str) -> anyhow::Result<(u64, Option<String>, Option<String>)> {
+    fn head_lock(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<(u64, Option<String>, Option<String>)> {
         let h = block(
             self.client
                 .head_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
                 .send(),
         )
         .map_err(|e| anyhow::anyhow!("HeadObject {key}: {}", describe(&e)))?;
@@ -378,6 +383,7 @@ impl Upload for S3Upload {
         .map_err(|e| anyhow::anyhow!("completing the upload of {}: {}", self.key, describe(&e)))?;
         self.finished = true;
         let mut record = record.clone();
+        record.bundle_version_id = done.version_id().map(str::to_owned);
         if let Some((mode, until)) = self.retention.clone() {
             // Explicit retention on the finished version: a no-op on AWS, needed where the
             // server ignores the lock of multipart uploads.
@@ -604,28 +610,7 @@ impl Store for S3Store {
         } else {
             format!("{}/", self.prefix)
         };
-        let mut objects: BTreeMap<String, u64> = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = block(
-                self.client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(&base)
-                    .set_continuation_token(token.clone())
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("listing {}: {}", self.location(), describe(&e)))?;
-            for o in out.contents() {
-                if let Some(k) = o.key().and_then(|k| k.strip_prefix(&base)) {
-                    objects.insert(k.to_owned(), o.size().unwrap_or(0).max(0) as u64);
-                }
-            }
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        let objects = self.versions(&base)?;
         let mut names: Vec<String> = objects
             .keys()
             .filter_map(|k| {
@@ -635,31 +620,58 @@ impl Store for S3Store {
             })
             .filter(|k| k.ends_with(BUNDLE_EXT) && BundleName::parse(k).is_some())
             .collect();
+        names.sort();
         names.dedup();
         let mut out = Vec::new();
         for name in names {
-            let size = objects.get(&name).copied();
             let rec_name = format!("{}{}", name.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
-            let mut record = if objects.contains_key(&rec_name) {
-                self.read_record(&rec_name)
-            } else {
-                None
-            };
-            if size.is_some()
-                && let Some(r) = record.as_mut()
-            {
+            let bundle = objects.get(&name);
+            let rec = objects.get(&rec_name);
+            let mut tampered: Vec<String> = Vec::new();
+            for (what, v) in [("bundle", bundle), ("record", rec)] {
+                if let Some(v) = v.filter(|v| v.overwritten()) {
+                    tampered.push(format!(
+                        "the {what} key has {} versions{}: reading the original {}",
+                        v.versions.len(),
+                        if v.deleted {
+                            " and a delete marker"
+                        } else {
+                            ""
+                        },
+                        v.original().map(|o| o.id.as_str()).unwrap_or("?")
+                    ));
+                }
+            }
+            let size = bundle.and_then(Versions::original).map(|o| o.size);
+            let mut record = rec
+                .and_then(Versions::original)
+                .and_then(|o| self.read_record(&rec_name, &o.id));
+            if let (Some(b), Some(r)) = (bundle.and_then(Versions::original), record.as_mut()) {
+                if let Some(want) = &r.bundle_version_id
+                    && *want != b.id
+                {
+                    tampered.push(format!(
+                        "the record names bundle version {want}, the oldest version is {}",
+                        b.id
+                    ));
+                }
                 // Lock state as the server reports it now, not as the record remembers it.
-                let (_, mode, until) = self.head_lock(&self.key(&name))?;
+                let (_, mode, until) = self.head_lock(&self.key(&name), Some(&b.id))?;
                 r.lock_mode = mode;
                 r.retain_until = until;
             }
+            let state = match state_of(size, record.as_ref()) {
+                BackupState::Complete if !tampered.is_empty() => BackupState::Tampered,
+                s => s,
+            };
             out.push(Listing {
-                state: state_of(size, record.as_ref()),
+                state,
                 name,
                 store: self.location(),
                 size,
                 record,
                 pending: Vec::new(),
+                tampered,
             });
         }
         out.sort_by(|a, b| {
@@ -679,17 +691,57 @@ impl Store for S3Store {
             )));
         }
         let key = self.key(name);
+        // Always the original version: a later PutObject over a locked key is not the backup.
+        let versions = self.versions(&key)?;
+        let original = versions
+            .get("")
+            .and_then(Versions::original)
+            .ok_or_else(|| anyhow::anyhow!("{key}: no such object in {}", self.location()))?;
         let out = block(
             self.client
                 .get_object()
                 .bucket(&self.bucket)
                 .key(&key)
+                .set_version_id(original.vid())
                 .send(),
         )
         .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
         Ok(Box::new(S3Reader {
             inner: Box::pin(out.body.into_async_read()),
         }))
+    }
+}
+
+/// One object version as ListObjectVersions reports it.
+#[derive(Debug, Clone)]
+struct Version {
+    id: String,
+    size: u64,
+    modified: i64,
+}
+
+impl Version {
+    /// The id to send: "null" is the version of an object written without versioning.
+    fn vid(&self) -> Option<String> {
+        (self.id != "null").then(|| self.id.clone())
+    }
+}
+
+/// Every version of one key, and whether a delete marker hides it.
+#[derive(Debug, Default)]
+struct Versions {
+    versions: Vec<Version>,
+    deleted: bool,
+}
+
+impl Versions {
+    /// The version the backup wrote: the oldest (the first PutObject; Object Lock keeps it).
+    fn original(&self) -> Option<&Version> {
+        self.versions.iter().min_by_key(|v| v.modified)
+    }
+    /// A key written again (or hidden by a delete marker) after the backup: tampering.
+    fn overwritten(&self) -> bool {
+        self.versions.len() > 1 || self.deleted
     }
 }
 
@@ -742,14 +794,64 @@ impl S3Store {
         }
     }
 
-    fn read_record(&self, rel: &str) -> Option<Record> {
+    /// Every version of every key under `prefix` (relative to it; `""` is `prefix` itself), in
+    /// one paginated ListObjectVersions pass.
+    fn versions(&self, prefix: &str) -> anyhow::Result<BTreeMap<String, Versions>> {
+        let mut out: BTreeMap<String, Versions> = BTreeMap::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = block(
+                self.client
+                    .list_object_versions()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_key_marker(markers.0.clone())
+                    .set_version_id_marker(markers.1.clone())
+                    .send(),
+            )
+            .map_err(|e| anyhow::anyhow!("listing {}: {}", self.location(), describe(&e)))?;
+            for v in page.versions() {
+                if let (Some(k), Some(id)) =
+                    (v.key().and_then(|k| k.strip_prefix(prefix)), v.version_id())
+                {
+                    out.entry(k.to_owned()).or_default().versions.push(Version {
+                        id: id.to_owned(),
+                        size: v.size().unwrap_or(0).max(0) as u64,
+                        modified: v
+                            .last_modified()
+                            .map(|t| t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
+                            .unwrap_or(0),
+                    });
+                }
+            }
+            for m in page.delete_markers() {
+                if let Some(k) = m.key().and_then(|k| k.strip_prefix(prefix)) {
+                    out.entry(k.to_owned()).or_default().deleted = true;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            markers = (
+                page.next_key_marker().map(str::to_owned),
+                page.next_version_id_marker().map(str::to_owned),
+            );
+        }
+        // Only keys with a version (a key with just delete markers holds nothing).
+        out.retain(|_, v| !v.versions.is_empty());
+        Ok(out)
+    }
+
+    fn read_record(&self, rel: &str, version: &str) -> Option<Record> {
         let key = self.key(rel);
+        let vid = (version != "null").then(|| version.to_owned());
         let bytes = block(async {
             let out = self
                 .client
                 .get_object()
                 .bucket(&self.bucket)
                 .key(&key)
+                .set_version_id(vid)
                 .send()
                 .await
                 .ok()?;
