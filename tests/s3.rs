@@ -351,3 +351,81 @@ fn wrong_credentials_are_named() {
         stderr(&o)
     );
 }
+
+/// Anyone with PutObject can write a new version over a locked key (S3 keeps the old one):
+/// such a backup is listed `tampered`, and verify and restore read the original version.
+#[test]
+fn an_overwritten_locked_bundle_is_tampered_and_the_original_is_what_is_read() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.put("/registry/configmaps/shop/a", "1");
+    let (key, r) = keygen(dir, "k");
+    let mut c = moto.cpbackup(dir);
+    c.args(["--output", "json"]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
+    c.args(["--store", "s3://locked/prod", "--retain-days", "2"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = json(&o)["name"].as_str().unwrap().to_owned();
+
+    // The attacker: a new bundle version and a record that matches it.
+    moto.py(&format!(
+        "import hashlib\n\
+         k = 'prod/{name}'\n\
+         evil = b'age-encryption.org/v1\\n' + b'x' * 1000\n\
+         rec = json.loads(s3.get_object(Bucket='locked', Key=k + '.json')['Body'].read())\n\
+         rec['bundle_size'] = len(evil); rec['bundle_sha256'] = hashlib.sha256(evil).hexdigest()\n\
+         s3.put_object(Bucket='locked', Key=k, Body=evil)\n\
+         s3.put_object(Bucket='locked', Key=k + '.json', Body=json.dumps(rec).encode())\n"
+    ));
+
+    let mut c = moto.cpbackup(dir);
+    c.args(["list", "--output", "json", "--store", "s3://locked/prod"]);
+    let l = json(&run(c));
+    assert_eq!(l[0]["state"], "tampered", "{l}");
+    let why = l[0]["tampered"].to_string();
+    assert!(why.contains("bundle key has 2 versions"), "{why}");
+    assert!(why.contains("record key has 2 versions"), "{why}");
+    let mut c = moto.cpbackup(dir);
+    c.args(["list", "--store", "s3://locked/prod"]);
+    assert!(stdout(&run(c)).contains("tampered"));
+
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "verify",
+        "--latest",
+        "--store",
+        "s3://locked/prod",
+        "--identity",
+    ])
+    .arg(&key);
+    let o = run(c);
+    assert!(
+        o.status.success(),
+        "the original still verifies: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("looks tampered with"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(matches record)"), "{}", stdout(&o));
+
+    let root = dir.join("root");
+    fake_kubeadm_node(&root, free_port(), free_port());
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "--host-root",
+        root.to_str().unwrap(),
+        "restore",
+        "--latest",
+        "--dry-run",
+    ])
+    .args(["--store", "s3://locked/prod", "--identity"])
+    .arg(&key)
+    .arg("--etcdutl")
+    .arg(Version::V35.bin("etcdutl"));
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("looks tampered with"), "{}", stderr(&o));
+}

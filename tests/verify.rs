@@ -278,3 +278,85 @@ fn export_openshift_refuses_a_non_openshift_backup_and_leaves_nothing() {
     assert!(stderr(&o).contains("wrong key"), "{}", stderr(&o));
     assert_eq!(files_under(&out), Vec::<String>::new());
 }
+
+/// A bundle planted under another cluster's name, dated in the future, is never `--latest`;
+/// a plausible one of another cluster makes `--latest` ask which cluster rather than guess;
+/// a record whose time disagrees with its name is passed over.
+#[test]
+fn latest_is_this_clusters_newest_trustworthy_backup() {
+    let f = fixture();
+    let plant = |cluster: &str, node: &str, file: &str, created: Option<&str>| {
+        let d = f.store.join(cluster).join(node);
+        fs::create_dir_all(&d).unwrap();
+        fs::copy(&f.bundle, d.join(file)).unwrap();
+        let mut rec: serde_json::Value =
+            serde_json::from_slice(&fs::read(format!("{}.json", f.bundle.display())).unwrap())
+                .unwrap();
+        rec["cluster"] = cluster.into();
+        rec["node"] = node.into();
+        if let Some(c) = created {
+            rec["created"] = c.into();
+        }
+        fs::write(
+            d.join(format!("{file}.json")),
+            serde_json::to_vec(&rec).unwrap(),
+        )
+        .unwrap();
+    };
+    plant(
+        "other",
+        "evil",
+        "99991231T235959Z-rev1.cpb",
+        Some("9999-12-31T23:59:59Z"),
+    );
+    plant(
+        "c1",
+        "n1",
+        "20991231T235959Z-rev9.cpb",
+        Some("2000-01-01T00:00:00Z"),
+    );
+    let o = verify(&f, &f.key, &["--latest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("--latest chose {}", f.name)), "{err}");
+    assert!(
+        err.contains("other/evil/99991231T235959Z-rev1.cpb") && err.contains("in the future"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c1/n1/20991231T235959Z-rev9.cpb") && err.contains("in the future"),
+        "{err}"
+    );
+
+    // A plausible backup of another cluster: --latest does not guess.
+    let now = time::OffsetDateTime::now_utc();
+    let file = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap()
+        + "-rev3.cpb";
+    let created = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    plant("other", "m1", &file, Some(&created));
+    let o = verify(&f, &f.key, &["--latest"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--cluster"), "{}", stderr(&o));
+    let o = verify(&f, &f.key, &["--latest", "--cluster", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("--latest chose {}", f.name)),
+        "{}",
+        stderr(&o)
+    );
+    // The planted copy is the real bundle with a record that names another cluster: it does
+    // not verify as cluster `other`.
+    let o = verify(&f, &f.key, &["--latest", "--cluster", "other"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("record says cluster other"),
+        "{}",
+        stderr(&o)
+    );
+}

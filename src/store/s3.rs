@@ -736,8 +736,14 @@ struct Versions {
 
 impl Versions {
     /// The version the backup wrote: the oldest (the first PutObject; Object Lock keeps it).
+    /// S3 lists a key's versions newest first, so among versions of the same time (the
+    /// server's clock has seconds, not always more) the one listed last is the oldest.
     fn original(&self) -> Option<&Version> {
-        self.versions.iter().min_by_key(|v| v.modified)
+        self.versions
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, v)| (v.modified, std::cmp::Reverse(*i)))
+            .map(|(_, v)| v)
     }
     /// A key written again (or hidden by a delete marker) after the backup: tampering.
     fn overwritten(&self) -> bool {
@@ -905,6 +911,35 @@ mod tests {
             .map(|n| part_size_for(MIN_PART_SIZE, n) as u64)
             .sum();
         assert!(total >= 100 << 30, "{} GiB", total >> 30);
+    }
+
+    #[test]
+    fn the_original_version_is_the_oldest_even_within_one_second() {
+        let v = |id: &str, modified| Version {
+            id: id.into(),
+            size: 1,
+            modified,
+        };
+        // As S3 lists them: newest first.
+        let same_second = Versions {
+            versions: vec![v("attacker", 5000), v("backup", 5000)],
+            deleted: false,
+        };
+        assert_eq!(same_second.original().unwrap().id, "backup");
+        assert!(same_second.overwritten());
+        let later = Versions {
+            versions: vec![v("attacker", 9000), v("backup", 5000)],
+            deleted: false,
+        };
+        assert_eq!(later.original().unwrap().id, "backup");
+        let one = Versions {
+            versions: vec![v("backup", 5000)],
+            deleted: true,
+        };
+        assert!(
+            one.overwritten(),
+            "a delete marker hiding the backup is tampering"
+        );
     }
 
     #[test]
