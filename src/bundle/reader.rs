@@ -269,7 +269,7 @@ pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
 }
 
 /// Every tar entry through the checker and into `sink`, then the checker's verdict.
-fn check_tar(
+pub(crate) fn check_tar(
     input: impl Read,
     sink: &mut dyn Sink,
     expect: &Expectation,

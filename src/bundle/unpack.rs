@@ -149,3 +149,19 @@ fn unpack_into(
         report,
     })
 }
+
+/// Unpacks an already-decrypted, uncompressed bundle tar into `dest` (created 0700) with the
+/// same checker and writer as [`unpack`]: the entry point for fuzzing what a crafted tar can
+/// do to the filesystem.
+pub fn unpack_tar(input: impl Read, dest: &Path) -> anyhow::Result<Manifest> {
+    fs::DirBuilder::new().mode(0o700).create(dest)?;
+    let mut staging = Staging {
+        dir: Beneath::open(dest)?,
+        file: None,
+        owned: Vec::new(),
+        links: Vec::new(),
+    };
+    let checked = crate::bundle::reader::check_tar(input, &mut staging, &Expectation::default())?;
+    staging.complete()?;
+    Ok(checked.manifest)
+}
