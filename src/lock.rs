@@ -1,4 +1,4 @@
-//! The node lock: at most one backup runs at a time on a node.
+//! The node lock: at most one backup, upload or restore runs at a time on a node.
 //!
 //! An advisory `flock` on `<state_dir>/backup.lock`, released when the process exits (even when
 //! killed), so a crash never leaves a stale lock behind.
@@ -18,7 +18,8 @@ pub struct NodeLock {
 }
 
 impl NodeLock {
-    pub fn acquire(state_dir: &Path) -> anyhow::Result<Self> {
+    /// Takes the lock for `what` (a command name, said to whoever finds the lock held).
+    pub fn acquire(state_dir: &Path, what: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir).with_context(|| {
             format!(
                 "cannot create state directory {}; set --state-dir to a writable directory",
@@ -39,10 +40,13 @@ impl NodeLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
+                let (pid, held_for) = holder
+                    .trim()
+                    .split_once(' ')
+                    .unwrap_or((holder.trim(), "backup"));
                 anyhow::bail!(
-                    "another backup is already running on this node (lock {} held by pid {}); wait for it to finish",
+                    "another cpbackup {held_for} is running on this node (lock {} held by pid {pid}); wait for it to finish, then run {what} again",
                     path.display(),
-                    holder.trim()
                 );
             }
             Err(std::fs::TryLockError::Error(e)) => {
@@ -51,7 +55,7 @@ impl NodeLock {
         }
         file.set_len(0)?;
         file.rewind()?;
-        write!(file, "{}", std::process::id())?;
+        write!(file, "{} {what}", std::process::id())?;
         Ok(NodeLock { _file: file, path })
     }
 }
@@ -63,11 +67,15 @@ mod tests {
     #[test]
     fn second_lock_is_refused_until_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let a = NodeLock::acquire(dir.path()).unwrap();
-        let e = NodeLock::acquire(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("already running"), "{e}");
+        let a = NodeLock::acquire(dir.path(), "restore").unwrap();
+        let e = NodeLock::acquire(dir.path(), "restore").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("another cpbackup restore is running"),
+            "{e}"
+        );
         assert!(e.to_string().contains(&std::process::id().to_string()));
         drop(a);
-        NodeLock::acquire(dir.path()).unwrap();
+        NodeLock::acquire(dir.path(), "restore").unwrap();
     }
 }

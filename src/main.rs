@@ -37,18 +37,7 @@ fn run(cli: &Cli, file: &FileConfig) -> anyhow::Result<()> {
         Command::Verify(a) => commands::verify::run(
             &a.which,
             &config::resolve_identities(&a.identities, file)?,
-            &config::resolve_stores(&a.stores, file).or_else(|e| {
-                // A path to a .cpb file needs no store.
-                if a.which
-                    .backup
-                    .as_deref()
-                    .is_some_and(|b| std::path::Path::new(b).is_file())
-                {
-                    Ok(Vec::new())
-                } else {
-                    Err(e)
-                }
-            })?,
+            &commands::stores_for(&a.which, &a.stores, file)?,
             common.output,
             cli.quiet,
         ),

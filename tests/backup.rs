@@ -609,7 +609,7 @@ fn a_second_concurrent_backup_is_refused() {
     let o = run(c);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("another backup is already running"),
+        stderr(&o).contains("another cpbackup backup is running"),
         "{}",
         stderr(&o)
     );

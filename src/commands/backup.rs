@@ -321,7 +321,7 @@ pub async fn execute(
         }
     }
 
-    let _lock = NodeLock::acquire(&job.state_dir).because(R::Lock)?;
+    let _lock = NodeLock::acquire(&job.state_dir, "backup").because(R::Lock)?;
     let platform = Platform::detect(host);
     if platform == Platform::Openshift && !job.force {
         openshift_precheck(host).await.because(R::Precheck)?;

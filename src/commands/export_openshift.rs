@@ -1,7 +1,5 @@
 //! `cpbackup export-openshift`: a backup as the two files OpenShift's restore scripts expect.
 
-use std::path::Path;
-
 use crate::bundle::export;
 use crate::cli::{ExportArgs, OutputFormat};
 use crate::commands::{choose, open_stores};
@@ -11,16 +9,11 @@ use crate::output;
 
 pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
     let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
-    let is_file = args
-        .which
-        .backup
-        .as_deref()
-        .is_some_and(|b| Path::new(b).is_file());
-    let stores = if is_file {
-        Vec::new()
-    } else {
-        open_stores(&config::resolve_stores(&args.stores, file)?)?
-    };
+    let stores = open_stores(&crate::commands::stores_for(
+        &args.which,
+        &args.stores,
+        file,
+    )?)?;
     let chosen = choose(&args.which, &stores)?;
     let out = export::export_openshift(
         chosen.reader,

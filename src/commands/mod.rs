@@ -26,6 +26,27 @@ pub fn open_stores(specs: &[crate::config::StoreSpec]) -> anyhow::Result<Vec<Box
     specs.iter().map(store::open).collect()
 }
 
+/// The stores a `BACKUP | --latest` argument needs: none for a path to a file; a path that
+/// does not exist is said to be missing (not "no store configured").
+pub fn stores_for(
+    which: &BackupRef,
+    stores: &crate::cli::StoreArgs,
+    file: &crate::config::FileConfig,
+) -> anyhow::Result<Vec<crate::config::StoreSpec>> {
+    let given = which.backup.as_deref();
+    if given.is_some_and(|b| Path::new(b).is_file()) {
+        return Ok(Vec::new());
+    }
+    if let Some(b) = given
+        && store::BundleName::parse(b).is_none()
+    {
+        return Err(usage(format!(
+            "no such file: {b}. Give the path of a .cpb file, or a name from `cpbackup list` (cluster/node/file.cpb) with --store"
+        )));
+    }
+    crate::config::resolve_stores(stores, file)
+}
+
 /// A backup chosen by name, path or `--latest`, ready to stream.
 pub struct Chosen {
     pub name: String,
@@ -227,11 +248,7 @@ pub fn snapshot_input(
         return Ok(SnapshotInput::Bare(path.to_owned()));
     }
     let ids = crate::keys::Identities::load(&config::resolve_identities(identities, file)?)?;
-    let stores = if is_file {
-        Vec::new()
-    } else {
-        open_stores(&config::resolve_stores(stores, file)?)?
-    };
+    let stores = open_stores(&stores_for(which, stores, file)?)?;
     let chosen = choose(which, &stores)?;
     let spool_dir = spool_dir
         .or_else(|| file.spool_dir.clone())

@@ -41,7 +41,7 @@ pub fn run(
     let host = HostRoot::new(&common.host_root);
     let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), file, &host);
     let restore_dir = state_dir.join("restore");
-    let _lock = NodeLock::acquire(&state_dir)?;
+    let _lock = NodeLock::acquire(&state_dir, "restore")?;
     let existing = Journal::load(&restore_dir)?;
     remove_stale_staging(&restore_dir, existing.as_ref().filter(|j| j.in_progress()));
     let timeout = Duration::from_secs(args.wait_timeout.max(1));
@@ -210,17 +210,7 @@ pub fn run(
         cluster: args.cluster.clone(),
         node: args.from_node.clone(),
     };
-    let stores = open_stores(&config::resolve_stores(&args.stores, file).or_else(|e| {
-        if which
-            .backup
-            .as_deref()
-            .is_some_and(|b| std::path::Path::new(b).is_file())
-        {
-            Ok(Vec::new())
-        } else {
-            Err(e)
-        }
-    })?)?;
+    let stores = open_stores(&crate::commands::stores_for(&which, &args.stores, file)?)?;
     let chosen = choose(&which, &stores)?;
     let data_dir = host.path(&data_dir_host);
     if let Some(r) = &chosen.record {

@@ -28,7 +28,7 @@ pub fn run(args: &BackupSettings, common: &Common, file: &FileConfig) -> anyhow:
         file,
         &crate::host::HostRoot::new(&common.host_root),
     );
-    let _lock = NodeLock::acquire(&state_dir)?;
+    let _lock = NodeLock::acquire(&state_dir, "upload-pending")?;
     let done = upload_all(&specs)?;
     let failed = done.iter().filter(|c| !c.ok).count();
     output::emit(common.output, &done, |d| {

@@ -264,7 +264,7 @@ async fn upload_pending_copies(cfg: &SlotConfig) {
         return;
     }
     let done = tokio::task::spawn_blocking(move || {
-        let _lock = NodeLock::acquire(&state_dir)?;
+        let _lock = NodeLock::acquire(&state_dir, "backup")?;
         upload_pending::upload_all(&specs)
     })
     .await;
