@@ -156,14 +156,6 @@ impl Beneath {
         }
     }
 
-    /// Renames `rel` (below this directory) to `to_name` in `to` (a directory descriptor),
-    /// never resolving a link at either end; `to_name` must not exist.
-    pub fn rename_to(&self, rel: &str, to: &impl AsFd, to_name: &str) -> io::Result<()> {
-        let (dir, name) = self.parent(rel, false)?;
-        rustix::fs::renameat_with(&dir, name, to, to_name, rustix::fs::RenameFlags::NOREPLACE)
-            .map_err(|e| at(rel, e))
-    }
-
     /// An unnamed 0600 file in this directory (`O_TMPFILE`): if the process dies before
     /// [`Beneath::publish`], nothing of it remains.
     pub fn anonymous_file(&self) -> io::Result<File> {

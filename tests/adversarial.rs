@@ -71,6 +71,17 @@ fn append(b: &mut tar::Builder<Vec<u8>>, e: &Raw) {
     b.append(&h, &e.data[..]).unwrap();
 }
 
+/// A PAX extended header record setting `path` (`"<len> path=<value>\n"`, the length
+/// counting itself).
+fn pax_path(path: &str) -> Vec<u8> {
+    let body = format!(" path={path}\n");
+    let mut len = body.len() + 1;
+    while (len.to_string().len() + body.len()) != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
 /// What every crafted bundle starts from: a real snapshot and its manifest.
 struct Base {
     snapshot: Vec<u8>,
@@ -357,6 +368,47 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
         Case {
             unlisted: vec![0],
             ..case(
+                "a GNU long name hiding `..`",
+                "pki/../../outside/long: path contains `..`",
+                vec![
+                    Raw {
+                        kind: tar::EntryType::GNULongName,
+                        ..file("././@LongLink", b"pki/../../outside/long\0")
+                    },
+                    file("pki/short", b"x"),
+                ],
+            )
+        },
+        Case {
+            unlisted: vec![0],
+            ..case(
+                "a PAX path hiding an absolute path",
+                "absolute",
+                vec![
+                    Raw {
+                        kind: tar::EntryType::XHeader,
+                        ..file("pax", &pax_path(abs))
+                    },
+                    file("pki/short", b"x"),
+                ],
+            )
+        },
+        case(
+            "a placed directory (manifests) that is a symlink",
+            "manifests",
+            vec![link("manifests", leak)],
+        ),
+        Case {
+            openshift: true,
+            ..case(
+                "OpenShift: a revision directory that is a symlink",
+                "static-pod-resources/kube-apiserver-pod-3",
+                vec![link("static-pod-resources/kube-apiserver-pod-3", leak)],
+            )
+        },
+        Case {
+            unlisted: vec![0],
+            ..case(
                 "an entry missing from the manifest",
                 "pki/extra.key",
                 vec![file("pki/extra.key", b"k")],
@@ -542,4 +594,24 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
     }
     eprintln!("{}", table.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // Plaintext a restore killed while unpacking left behind (no journal): the next restore,
+    // whatever it is asked, removes it and says so.
+    let stale = d.join("state/restore/20200101T000000Z/staged/pki");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("sa.key"), "decrypted key\n").unwrap();
+    let mut c = cpbackup(d);
+    c.args([
+        "--host-root",
+        kube.to_str().unwrap(),
+        "restore",
+        "--rollback",
+    ]);
+    let o = run(c);
+    assert!(
+        stderr(&o).contains("removed") && stderr(&o).contains("20200101T000000Z/staged"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("state/restore/20200101T000000Z").exists());
 }

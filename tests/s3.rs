@@ -386,6 +386,7 @@ fn an_overwritten_locked_bundle_is_tampered_and_the_original_is_what_is_read() {
     c.args(["list", "--output", "json", "--store", "s3://locked/prod"]);
     let l = json(&run(c));
     assert_eq!(l[0]["state"], "tampered", "{l}");
+    assert!(l[0]["version_id"].is_string(), "reads are pinned: {l}");
     let why = l[0]["tampered"].to_string();
     assert!(why.contains("bundle key has 2 versions"), "{why}");
     assert!(why.contains("record key has 2 versions"), "{why}");

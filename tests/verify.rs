@@ -360,3 +360,44 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
         stderr(&o)
     );
 }
+
+/// A local bundle changed after its record was written is listed `tampered` (text and JSON),
+/// and verify says so while it checks what is there.
+#[test]
+fn a_local_bundle_changed_after_its_record_is_tampered() {
+    let f = fixture();
+    let list = |json: bool| {
+        let mut c = cpbackup(&f.dir);
+        c.arg("list").arg("--store").arg(&f.store);
+        if json {
+            c.args(["--output", "json"]);
+        }
+        run(c)
+    };
+    let l: serde_json::Value = serde_json::from_slice(&list(true).stdout).unwrap();
+    assert_eq!(l[0]["state"], "complete", "{l}");
+    let o = Command::new("touch")
+        .args(["-m", "-d", "+1 hour"])
+        .arg(&f.bundle)
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let l: serde_json::Value = serde_json::from_slice(&list(true).stdout).unwrap();
+    assert_eq!(l[0]["state"], "tampered", "{l}");
+    assert!(
+        l[0]["tampered"][0]
+            .as_str()
+            .unwrap()
+            .contains("modified 3600 s after its record"),
+        "{l}"
+    );
+    assert!(stdout(&list(false)).contains("tampered"));
+    let o = verify(&f, &f.key, &["--latest", "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("looks tampered with"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["tampered"][0].as_str().unwrap().contains("modified"),
+        "{v}"
+    );
+}

@@ -63,6 +63,43 @@ pub trait Sink {
     }
 }
 
+/// Where a sink sends the content of the entry being read: nowhere, on to a stream (the
+/// snapshot), or into a buffer taken at the entry's end (small files).
+#[derive(Debug, Default)]
+pub enum Route {
+    #[default]
+    Skip,
+    Stream,
+    Buffer(Vec<u8>),
+}
+
+impl Route {
+    /// Buffers a file of `size` bytes.
+    pub fn buffer(size: u64) -> Self {
+        Route::Buffer(Vec::with_capacity(size as usize))
+    }
+
+    /// Sends `chunk` where this route goes (`stream` for [`Route::Stream`]).
+    pub fn data(&mut self, chunk: &[u8], stream: &mut dyn io::Write) -> io::Result<()> {
+        match self {
+            Route::Skip => Ok(()),
+            Route::Stream => stream.write_all(chunk),
+            Route::Buffer(b) => {
+                b.extend_from_slice(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// The buffered content, if any; the route is reset to [`Route::Skip`].
+    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        match std::mem::take(self) {
+            Route::Buffer(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
 /// A sink that keeps nothing (`verify`).
 pub struct Discard;
 impl Sink for Discard {}
@@ -197,6 +234,18 @@ fn platform_allows(platform: Platform, path: &str) -> bool {
         Platform::Openshift => openshift_path(path),
         Platform::Unknown => false,
     }
+}
+
+/// The directories a restore places on the host as they are (`pki`, `manifests`, each
+/// OpenShift `static-pod-resources/<component>-pod-N`) and their parents: never a symlink
+/// or a file, which would land on the host pointing wherever the bundle says.
+fn must_be_dir(path: &str) -> bool {
+    matches!(
+        path,
+        "pki" | "manifests" | "static-pod-resources" | "extra" | "etcd" | "cpbackup"
+    ) || (openshift_path(path)
+        && path.matches('/').count() == 1
+        && path.starts_with("static-pod-resources/"))
 }
 
 fn proper_ancestors(path: &str) -> impl Iterator<Item = &str> {
@@ -354,6 +403,11 @@ impl Checker {
                 }
                 _ => {}
             }
+        }
+        if kind != EntryKind::Dir && must_be_dir(path) {
+            return Err(mismatch(format!(
+                "{path}: a {kind:?} entry; a restore places this directory on the host as it is, so it must be a directory"
+            )));
         }
         if kind != EntryKind::Dir && self.ancestors.contains(path) {
             return Err(mismatch(format!(
@@ -574,5 +628,8 @@ mod tests {
         assert!(!known_prefix("etc/passwd"));
         assert!(!known_prefix("pkix/a"));
         assert!(!known_prefix("sub/admin.conf"));
+        assert!(must_be_dir("pki") && must_be_dir("static-pod-resources/etcd-pod-3"));
+        assert!(!must_be_dir("pki/ca.crt") && !must_be_dir("static-pod-resources/etcd-pod-3/x"));
+        assert!(!must_be_dir("admin.conf"));
     }
 }

@@ -5,11 +5,11 @@
 //! gets the `__POSSIBLY_DIRTY__` suffix, as with `cluster-backup.sh --force`.
 //!
 //! The bundle goes through the one checker like every other reader. Both files are written
-//! under temporary names (0600) and appear only once the checker accepted the whole bundle;
-//! a failure (or an interrupt) removes them.
+//! unnamed (`O_TMPFILE`, 0600) and get their names only once the checker accepted the whole
+//! bundle, so a failure, an interrupt or a kill leaves nothing behind.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::beneath::Beneath;
-use crate::bundle::check::{Admitted, Expectation, Sink};
+use crate::bundle::check::{Admitted, Expectation, Route, Sink};
 use crate::bundle::manifest::EntryKind;
 use crate::bundle::reader::read_bundle;
 use crate::keys::Identities;
@@ -34,9 +34,8 @@ pub struct Exported {
 struct Export {
     snap: File,
     res: tar::Builder<GzEncoder<File>>,
-    /// The current entry is written to the snapshot (`Some(None)`), buffered for the
-    /// resources tar (`Some(Some(..))`) or skipped (`None`).
-    current: Option<Option<Vec<u8>>>,
+    /// The current entry goes to the snapshot, into a buffer for the resources tar, or nowhere.
+    route: Route,
     resources: usize,
 }
 
@@ -56,9 +55,9 @@ fn header_for(e: &Admitted, kind: tar::EntryType) -> tar::Header {
 
 impl Sink for Export {
     fn begin(&mut self, e: &Admitted) -> io::Result<()> {
-        self.current = None;
+        self.route = Route::Skip;
         if e.is_snapshot() {
-            self.current = Some(None);
+            self.route = Route::Stream;
             return Ok(());
         }
         if !e.path.starts_with(RESOURCES_PREFIX) {
@@ -82,25 +81,18 @@ impl Sink for Export {
                         e.path, e.size
                     )));
                 }
-                self.current = Some(Some(Vec::with_capacity(e.size as usize)));
+                self.route = Route::buffer(e.size);
             }
         }
         Ok(())
     }
 
     fn data(&mut self, chunk: &[u8]) -> io::Result<()> {
-        match self.current.as_mut() {
-            Some(None) => self.snap.write_all(chunk),
-            Some(Some(buf)) => {
-                buf.extend_from_slice(chunk);
-                Ok(())
-            }
-            None => Ok(()),
-        }
+        self.route.data(chunk, &mut self.snap)
     }
 
     fn end(&mut self, e: &Admitted) -> io::Result<()> {
-        if let Some(Some(buf)) = self.current.take() {
+        if let Some(buf) = self.route.take_buffer() {
             let mut h = header_for(e, tar::EntryType::Regular);
             h.set_size(buf.len() as u64);
             self.res.append_data(&mut h, &e.path, &buf[..])?;
@@ -136,7 +128,7 @@ pub fn export_openshift(
     let mut sink = Export {
         snap,
         res,
-        current: None,
+        route: Route::Skip,
         resources: 0,
     };
     let report = read_bundle(input, ids, expect, Box::new(|_| {}), &mut sink)?;

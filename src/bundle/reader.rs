@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use crate::bundle::check::Expectation;
-use crate::bundle::check::{Admitted, Checked, Checker, Discard, Sink};
+use crate::bundle::check::{Admitted, Checked, Checker, Discard, Route, Sink};
 use crate::bundle::manifest::{EntryKind, Manifest};
 use crate::keys::Identities;
 use crate::snapshot::SnapshotSummary;
@@ -302,35 +302,27 @@ struct SpoolSink<'a> {
     small: u64,
     keep: &'a dyn Fn(&str, &[u8]) -> bool,
     kept: HashMap<String, Vec<u8>>,
-    /// `Some(None)`: the snapshot; `Some(Some(buf))`: a small file being buffered.
-    current: Option<Option<Vec<u8>>>,
+    route: Route,
 }
 
 impl Sink for SpoolSink<'_> {
     fn begin(&mut self, e: &Admitted) -> io::Result<()> {
-        self.current = if e.is_snapshot() {
-            Some(None)
+        self.route = if e.is_snapshot() {
+            Route::Stream
         } else if e.kind == EntryKind::File && e.size <= self.small {
-            Some(Some(Vec::with_capacity(e.size as usize)))
+            Route::buffer(e.size)
         } else {
-            None
+            Route::Skip
         };
         Ok(())
     }
 
     fn data(&mut self, chunk: &[u8]) -> io::Result<()> {
-        match self.current.as_mut() {
-            Some(None) => self.out.write_all(chunk),
-            Some(Some(buf)) => {
-                buf.extend_from_slice(chunk);
-                Ok(())
-            }
-            None => Ok(()),
-        }
+        self.route.data(chunk, self.out)
     }
 
     fn end(&mut self, e: &Admitted) -> io::Result<()> {
-        if let Some(Some(buf)) = self.current.take()
+        if let Some(buf) = self.route.take_buffer()
             && (self.keep)(&e.path, &buf)
         {
             self.kept.insert(e.path.clone(), buf);
@@ -361,7 +353,7 @@ pub fn extract_snapshot(
         small,
         keep,
         kept: HashMap::new(),
-        current: None,
+        route: Route::Skip,
     };
     let report = read_bundle(input, ids, expect, Box::new(|_| {}), &mut sink)?;
     Ok(Extracted {

@@ -18,13 +18,9 @@ use anyhow::Context;
 use crate::beneath::Beneath;
 use crate::bundle::check::{Admitted, Expectation, Sink};
 use crate::bundle::manifest::{EntryKind, Manifest, SNAPSHOT_PATH};
-use crate::bundle::reader::{VerifyReport, read_bundle};
+use crate::bundle::reader::read_bundle;
 use crate::keys::Identities;
 use crate::snapshot::SnapshotSummary;
-
-/// The name of the file that marks a directory as cpbackup's own staging (plaintext): a
-/// later restore that finds one without a journal removes the directory.
-pub const STAGING_MARK: &str = ".cpbackup-staging";
 
 /// What `unpack` wrote, verified.
 pub struct Unpacked {
@@ -32,7 +28,6 @@ pub struct Unpacked {
     /// `<dest>/etcd/snapshot.db`.
     pub snapshot: PathBuf,
     pub snapshot_check: SnapshotSummary,
-    pub report: VerifyReport,
 }
 
 /// Writes admitted entries below the staging directory.
@@ -83,6 +78,15 @@ impl Sink for Staging {
 }
 
 impl Staging {
+    fn new(dest: &Path) -> io::Result<Self> {
+        Ok(Staging {
+            dir: Beneath::open(dest)?,
+            file: None,
+            owned: Vec::new(),
+            links: Vec::new(),
+        })
+    }
+
     /// Links, then modes and owners (deepest first, so a read-only directory does not block
     /// what is below it), then directory syncs.
     fn complete(self) -> io::Result<()> {
@@ -130,23 +134,15 @@ fn unpack_into(
     dest: &Path,
     progress: Box<dyn FnMut(u64) + Send>,
 ) -> anyhow::Result<Unpacked> {
-    let dir = Beneath::open(dest)?;
-    dir.create_file(STAGING_MARK)?.sync_all()?;
-    let mut staging = Staging {
-        dir,
-        file: None,
-        owned: Vec::new(),
-        links: Vec::new(),
-    };
+    let mut staging = Staging::new(dest)?;
     let report = read_bundle(input, ids, expect, progress, &mut staging)?;
     staging
         .complete()
         .with_context(|| format!("completing the staged copy in {}", dest.display()))?;
     Ok(Unpacked {
-        manifest: report.manifest.clone(),
+        manifest: report.manifest,
         snapshot: dest.join(SNAPSHOT_PATH),
-        snapshot_check: report.snapshot.clone(),
-        report,
+        snapshot_check: report.snapshot,
     })
 }
 
@@ -155,12 +151,7 @@ fn unpack_into(
 /// do to the filesystem.
 pub fn unpack_tar(input: impl Read, dest: &Path) -> anyhow::Result<Manifest> {
     fs::DirBuilder::new().mode(0o700).create(dest)?;
-    let mut staging = Staging {
-        dir: Beneath::open(dest)?,
-        file: None,
-        owned: Vec::new(),
-        links: Vec::new(),
-    };
+    let mut staging = Staging::new(dest)?;
     let checked = crate::bundle::reader::check_tar(input, &mut staging, &Expectation::default())?;
     staging.complete()?;
     Ok(checked.manifest)

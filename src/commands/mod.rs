@@ -53,6 +53,8 @@ pub struct Chosen {
     pub reader: Box<dyn std::io::Read + Send>,
     pub size: Option<u64>,
     pub record: Option<Record>,
+    /// Why the store thinks someone wrote over this backup (the original is what is read).
+    pub tampered: Vec<String>,
 }
 
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
@@ -70,6 +72,7 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
                 reader: Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
                 size: Some(size),
                 record: rec,
+                tampered: Vec::new(),
             });
         }
     }
@@ -101,7 +104,8 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
         anyhow::bail!("{}: the record exists but the bundle is gone", listing.name);
     }
     Ok(Chosen {
-        reader: stores[idx].open(&listing.name)?,
+        reader: stores[idx].open_listed(&listing)?,
+        tampered: listing.tampered.clone(),
         name: listing.name,
         size: listing.size,
         record: listing.record,

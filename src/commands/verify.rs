@@ -16,6 +16,9 @@ struct Report {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<reader::VerifyReport>,
+    /// The store saw this backup written over; what was verified is the original.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tampered: Vec<String>,
 }
 
 pub fn run(
@@ -44,7 +47,7 @@ pub fn run(
         let err = format!(
             "bundle is {what}: {have} bytes in the store, {want} recorded. This copy is damaged: use another copy or another backup"
         );
-        emit_failure(format, &chosen.name, &err)?;
+        emit_failure(format, &chosen.name, &chosen.tampered, &err)?;
         anyhow::bail!(err);
     }
     let bar = progress::bytes_bar(
@@ -63,6 +66,7 @@ pub fn run(
                 ok: true,
                 error: None,
                 details: Some(rep),
+                tampered: chosen.tampered.clone(),
             };
             output::emit(format, &report, |r| {
                 let d = r.details.as_ref().expect("ok report has details");
@@ -90,19 +94,25 @@ pub fn run(
             })
         }
         Err(e) => {
-            emit_failure(format, &chosen.name, &e.to_string())?;
+            emit_failure(format, &chosen.name, &chosen.tampered, &e.to_string())?;
             Err(anyhow::Error::new(e).context(format!("verifying {}", chosen.name)))
         }
     }
 }
 
-fn emit_failure(format: OutputFormat, name: &str, err: &str) -> anyhow::Result<()> {
+fn emit_failure(
+    format: OutputFormat,
+    name: &str,
+    tampered: &[String],
+    err: &str,
+) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
         let r = Report {
             name: name.into(),
             ok: false,
             error: Some(err.into()),
             details: None,
+            tampered: tampered.to_vec(),
         };
         output::emit(format, &r, |_| String::new())?;
     }

@@ -266,6 +266,7 @@ impl Store for LocalStore {
                         record,
                         pending: crate::store::pending::read(&bundle).stores,
                         tampered,
+                        version_id: None,
                     });
                 }
             }
@@ -290,15 +291,11 @@ fn changed_after_record(bundle: &Path, record: &Path) -> Vec<String> {
     let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     match (modified(bundle), modified(record)) {
         (Some(b), Some(r)) if b > r + std::time::Duration::from_secs(1) => vec![format!(
-            "the bundle was modified after its record was written ({} later)",
-            humantime(b.duration_since(r).unwrap_or_default())
+            "the bundle was modified {} s after its record was written",
+            b.duration_since(r).unwrap_or_default().as_secs()
         )],
         _ => Vec::new(),
     }
-}
-
-fn humantime(d: std::time::Duration) -> String {
-    format!("{} s", d.as_secs())
 }
 
 fn read_record(path: &Path) -> Option<Record> {

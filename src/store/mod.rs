@@ -33,6 +33,9 @@ pub struct Listing {
     /// changed after its record); readers still use the original.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tampered: Vec<String>,
+    /// The bundle version every read is pinned to (S3: the original VersionId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -104,6 +107,10 @@ pub trait Store: Send + Sync {
     fn list(&self) -> anyhow::Result<Vec<Listing>>;
     /// Streams a bundle's bytes.
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>>;
+    /// Streams the bundle a [`Store::list`] entry names, at the version it was pinned to.
+    fn open_listed(&self, listing: &Listing) -> anyhow::Result<Box<dyn Read + Send>> {
+        self.open(&listing.name)
+    }
 }
 
 /// Opens a store from its location (`--store`): a directory or `s3://bucket/prefix`.

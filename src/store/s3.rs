@@ -642,11 +642,12 @@ impl Store for S3Store {
                     ));
                 }
             }
-            let size = bundle.and_then(Versions::original).map(|o| o.size);
+            let original = bundle.and_then(Versions::original);
+            let size = original.map(|o| o.size);
             let mut record = rec
                 .and_then(Versions::original)
                 .and_then(|o| self.read_record(&rec_name, &o.id));
-            if let (Some(b), Some(r)) = (bundle.and_then(Versions::original), record.as_mut()) {
+            if let (Some(b), Some(r)) = (original, record.as_mut()) {
                 if let Some(want) = &r.bundle_version_id
                     && *want != b.id
                 {
@@ -672,6 +673,7 @@ impl Store for S3Store {
                 record,
                 pending: Vec::new(),
                 tampered,
+                version_id: original.map(|o| o.id.clone()),
             });
         }
         out.sort_by(|a, b| {
@@ -690,25 +692,22 @@ impl Store for S3Store {
                 "{name:?} is not a backup name: use the NAME column of `cpbackup list`"
             )));
         }
-        let key = self.key(name);
         // Always the original version: a later PutObject over a locked key is not the backup.
+        let key = self.key(name);
         let versions = self.versions(&key)?;
         let original = versions
             .get("")
             .and_then(Versions::original)
             .ok_or_else(|| anyhow::anyhow!("{key}: no such object in {}", self.location()))?;
-        let out = block(
-            self.client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .set_version_id(original.vid())
-                .send(),
-        )
-        .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
-        Ok(Box::new(S3Reader {
-            inner: Box::pin(out.body.into_async_read()),
-        }))
+        self.download(&key, original.vid())
+    }
+
+    fn open_listed(&self, listing: &Listing) -> anyhow::Result<Box<dyn Read + Send>> {
+        match &listing.version_id {
+            // Pinned when it was listed: no second listing.
+            Some(v) => self.download(&self.key(&listing.name), (v != "null").then(|| v.clone())),
+            None => self.open(&listing.name),
+        }
     }
 }
 
@@ -846,6 +845,22 @@ impl S3Store {
         // Only keys with a version (a key with just delete markers holds nothing).
         out.retain(|_, v| !v.versions.is_empty());
         Ok(out)
+    }
+
+    /// Streams one version of `key` (the current one for `None`).
+    fn download(&self, key: &str, version: Option<String>) -> anyhow::Result<Box<dyn Read + Send>> {
+        let out = block(
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_version_id(version)
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
+        Ok(Box::new(S3Reader {
+            inner: Box::pin(out.body.into_async_read()),
+        }))
     }
 
     fn read_record(&self, rel: &str, version: &str) -> Option<Record> {
