@@ -328,8 +328,30 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
         "{err}"
     );
 
-    // A plausible backup of another cluster: --latest does not guess.
+    // A record whose time is far from its name's: passed over, whichever of the two lies.
     let now = time::OffsetDateTime::now_utc();
+    let recent = (now - time::Duration::minutes(1))
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap()
+        + "-rev8.cpb";
+    plant("c1", "n1", &recent, Some("2000-01-01T00:00:00Z"));
+    let o = verify(&f, &f.key, &["--latest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("c1/n1/{recent}"))
+            && stderr(&o).contains("one of them was forged"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&format!("--latest chose {}", f.name)));
+    // --node narrows to one node's backups.
+    let o = verify(&f, &f.key, &["--latest", "--node", "n9"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no complete backup"), "{}", stderr(&o));
+
+    // A plausible backup of another cluster: --latest does not guess.
     let file = now
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
