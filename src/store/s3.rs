@@ -226,7 +226,7 @@ impl S3Store {
                 .head_object()
                 .bucket(&self.bucket)
                 .key(key)
-                .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
+                .set_version_id(version.and_then(version_param))
                 .send(),
         )
         .map_err(|e| anyhow::anyhow!("HeadObject {key}: {}", describe(&e)))?;
@@ -497,22 +497,13 @@ impl Store for S3Store {
         let rec = format!("{}{}", name.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
         // The record goes first, so a half-deleted backup shows as incomplete, not whole.
         for key in [self.key(&rec), self.key(name)] {
-            let versions = block(
-                self.client
-                    .list_object_versions()
-                    .bucket(&self.bucket)
-                    .prefix(&key)
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("listing versions of {key}: {}", describe(&e)))?;
+            let versions = self.versions(&key)?;
             for v in versions
-                .versions()
-                .iter()
-                .filter(|v| v.key() == Some(key.as_str()))
+                .get("")
+                .map(|v| v.versions.as_slice())
+                .unwrap_or_default()
             {
-                let Some(id) = v.version_id() else { continue };
-                // "null" is the version of an object written before versioning (or without it).
-                let vid = (id != "null").then(|| id.to_owned());
+                let (id, vid) = (&v.id, v.vid());
                 let h = block(
                     self.client
                         .head_object()
@@ -705,7 +696,7 @@ impl Store for S3Store {
     fn open_listed(&self, listing: &Listing) -> anyhow::Result<Box<dyn Read + Send>> {
         match &listing.version_id {
             // Pinned when it was listed: no second listing.
-            Some(v) => self.download(&self.key(&listing.name), (v != "null").then(|| v.clone())),
+            Some(v) => self.download(&self.key(&listing.name), version_param(v)),
             None => self.open(&listing.name),
         }
     }
@@ -720,10 +711,15 @@ struct Version {
 }
 
 impl Version {
-    /// The id to send: "null" is the version of an object written without versioning.
     fn vid(&self) -> Option<String> {
-        (self.id != "null").then(|| self.id.clone())
+        version_param(&self.id)
     }
+}
+
+/// A VersionId as a request parameter: "null" is the version of an object written without
+/// versioning (or before it was enabled), which is asked for with no VersionId at all.
+fn version_param(id: &str) -> Option<String> {
+    (id != "null").then(|| id.to_owned())
 }
 
 /// Every version of one key, and whether a delete marker hides it.
@@ -865,7 +861,7 @@ impl S3Store {
 
     fn read_record(&self, rel: &str, version: &str) -> Option<Record> {
         let key = self.key(rel);
-        let vid = (version != "null").then(|| version.to_owned());
+        let vid = version_param(version);
         let bytes = block(async {
             let out = self
                 .client
