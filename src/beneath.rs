@@ -39,19 +39,15 @@ fn components(rel: &str) -> io::Result<Vec<&str>> {
 }
 
 /// Says which path a failure was about; a symlink on the way is named as such.
-fn at(rel: &str, e: rustix::io::Errno) -> io::Error {
-    let e = io::Error::from(e);
-    if matches!(
-        e.raw_os_error(),
-        Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR)
-    ) {
-        io::Error::new(
-            e.kind(),
-            format!("{rel}: a symlink (never followed) or a file is in the way"),
-        )
-    } else {
-        io::Error::new(e.kind(), format!("{rel}: {e}"))
-    }
+fn at(rel: &str, errno: rustix::io::Errno) -> io::Error {
+    let e = io::Error::from(errno);
+    let what = match errno {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            "a symlink (never followed) or a file is in the way".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    io::Error::new(e.kind(), format!("{rel}: {what}"))
 }
 
 impl Beneath {

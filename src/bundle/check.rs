@@ -258,14 +258,15 @@ impl Checker {
     }
 
     /// Checks one tar entry, hands it to `sink` and reads its content through. `buf` is scratch.
+    /// A failure of the sink is [`VerifyError::Output`], of the reading [`VerifyError::Io`].
     pub fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         sink: &mut dyn Sink,
         buf: &mut [u8],
-        write_err: &dyn Fn(io::Error) -> VerifyError,
     ) -> Result<(), VerifyError> {
         let read_err = |e: io::Error| VerifyError::Io(e.to_string());
+        let write_err = |e: io::Error| VerifyError::Output(e.to_string());
         let path = normalise(&entry.path_bytes()).map_err(|m| mismatch(format!("entry {m}")))?;
         if self.manifest.is_some() {
             return Err(mismatch(format!(

@@ -277,14 +277,13 @@ pub(crate) fn check_tar(
     let bad = |m: String| {
         VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
     };
-    let write_err = |e: io::Error| VerifyError::Output(e.to_string());
     let mut archive = tar::Archive::new(input);
     let mut checker = Checker::new();
     let mut buf = vec![0u8; 256 * 1024];
     for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         checker
-            .entry(&mut entry, sink, &mut buf, &write_err)
+            .entry(&mut entry, sink, &mut buf)
             .map_err(|e| match e {
                 VerifyError::Io(m) => bad(m),
                 other => other,
