@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
 use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BackupState, BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -243,21 +243,19 @@ impl Store for LocalStore {
                         continue;
                     }
                     let bundle = node.path().join(&file);
-                    let size = fs::metadata(&bundle)
-                        .ok()
-                        .filter(|m| m.is_file())
-                        .map(|m| m.len());
+                    let meta = fs::metadata(&bundle).ok().filter(|m| m.is_file());
+                    let size = meta.as_ref().map(|m| m.len());
                     let rec_path = node.path().join(format!(
                         "{}{}",
                         file.trim_end_matches(BUNDLE_EXT),
                         RECORD_EXT
                     ));
                     let record = read_record(&rec_path);
-                    let tampered = changed_after_record(&bundle, &rec_path);
-                    let state = match state_of(size, record.as_ref()) {
-                        BackupState::Complete if !tampered.is_empty() => BackupState::Tampered,
-                        s => s,
-                    };
+                    let tampered = meta
+                        .and_then(|m| m.modified().ok())
+                        .map(|m| changed_after_record(m, &rec_path))
+                        .unwrap_or_default();
+                    let state = state_of(size, record.as_ref(), &tampered);
                     out.push(Listing {
                         name: key,
                         store: self.location(),
@@ -287,10 +285,10 @@ impl Store for LocalStore {
 }
 
 /// A bundle modified after its record was written (the record comes last) was changed.
-fn changed_after_record(bundle: &Path, record: &Path) -> Vec<String> {
-    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(bundle), modified(record)) {
-        (Some(b), Some(r)) if b > r + std::time::Duration::from_secs(1) => vec![format!(
+fn changed_after_record(bundle_modified: std::time::SystemTime, record: &Path) -> Vec<String> {
+    let b = bundle_modified;
+    match fs::metadata(record).and_then(|m| m.modified()) {
+        Ok(r) if b > r + std::time::Duration::from_secs(1) => vec![format!(
             "the bundle was modified {} s after its record was written",
             b.duration_since(r).unwrap_or_default().as_secs()
         )],
@@ -314,6 +312,7 @@ fn read_record(path: &Path) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::BackupState;
 
     fn record(name: &str, size: u64) -> Record {
         Record {

@@ -127,11 +127,13 @@ pub fn open(spec: &crate::config::StoreSpec) -> anyhow::Result<Box<dyn Store>> {
     Ok(Box::new(LocalStore::new(location)))
 }
 
-/// Computes a listing's state from what exists.
-pub fn state_of(size: Option<u64>, record: Option<&Record>) -> BackupState {
+/// Computes a listing's state from what exists; `tampered` holds why the store thinks the
+/// backup was written over after the fact (a complete one is then `Tampered`).
+pub fn state_of(size: Option<u64>, record: Option<&Record>, tampered: &[String]) -> BackupState {
     match (size, record) {
         (Some(_), None) => BackupState::Incomplete,
         (Some(s), Some(r)) if s != r.bundle_size => BackupState::SizeMismatch,
+        (Some(_), Some(_)) if !tampered.is_empty() => BackupState::Tampered,
         (Some(_), Some(_)) => BackupState::Complete,
         (None, _) => BackupState::MissingBundle,
     }

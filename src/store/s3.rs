@@ -32,7 +32,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::usage;
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
 use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BackupState, BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
 
 /// Parts in flight per upload; with the part size this bounds an upload's memory.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -652,10 +652,7 @@ impl Store for S3Store {
                 r.lock_mode = mode;
                 r.retain_until = until;
             }
-            let state = match state_of(size, record.as_ref()) {
-                BackupState::Complete if !tampered.is_empty() => BackupState::Tampered,
-                s => s,
-            };
+            let state = state_of(size, record.as_ref(), &tampered);
             out.push(Listing {
                 state,
                 name,
