@@ -8,6 +8,7 @@
 # Usage: scripts/bench-restore.sh [--keys 520000] [--value-bytes 1900] [--rounds 3] [--work DIR]
 #   --work DIR: keep the seeded node, store and snapshot in DIR and reuse them next time
 #   The restore's phases (from its JSON log) are reported as medians too.
+#   CPBACKUP_BENCH_BIN=/path/to/other/cpbackup measures another build on the same node (--work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

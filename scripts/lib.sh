@@ -123,11 +123,17 @@ cpb_start_etcd() {
 
 # Common start of every benchmark: install, build release, a work dir removed on exit together
 # with every process whose PID is appended to PIDS. Sets BIN, WORK, PIDS.
+# CPBACKUP_BENCH_BIN=/path/to/cpbackup benchmarks that binary instead (another release, say).
 cpb_bench_setup() {
   cpb_install_all
-  cpb_log "building cpbackup (release)"
-  cargo build --release -q
-  BIN=$PWD/target/release/cpbackup
+  if [ -n "${CPBACKUP_BENCH_BIN:-}" ]; then
+    BIN=$CPBACKUP_BENCH_BIN
+    cpb_log "benchmarking $BIN"
+  else
+    cpb_log "building cpbackup (release)"
+    cargo build --release -q
+    BIN=$PWD/target/release/cpbackup
+  fi
   WORK=$(mktemp -d "/var/tmp/cpbackup-$1.XXXXXX")
   PIDS=()
   trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
