@@ -1042,3 +1042,103 @@ mod decoding_properties {
         }
     }
 }
+
+/// `--out` never writes through a symlink, removes what a killed extraction left beside it,
+/// and writes every object whatever its name: a 253-character name (with a hash suffix where
+/// the file system's 255 bytes would not fit) and undecodable keys holding NUL, `..` or `/`.
+#[test]
+fn out_takes_any_name_and_never_a_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, etcd) = cluster_snapshot(dir);
+    let long = "n".repeat(253);
+    put_all(
+        &etcd.endpoint,
+        &[
+            (
+                format!("/registry/configmaps/shop/{long}"),
+                configmap(&long, "shop", &[("k", "v")]),
+            ),
+            ("/registry/secrets/shop/..".into(), b"\x00garbage".to_vec()),
+            (
+                "/registry/secrets/shop/a\0b".into(),
+                b"\x00garbage".to_vec(),
+            ),
+        ],
+        &[],
+    );
+    let snap = dir.join("edge.db");
+    let o = etcdctl(
+        Version::V35,
+        &etcd.endpoint,
+        &["snapshot", "save", snap.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // a symlink as --out: refused, its target untouched, nothing left beside it
+    let target = dir.join("target");
+    fs::create_dir(&target).unwrap();
+    let link = dir.join("parent/out-link");
+    fs::create_dir_all(dir.join("parent")).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    // plaintext an extraction killed before its rename left behind (a pid that is gone)
+    let abandoned = dir.join("parent/.cpbackup-extract-999999999-abc");
+    fs::create_dir(&abandoned).unwrap();
+    fs::write(abandoned.join("001-secret-db.yaml"), "password: hunter2\n").unwrap();
+    let refused_link = [
+        snap.as_os_str(),
+        "--namespace".as_ref(),
+        "shop".as_ref(),
+        "--out".as_ref(),
+        link.as_os_str(),
+    ];
+    refused(dir, &refused_link, Some(1), "is a symlink");
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+
+    let out = dir.join("parent/out");
+    let mut c = cpbackup(dir);
+    c.arg("extract")
+        .arg(&snap)
+        .args(["--namespace", "shop", "--format", "yaml", "--out"])
+        .arg(&out);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted extraction"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!abandoned.exists());
+    let names: Vec<String> = fs::read_dir(dir.join("parent"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".cpbackup-extract-")),
+        "{names:?}"
+    );
+    let files: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let cm = files
+        .iter()
+        .find(|f| f.contains("-configmap-nnnn"))
+        .unwrap_or_else(|| panic!("the long-named ConfigMap is written: {files:?}"));
+    assert!(cm.len() <= 255 && cm.ends_with(".yaml"), "{cm}");
+    let text = fs::read_to_string(out.join(cm)).unwrap();
+    assert!(text.contains(&long), "the object keeps its full name");
+    let mut raw: Vec<String> = fs::read_dir(out.join("undecoded"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    raw.sort();
+    assert!(
+        raw.contains(&"registry~secrets~shop~..".to_owned()),
+        "{raw:?}"
+    );
+    assert!(
+        raw.contains(&"registry~secrets~shop~a%00b".to_owned()),
+        "{raw:?}"
+    );
+}

@@ -100,6 +100,35 @@ pub fn stream(
     Ok(())
 }
 
+/// Longest file name most file systems take (bytes).
+const MAX_NAME: usize = 255;
+
+/// `raw` as one safe file name: bytes other than ASCII letters, digits and `-._~` are written
+/// `%XX`, a name made only of dots gets a `%2E` for its first, and a name longer than `max`
+/// bytes is cut and ends in `-` and 12 hex digits of the SHA-256 of `raw`, so two names never
+/// meet.
+fn safe_name(raw: &str, max: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.bytes().all(|b| b == b'.') {
+        out.replace_range(..1.min(out.len()), "%2E");
+    }
+    if out.len() > max {
+        let hash = hex::encode(&Sha256::digest(raw.as_bytes())[..6]);
+        out.truncate(max - hash.len() - 1);
+        out.push('-');
+        out.push_str(&hash);
+    }
+    out
+}
+
 fn file_name(index: usize, o: &Object, format: Format) -> String {
     let clean = |s: &str| -> String {
         s.chars()
@@ -112,13 +141,50 @@ fn file_name(index: usize, o: &Object, format: Format) -> String {
             })
             .collect()
     };
-    format!(
-        "{index:03}-{}-{}.{}",
-        clean(&o.kind().to_ascii_lowercase()),
-        clean(o.name()),
-        format.ext()
-    )
+    let head = format!("{index:03}-{}-", clean(&o.kind().to_ascii_lowercase()));
+    let tail = format!(".{}", format.ext());
+    let room = MAX_NAME.saturating_sub(head.len() + tail.len());
+    format!("{head}{}{tail}", safe_name(&clean(o.name()), room))
 }
+
+/// Removes what extractions killed before their rename left in `parent` (decrypted objects):
+/// `.cpbackup-extract-<pid>-*` directories whose process is gone.
+fn remove_abandoned_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING_PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // EPERM means alive (another user's process); only ESRCH means gone.
+        let alive = rustix::process::Pid::from_raw(pid).is_none_or(|p| {
+            !matches!(
+                rustix::process::test_kill_process(p),
+                Err(rustix::io::Errno::SRCH)
+            )
+        });
+        if !alive && e.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => eprintln!(
+                    "removed {}: decrypted objects left by an interrupted extraction",
+                    e.path().display()
+                ),
+                Err(err) => eprintln!(
+                    "WARNING: cannot remove {} (decrypted objects of an interrupted extraction): {err}",
+                    e.path().display()
+                ),
+            }
+        }
+    }
+}
+
+const STAGING_PREFIX: &str = ".cpbackup-extract-";
 
 /// One file per object in a new directory `dir` (which must not exist or be empty).
 pub fn directory(
@@ -127,6 +193,21 @@ pub fn directory(
     undecoded: &[Undecoded],
     format: Format,
 ) -> anyhow::Result<Written> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
+            "{} is a symlink; give a new directory (the real path) with --out, nothing is written through a link",
+            dir.display()
+        ),
+        Ok(m) if !m.is_dir() => anyhow::bail!(
+            "{} exists and is not a directory; give a new directory with --out",
+            dir.display()
+        ),
+        Ok(_) if crate::restore::fsops::is_mount_point(dir) => anyhow::bail!(
+            "{} is a mount point, which cannot be replaced by the finished output; give a new directory below it with --out",
+            dir.display()
+        ),
+        _ => {}
+    }
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
@@ -144,8 +225,9 @@ pub fn directory(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
+    remove_abandoned_staging(parent);
     let staging = tempfile::Builder::new()
-        .prefix(".cpbackup-extract-")
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
         .tempdir_in(parent)
         .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
     std::fs::set_permissions(
@@ -172,12 +254,7 @@ pub fn directory(
         let raw = staging.path().join("undecoded");
         std::fs::DirBuilder::new().mode(0o700).create(&raw)?;
         for u in undecoded {
-            let name: String = u
-                .key
-                .trim_start_matches('/')
-                .chars()
-                .map(|c| if c == '/' { '~' } else { c })
-                .collect();
+            let name = safe_name(&u.key.trim_start_matches('/').replace('/', "~"), MAX_NAME);
             // stored bytes may be secrets (encrypted or not): 0600
             write_file(&raw.join(name), &u.value, 0o600)?;
             written.undecoded_files += 1;
@@ -186,12 +263,14 @@ pub fn directory(
     // Renamed only when every file is written, so an interrupted run leaves no directory that
     // looks complete. No fsync: this is a working copy for `kubectl apply`, not a backup, and a
     // flush per file (or of the whole file system) would cost more than the extraction itself.
-    let staged = staging.keep();
+    // On any failure the staging directory (decrypted objects) goes with `staging`'s drop.
     if dir.exists() {
-        std::fs::remove_dir(dir)?;
+        std::fs::remove_dir(dir)
+            .with_context(|| format!("cannot replace the empty directory {}", dir.display()))?;
     }
-    std::fs::rename(&staged, dir)
+    std::fs::rename(staging.path(), dir)
         .with_context(|| format!("cannot move the output to {}", dir.display()))?;
+    let _renamed = staging.keep();
     Ok(written)
 }
 
@@ -209,6 +288,28 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_name_becomes_one_safe_file_name() {
+        assert_eq!(
+            safe_name("registry~secrets~shop~db", 255),
+            "registry~secrets~shop~db"
+        );
+        assert_eq!(safe_name("a/b\0c", 255), "a%2Fb%00c");
+        assert_eq!(safe_name("..", 255), "%2E.");
+        assert_eq!(safe_name(".", 255), "%2E");
+        let long = "x".repeat(300);
+        let s = safe_name(&long, 255);
+        assert_eq!(s.len(), 255);
+        assert_ne!(
+            s,
+            safe_name(&format!("{long}y"), 255),
+            "cut names stay distinct"
+        );
+        // a 253-character object name fits with its index, kind and extension
+        let room = MAX_NAME - "001-configmap-".len() - ".yaml".len();
+        assert!(safe_name(&"n".repeat(253), room).len() <= room);
+    }
 
     #[test]
     fn yaml_keeps_strings_that_look_like_other_things_strings() {
