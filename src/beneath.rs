@@ -184,6 +184,24 @@ impl Beneath {
     }
 }
 
+/// Checks that `dir` is a directory below `root` reached without a symlink on the way (the
+/// parts of `root` itself are the operator's choice and are not checked).
+pub fn real_dir_below(root: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(root).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not below {}", dir.display(), root.display()),
+        )
+    })?;
+    let rel = rel.to_str().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not UTF-8", dir.display()),
+        )
+    })?;
+    Beneath::open(root)?.dir(rel, false).map(drop)
+}
+
 /// `fchown` (unless not permitted) then `fchmod` on an open descriptor: chown clears setuid
 /// bits, so the mode comes last.
 pub fn set_owner_mode(f: &impl AsFd, uid: u64, gid: u64, mode: u32) -> io::Result<()> {

@@ -378,6 +378,24 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("etcdutl"), "{}", stderr(&o));
 
+    // /etc/kubernetes reached through a symlink: nothing is placed through it.
+    let k8s = n.root.join("etc/kubernetes");
+    let moved = n.root.join("elsewhere-kubernetes");
+    fs::rename(&k8s, &moved).unwrap();
+    std::os::unix::fs::symlink("../elsewhere-kubernetes", &k8s).unwrap();
+    let moved_before = tree_digest(&moved, &[]);
+    let o = run(n.restore(&["--latest", "--yes"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("must be a real directory")
+            && stderr(&o).contains("nothing on this node was changed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_digest(&moved, &[]), moved_before);
+    fs::remove_file(&k8s).unwrap();
+    fs::rename(&moved, &k8s).unwrap();
+
     assert_eq!(n.digest(), before, "the host was touched");
     assert!(!journal.exists());
     n.assert_original();

@@ -140,8 +140,22 @@ pub fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     }
 }
 
+/// The directory the backup's files are placed into must be reached without a symlink: a
+/// restore never writes through one (checked now, before anything changes, and again by the step).
+fn placement_target(host: &HostRoot, host_path: &str) -> anyhow::Result<PathBuf> {
+    let target = host.path(host_path);
+    crate::beneath::real_dir_below(host.root(), &target).with_context(|| {
+        format!(
+            "{host_path} under {} must be a real directory (no symlink on the way): a restore never writes through a link. Fix it by hand; nothing was changed",
+            host.root().display()
+        )
+    })?;
+    Ok(target)
+}
+
 fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     let host = p.host;
+    let place_into = placement_target(host, "/etc/kubernetes")?;
     let etcd = kubeadm_etcd(host)?;
     let tool = p.tool.context("no restore tool")?;
     let data_dir = host.path(&etcd.data_dir_host);
@@ -197,7 +211,7 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     }
     steps.push(Step::PlaceFiles {
         staged: p.staged.to_path_buf(),
-        target: host.path("/etc/kubernetes"),
+        target: place_into,
         replaced: p.work_dir.join("replaced"),
         select: Selection::KubeadmPkiAndConfs,
     });
@@ -313,7 +327,7 @@ fn openshift(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         },
         Step::PlaceFiles {
             staged: p.staged.join("static-pod-resources"),
-            target: host.path("/etc/kubernetes/static-pod-resources"),
+            target: placement_target(host, "/etc/kubernetes/static-pod-resources")?,
             replaced: p.work_dir.join("replaced"),
             select: Selection::All,
         },

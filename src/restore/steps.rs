@@ -266,6 +266,13 @@ impl Step {
                 replaced,
                 select,
             } => {
+                // Again at run time (a --continue may come much later): never through a link.
+                crate::beneath::real_dir_below(&ctx.host_root, target).with_context(|| {
+                    format!(
+                        "{} must be a real directory (no symlink on the way); fix it, then --continue or --rollback",
+                        target.display()
+                    )
+                })?;
                 create_private_dir(replaced)?;
                 for e in entries(staged)? {
                     if !select.wants(&e) {
