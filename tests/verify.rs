@@ -128,6 +128,23 @@ fn each_kind_of_damage_has_its_own_error() {
         "{e}"
     );
 
+    // a damaged recipient stanza, with the record naming this key among the recipients: the
+    // header is damaged, the key is not wrong
+    let mut stanza = original.clone();
+    let body = stanza
+        .windows(10)
+        .position(|w| w == b"-> X25519 ")
+        .map(|i| i + stanza[i..].iter().position(|&b| b == b'\n').unwrap() + 1)
+        .unwrap();
+    stanza[body + 3] = if stanza[body + 3] == b'A' { b'B' } else { b'A' };
+    let o = verify(&f, &f.key, &[&copy("stanza.cpb", &stanza, true)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("recipient stanza was damaged") && !stderr(&o).contains("wrong key"),
+        "{}",
+        stderr(&o)
+    );
+
     // truncated, with its record beside it
     let o = verify(
         &f,
@@ -421,5 +438,34 @@ fn a_local_bundle_changed_after_its_record_is_tampered() {
     assert!(
         v["tampered"][0].as_str().unwrap().contains("modified"),
         "{v}"
+    );
+}
+
+/// A record that cannot be used is listed with its reason, not only as `incomplete`.
+#[test]
+fn an_unreadable_record_is_listed_with_its_reason() {
+    let f = fixture();
+    fs::write(format!("{}.json", f.bundle.display()), b"{\"name\": 1").unwrap();
+    let mut c = cpbackup(&f.dir);
+    c.args(["list", "--output", "json", "--store"])
+        .arg(&f.store);
+    let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(l[0]["state"], "incomplete", "{l}");
+    assert!(
+        l[0]["record_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid record"),
+        "{l}"
+    );
+    let mut c = cpbackup(&f.dir);
+    c.args(["list", "--store"]).arg(&f.store);
+    let text = stdout(&run(c));
+    assert!(
+        text.contains(&format!(
+            "{}: its record is unusable: not a valid record",
+            f.name
+        )),
+        "{text}"
     );
 }

@@ -221,6 +221,20 @@ fn decrypt<'r>(
 ) -> Result<impl Read + 'r, VerifyError> {
     let decryptor = age::Decryptor::new(input).map_err(|e| classify_header(e, &taps.raw))?;
     let plain = decryptor.decrypt(ids.as_dyn()).map_err(|e| match e {
+        // One of ours is among the recipients the record names, yet no stanza opens: the
+        // header was damaged, the key is right.
+        age::DecryptError::NoMatchingKeys
+            if ids.fingerprints().iter().any(|f| encrypted_to.contains(f)) =>
+        {
+            VerifyError::Corrupted(format!(
+                "the age header does not open with {} although the backup was encrypted to it: its recipient stanza was damaged or modified",
+                ids.fingerprints()
+                    .into_iter()
+                    .filter(|f| encrypted_to.contains(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
         age::DecryptError::NoMatchingKeys => VerifyError::WrongKey {
             have: ids.fingerprints().join(", "),
             want: if encrypted_to.is_empty() {

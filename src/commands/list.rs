@@ -53,27 +53,28 @@ pub fn run(stores: &[crate::config::StoreSpec], format: OutputFormat) -> anyhow:
                 row
             })
             .collect();
-        output::table(&header, &rows)
+        let mut text = output::table(&header, &rows);
+        for l in all {
+            for t in &l.tampered {
+                text.push_str(&format!("\n{}: tampered: {t}", l.name));
+            }
+            if let Some(e) = &l.record_error {
+                text.push_str(&format!("\n{}: its record is unusable: {e}", l.name));
+            }
+        }
+        text
     })
 }
 
-/// `20261122T221005Z-rev7.cpb` → `2026-11-22T22:10:05Z`.
+/// `c/n/20261122T221005Z-rev7.cpb` → `2026-11-22T22:10:05Z` (for backups without a record).
 fn time_from_name(name: &str) -> String {
-    let f = name.rsplit('/').next().unwrap_or(name);
-    let t = f.split('-').next().unwrap_or("");
-    if t.len() == 16 {
-        format!(
-            "{}-{}-{}T{}:{}:{}Z",
-            &t[0..4],
-            &t[4..6],
-            &t[6..8],
-            &t[9..11],
-            &t[11..13],
-            &t[13..15]
-        )
-    } else {
-        "-".into()
-    }
+    crate::store::BundleName::parse(name)
+        .and_then(|n| n.time())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "-".into())
 }
 
 #[cfg(test)]

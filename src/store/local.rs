@@ -250,7 +250,10 @@ impl Store for LocalStore {
                         file.trim_end_matches(BUNDLE_EXT),
                         RECORD_EXT
                     ));
-                    let record = read_record(&rec_path);
+                    let (record, record_error) = match read_record(&rec_path) {
+                        Ok(r) => (r, None),
+                        Err(e) => (None, Some(e)),
+                    };
                     let tampered = meta
                         .and_then(|m| m.modified().ok())
                         .map(|m| changed_after_record(m, &rec_path))
@@ -264,6 +267,7 @@ impl Store for LocalStore {
                         record,
                         pending: crate::store::pending::read(&bundle).stores,
                         tampered,
+                        record_error,
                         version_id: None,
                     });
                 }
@@ -296,17 +300,18 @@ fn changed_after_record(bundle_modified: std::time::SystemTime, record: &Path) -
     }
 }
 
-fn read_record(path: &Path) -> Option<Record> {
-    let f = File::open(path).ok()?;
+/// The record at `path`: none if it does not exist, the reason if it cannot be used.
+fn read_record(path: &Path) -> Result<Option<Record>, String> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open it: {e}")),
+    };
     let mut buf = Vec::new();
-    f.take(MAX_RECORD_BYTES).read_to_end(&mut buf).ok()?;
-    match Record::parse(&buf) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!(record = %path.display(), error = %e, "unreadable record; the backup is listed as incomplete");
-            None
-        }
-    }
+    f.take(MAX_RECORD_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    Record::parse_limited(&buf).map(Some)
 }
 
 #[cfg(test)]

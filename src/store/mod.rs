@@ -33,6 +33,9 @@ pub struct Listing {
     /// changed after its record); readers still use the original.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tampered: Vec<String>,
+    /// Why the record beside the bundle could not be read (the backup is then `incomplete`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
     /// The bundle version every read is pinned to (S3: the original VersionId).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,

@@ -45,4 +45,13 @@ impl Record {
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Self> {
         Ok(serde_json::from_slice(bytes)?)
     }
+
+    /// A record read from a store: `Ok(None)` when there is none, `Err(why)` when it cannot be
+    /// used (too large, not JSON, not a record).
+    pub fn parse_limited(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() as u64 >= MAX_RECORD_BYTES {
+            return Err(format!("larger than {MAX_RECORD_BYTES} bytes"));
+        }
+        Self::parse(bytes).map_err(|e| format!("not a valid record: {e}"))
+    }
 }

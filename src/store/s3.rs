@@ -635,9 +635,14 @@ impl Store for S3Store {
             }
             let original = bundle.and_then(Versions::original);
             let size = original.map(|o| o.size);
-            let mut record = rec
+            let (mut record, record_error) = match rec
                 .and_then(Versions::original)
-                .and_then(|o| self.read_record(&rec_name, &o.id));
+                .map(|o| self.read_record(&rec_name, &o.id))
+            {
+                Some(Ok(r)) => (Some(r), None),
+                Some(Err(e)) => (None, Some(e)),
+                None => (None, None),
+            };
             if let (Some(b), Some(r)) = (original, record.as_mut()) {
                 if let Some(want) = &r.bundle_version_id
                     && *want != b.id
@@ -661,6 +666,7 @@ impl Store for S3Store {
                 record,
                 pending: Vec::new(),
                 tampered,
+                record_error,
                 version_id: original.map(|o| o.id.clone()),
             });
         }
@@ -856,7 +862,8 @@ impl S3Store {
         }))
     }
 
-    fn read_record(&self, rel: &str, version: &str) -> Option<Record> {
+    /// One version of a record, or why it cannot be used.
+    fn read_record(&self, rel: &str, version: &str) -> Result<Record, String> {
         let key = self.key(rel);
         let vid = version_param(version);
         let bytes = block(async {
@@ -868,17 +875,17 @@ impl S3Store {
                 .set_version_id(vid)
                 .send()
                 .await
-                .ok()?;
+                .map_err(|e| format!("cannot download it: {}", describe(&e)))?;
             let mut buf = Vec::new();
             out.body
                 .into_async_read()
                 .take(MAX_RECORD_BYTES)
                 .read_to_end(&mut buf)
                 .await
-                .ok()?;
-            Some(buf)
+                .map_err(|e| format!("cannot read it: {e}"))?;
+            Ok::<_, String>(buf)
         })?;
-        Record::parse(&bytes).ok()
+        Record::parse_limited(&bytes)
     }
 }
 
