@@ -464,6 +464,11 @@ pub struct BackupRef {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub which: BackupRef,
+    /// Without the key: check the stored bytes against the record (size, SHA-256), the
+    /// version read (S3: the original) and that its Object Lock is still in force. A monitoring
+    /// job can run it anywhere; only a full verify (with --identity) proves what is inside.
+    #[arg(long)]
+    pub ciphertext_only: bool,
     #[command(flatten)]
     pub identities: IdentityArgs,
     #[command(flatten)]

@@ -34,6 +34,11 @@ fn run(cli: &Cli, file: &FileConfig) -> anyhow::Result<()> {
         Command::List(a) => {
             commands::list::run(&config::resolve_stores(&a.stores, file)?, common.output)
         }
+        Command::Verify(a) if a.ciphertext_only => commands::verify::run_ciphertext_only(
+            &a.which,
+            &commands::stores_for(&a.which, &a.stores, file)?,
+            common.output,
+        ),
         Command::Verify(a) => commands::verify::run(
             &a.which,
             &config::resolve_identities(&a.identities, file)?,

@@ -75,6 +75,12 @@ pub struct State {
     pub prune_failures_total: u64,
     pub pending_uploads: u64,
     pub slots: BTreeMap<String, u64>,
+    /// Creation time (Unix seconds) of the newest backup whose stored bytes checked out
+    /// against their record and lock, without the key.
+    pub last_verified: Option<f64>,
+    pub verify_failures_total: u64,
+    /// Backups of this cluster listed `tampered` at the last check.
+    pub tampered_backups: Option<u64>,
 }
 
 /// Values only a running daemon has.
@@ -319,6 +325,24 @@ impl State {
             "gauge",
             "Backups due for deletion but still under Object Lock at the last retention run.",
             opt(self.prune_locked.map(|v| v as f64)),
+        );
+        family(
+            "cpbackup_last_verified_timestamp_seconds",
+            "gauge",
+            "Creation time of the newest backup whose stored bytes match its record and whose lock holds (checked without the key after each slot).",
+            opt(self.last_verified),
+        );
+        family(
+            "cpbackup_verify_failures_total",
+            "counter",
+            "Backups whose stored bytes did not match their record, or whose lock ran out, at the check after a slot.",
+            vec![(String::new(), self.verify_failures_total as f64)],
+        );
+        family(
+            "cpbackup_tampered_backups",
+            "gauge",
+            "Backups of this cluster whose keys were written again after the backup (the original is still what is read).",
+            opt(self.tampered_backups.map(|n| n as f64)),
         );
         family(
             "cpbackup_pending_uploads",

@@ -209,6 +209,27 @@ fn metrics_move_with_each_backup_and_health_follows_failures() {
     let s = d.scrape();
     let last2 = metric_value(&s, "cpbackup_last_success_timestamp_seconds", &[]).unwrap();
     assert!(last2 > last1, "last success moved: {last1} → {last2}");
+    // After each slot the newest backup of this cluster is checked without the key: the
+    // metric is that backup's creation time, never another cluster's.
+    let unix = |r: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            r["created"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp() as f64
+    };
+    let other_newest = records(&store)
+        .iter()
+        .filter(|r| r["cluster"] == "other")
+        .map(unix)
+        .fold(0.0, f64::max);
+    d.wait_until(30, "a verified backup of this cluster", |d| {
+        d.metric("cpbackup_last_verified_timestamp_seconds", &[])
+            .is_some_and(|v| v > other_newest)
+    });
+    assert_eq!(d.metric("cpbackup_verify_failures_total", &[]), Some(0.0));
+    assert_eq!(d.metric("cpbackup_tampered_backups", &[]), Some(0.0));
     assert_eq!(
         metric_value(&s, "cpbackup_etcd_revision", &[]),
         Some(etcd.revision() as f64)

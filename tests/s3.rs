@@ -412,6 +412,27 @@ fn an_overwritten_locked_bundle_is_tampered_and_the_original_is_what_is_read() {
     assert!(stderr(&o).contains("looks tampered with"), "{}", stderr(&o));
     assert!(stdout(&o).contains("(matches record)"), "{}", stdout(&o));
 
+    // Without the key: the original's bytes match its record, its lock holds.
+    let mut c = moto.cpbackup(dir);
+    c.args([
+        "verify",
+        "--ciphertext-only",
+        "--latest",
+        "--output",
+        "json",
+        "--store",
+        "s3://locked/prod",
+    ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["lock_mode"], "COMPLIANCE", "{v}");
+    assert!(
+        v["version_id"].is_string() && v["tampered"].as_array().unwrap().len() == 2,
+        "{v}"
+    );
+
     let root = dir.join("root");
     fake_kubeadm_node(&root, free_port(), free_port());
     let mut c = moto.cpbackup(dir);

@@ -469,3 +469,47 @@ fn an_unreadable_record_is_listed_with_its_reason() {
         "{text}"
     );
 }
+
+/// `verify --ciphertext-only` needs no key: the stored bytes against the record.
+#[test]
+fn ciphertext_only_needs_no_key_and_catches_changed_bytes() {
+    let f = fixture();
+    let run_it = |what: &str| {
+        let mut c = cpbackup(&f.dir);
+        c.args(["verify", "--ciphertext-only", "--output", "json", what]);
+        c.arg("--store").arg(&f.store);
+        run(c)
+    };
+    let o = run_it(&f.name);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{}.json", f.bundle.display())).unwrap()).unwrap();
+    assert_eq!(v["sha256"], rec["bundle_sha256"]);
+
+    // the same size, one byte changed: the key is not needed to see it
+    let mut bytes = fs::read(&f.bundle).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    let copy = f.dir.join("changed.cpb");
+    fs::write(&copy, &bytes).unwrap();
+    fs::copy(
+        format!("{}.json", f.bundle.display()),
+        format!("{}.json", copy.display()),
+    )
+    .unwrap();
+    let o = run_it(copy.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["problems"][0].as_str().unwrap().contains("SHA-256"),
+        "{v}"
+    );
+    assert!(
+        stderr(&o).contains("does not match its record"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -18,10 +18,10 @@ pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow
     let out = export::export_openshift(
         chosen.reader,
         &ids,
-        &crate::bundle::check::Expectation::from_record(chosen.record.as_ref()),
+        &crate::bundle::check::Expectation::from_record(chosen.listing.record.as_ref()),
         &args.out,
     )
-    .map_err(|e| e.context(format!("exporting {}", chosen.name)))?;
+    .map_err(|e| e.context(format!("exporting {}", chosen.listing.name)))?;
     tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
     output::emit(format, &out, |o| {
         format!(

@@ -320,7 +320,7 @@ fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow:
         }
     };
     // downloading and decrypting a large backup takes a while: a bar on a terminal
-    let bar = crate::progress::bytes_bar(chosen.size.unwrap_or(0), progress, "extract");
+    let bar = crate::progress::bytes_bar(chosen.listing.size.unwrap_or(0), progress, "extract");
     let input = bar.wrap_read(chosen.reader);
     // only what can lead to the keys stays in memory (not the pki, not kubeconfigs)
     let keep = |path: &str, buf: &[u8]| {
@@ -330,19 +330,19 @@ fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow:
     let read = reader::extract_snapshot(
         input,
         &ids,
-        &reader::Expectation::from_record(chosen.record.as_ref()),
+        &reader::Expectation::from_record(chosen.listing.record.as_ref()),
         &mut spool,
         SMALL_FILE,
         &keep,
     );
     bar.finish_and_clear();
     let small = read
-        .with_context(|| format!("reading {}", chosen.name))?
+        .with_context(|| format!("reading {}", chosen.listing.name))?
         .kept;
     Ok(Source {
-        snapshot: map_file(spool, &chosen.name)?,
+        snapshot: map_file(spool, &chosen.listing.name)?,
         bundled_encryption: bundled_encryption_config(&small),
-        name: chosen.name,
+        name: chosen.listing.name,
     })
 }
 

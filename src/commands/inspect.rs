@@ -41,14 +41,14 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
             reader::extract_snapshot(
                 chosen.reader,
                 &ids,
-                &reader::Expectation::from_record(chosen.record.as_ref()),
+                &reader::Expectation::from_record(chosen.listing.record.as_ref()),
                 &mut spool,
                 0,
                 &|_, _| false,
             )
-            .with_context(|| format!("reading the snapshot from {}", chosen.name))?;
-            let mapped = map(spool, &chosen.name)?;
-            (chosen.name, mapped)
+            .with_context(|| format!("reading the snapshot from {}", chosen.listing.name))?;
+            let mapped = map(spool, &chosen.listing.name)?;
+            (chosen.listing.name, mapped)
         }
     };
     let report = report::analyze(&mapped).with_context(|| {

@@ -47,14 +47,11 @@ pub fn stores_for(
     crate::config::resolve_stores(stores, file)
 }
 
-/// A backup chosen by name, path or `--latest`, ready to stream.
+/// A backup chosen by name, path or `--latest`, ready to stream: what its store lists of it
+/// (for a path: its size and the record beside it) and its bytes.
 pub struct Chosen {
-    pub name: String,
+    pub listing: Listing,
     pub reader: Box<dyn std::io::Read + Send>,
-    pub size: Option<u64>,
-    pub record: Option<Record>,
-    /// Why the store thinks someone wrote over this backup (the original is what is read).
-    pub tampered: Vec<String>,
 }
 
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
@@ -64,15 +61,26 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
         if p.is_file() {
             let f = std::fs::File::open(p)?;
             let size = f.metadata()?.len();
-            let rec = std::fs::read(format!("{arg}.json"))
-                .ok()
-                .and_then(|b| Record::parse(&b).ok());
+            let (record, record_error) = match std::fs::read(format!("{arg}.json")) {
+                Ok(b) => match Record::parse_limited(&b) {
+                    Ok(r) => (Some(r), None),
+                    Err(e) => (None, Some(e)),
+                },
+                Err(_) => (None, None),
+            };
             return Ok(Chosen {
-                name: arg.clone(),
+                listing: Listing {
+                    name: arg.clone(),
+                    store: "(file)".into(),
+                    size: Some(size),
+                    state: store::state_of(Some(size), record.as_ref(), &[]),
+                    record,
+                    pending: Vec::new(),
+                    tampered: Vec::new(),
+                    record_error,
+                    version_id: None,
+                },
                 reader: Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
-                size: Some(size),
-                record: rec,
-                tampered: Vec::new(),
             });
         }
     }
@@ -105,10 +113,7 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
     }
     Ok(Chosen {
         reader: stores[idx].open_listed(&listing)?,
-        tampered: listing.tampered.clone(),
-        name: listing.name,
-        size: listing.size,
-        record: listing.record,
+        listing,
     })
 }
 

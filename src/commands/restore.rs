@@ -213,7 +213,7 @@ pub fn run(
     let stores = open_stores(&crate::commands::stores_for(&which, &args.stores, file)?)?;
     let chosen = choose(&which, &stores)?;
     let data_dir = host.path(&data_dir_host);
-    if let Some(r) = &chosen.record {
+    if let Some(r) = &chosen.listing.record {
         check_space(&data_dir, r.snapshot_size)?;
     }
     let token = format!(
@@ -224,8 +224,11 @@ pub fn run(
     let staged = work_dir.join("staged");
 
     if args.dry_run {
-        eprintln!("verifying {} (nothing will be changed)…", chosen.name);
-        let expect = Expectation::from_record(chosen.record.as_ref());
+        eprintln!(
+            "verifying {} (nothing will be changed)…",
+            chosen.listing.name
+        );
+        let expect = Expectation::from_record(chosen.listing.record.as_ref());
         let report = reader::verify(chosen.reader, &ids, &expect, Box::new(|_| {}))
             .map_err(anyhow::Error::new)
             .context("the backup does not verify; it cannot be restored")?;
@@ -244,7 +247,7 @@ pub fn run(
         let j = new_journal(
             &id,
             Operation::Restore,
-            Some(&chosen.name),
+            Some(&chosen.listing.name),
             platform,
             &work_dir,
             steps,
@@ -258,18 +261,18 @@ pub fn run(
 
     eprintln!(
         "unpacking and verifying {} into {} …",
-        chosen.name,
+        chosen.listing.name,
         staged.display()
     );
     fsops::create_private_dir(&work_dir)?;
     let bar = crate::progress::bytes_bar(
-        chosen.size.unwrap_or(0),
+        chosen.listing.size.unwrap_or(0),
         !quiet && common.output == OutputFormat::Text,
         "unpack",
     );
     let b = bar.clone();
     let started = std::time::Instant::now();
-    let expect = Expectation::from_record(chosen.record.as_ref());
+    let expect = Expectation::from_record(chosen.listing.record.as_ref());
     let unpacked = unpack::unpack(
         chosen.reader,
         &ids,
@@ -315,7 +318,7 @@ pub fn run(
     let mut j = new_journal(
         &id,
         Operation::Restore,
-        Some(&chosen.name),
+        Some(&chosen.listing.name),
         platform,
         &work_dir,
         steps,

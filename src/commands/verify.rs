@@ -1,6 +1,8 @@
 //! `cpbackup verify`: stream a backup, decrypt it and check every hash, the snapshot trailer
 //! and its bbolt meta pages.
 
+use anyhow::Context;
+
 use crate::bundle::reader::{self, Expectation};
 use crate::cli::OutputFormat;
 use crate::commands::{choose, open_stores};
@@ -31,12 +33,12 @@ pub fn run(
     let ids = Identities::load(identity_files)?;
     let stores = open_stores(stores)?;
     let chosen = choose(which, &stores)?;
-    let recorded_size = chosen.record.as_ref().map(|r| r.bundle_size);
-    let expect = Expectation::from_record(chosen.record.as_ref());
-    if chosen.record.is_none() {
-        tracing::warn!(backup = %chosen.name, "no record beside this bundle: the backup may be incomplete; checking its content anyway");
+    let recorded_size = chosen.listing.record.as_ref().map(|r| r.bundle_size);
+    let expect = Expectation::from_record(chosen.listing.record.as_ref());
+    if chosen.listing.record.is_none() {
+        tracing::warn!(backup = %chosen.listing.name, "no record beside this bundle: the backup may be incomplete; checking its content anyway");
     }
-    if let (Some(have), Some(want)) = (chosen.size, recorded_size)
+    if let (Some(have), Some(want)) = (chosen.listing.size, recorded_size)
         && have != want
     {
         let what = if have < want {
@@ -47,11 +49,11 @@ pub fn run(
         let err = format!(
             "bundle is {what}: {have} bytes in the store, {want} recorded. This copy is damaged: use another copy or another backup"
         );
-        emit_failure(format, &chosen.name, &chosen.tampered, &err)?;
+        emit_failure(format, &chosen.listing.name, &chosen.listing.tampered, &err)?;
         anyhow::bail!(err);
     }
     let bar = progress::bytes_bar(
-        chosen.size.unwrap_or(0),
+        chosen.listing.size.unwrap_or(0),
         !quiet && format == OutputFormat::Text,
         "verify",
     );
@@ -60,13 +62,13 @@ pub fn run(
     bar.finish_and_clear();
     match result {
         Ok(rep) => {
-            tracing::info!(backup = %chosen.name, entries = rep.entries, "backup verified");
+            tracing::info!(backup = %chosen.listing.name, entries = rep.entries, "backup verified");
             let report = Report {
-                name: chosen.name.clone(),
+                name: chosen.listing.name.clone(),
                 ok: true,
                 error: None,
                 details: Some(rep),
-                tampered: chosen.tampered.clone(),
+                tampered: chosen.listing.tampered.clone(),
             };
             output::emit(format, &report, |r| {
                 let d = r.details.as_ref().expect("ok report has details");
@@ -94,8 +96,13 @@ pub fn run(
             })
         }
         Err(e) => {
-            emit_failure(format, &chosen.name, &chosen.tampered, &e.to_string())?;
-            Err(anyhow::Error::new(e).context(format!("verifying {}", chosen.name)))
+            emit_failure(
+                format,
+                &chosen.listing.name,
+                &chosen.listing.tampered,
+                &e.to_string(),
+            )?;
+            Err(anyhow::Error::new(e).context(format!("verifying {}", chosen.listing.name)))
         }
     }
 }
@@ -115,6 +122,47 @@ fn emit_failure(
             tampered: tampered.to_vec(),
         };
         output::emit(format, &r, |_| String::new())?;
+    }
+    Ok(())
+}
+
+/// `verify --ciphertext-only`: the stored bytes against the record and the lock, no key.
+pub fn run_ciphertext_only(
+    which: &crate::cli::BackupRef,
+    stores: &[crate::config::StoreSpec],
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let stores = open_stores(stores)?;
+    let chosen = choose(which, &stores)?;
+    let report = crate::store::integrity::check(&chosen.listing, chosen.reader)
+        .with_context(|| format!("reading {}", chosen.listing.name))?;
+    output::emit(format, &report, |r| {
+        let mut s = format!(
+            "{} {} (ciphertext only: no key was used)\n  {} bytes, sha256 {}",
+            if r.ok { "OK" } else { "FAILED" },
+            r.name,
+            r.bytes,
+            r.sha256
+        );
+        if let Some(v) = &r.version_id {
+            s.push_str(&format!("\n  version {v}"));
+        }
+        s.push_str(&format!(
+            "\n  lock: {} until {}",
+            r.lock_mode.as_deref().unwrap_or("none"),
+            r.retain_until.as_deref().unwrap_or("-")
+        ));
+        for p in &r.problems {
+            s.push_str(&format!("\n  problem: {p}"));
+        }
+        s
+    })?;
+    if !report.ok {
+        anyhow::bail!(
+            "{} does not match its record: {}. Do not rely on this copy: use another copy or another backup",
+            report.name,
+            report.problems.join("; ")
+        );
     }
     Ok(())
 }

@@ -103,7 +103,52 @@ pub async fn run(
         };
         run_retention(&cfg, &status, scope).await;
     }
+    if let Ok(r) = &result
+        && !*cancel.borrow()
+        && let Some(name) = BundleName::parse(&r.name)
+    {
+        check_newest(&cfg, &status, name.cluster).await;
+    }
     finish_slot(&cfg, &status);
+}
+
+/// The newest backup of the cluster in every store, checked without the key (bytes against
+/// the record, lock in force): what `cpbackup_last_verified_timestamp_seconds` reports.
+async fn check_newest(cfg: &SlotConfig, status: &Status, cluster: String) {
+    let specs = cfg.job.stores.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        let stores = crate::commands::open_stores(&specs)?;
+        anyhow::Ok(crate::store::integrity::sweep(&stores, &cluster))
+    })
+    .await;
+    let sweep = match swept {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "checking the newest backups failed");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checking the newest backups crashed");
+            return;
+        }
+    };
+    for f in &sweep.failed {
+        tracing::error!(backup = %f.name, store = %f.store, problems = %f.problems.join("; "), "a stored backup does not match its record");
+    }
+    for e in &sweep.errors {
+        tracing::warn!(error = %e, "could not check the newest backup");
+    }
+    if sweep.tampered > 0 {
+        tracing::error!(
+            count = sweep.tampered,
+            "backups of this cluster were written over in the store; run `cpbackup list` and find out who can write to it"
+        );
+    }
+    update(status, |s| {
+        s.last_verified = crate::store::integrity::later(s.last_verified, sweep.newest_verified);
+        s.verify_failures_total += sweep.failed.len() as u64;
+        s.tampered_backups = Some(sweep.tampered as u64);
+    });
 }
 
 /// Waits for the cluster lock; `None` when this node does not take the slot.

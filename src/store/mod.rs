@@ -3,6 +3,7 @@
 //! The local directory store is here; remote stores implement the same trait.
 
 pub mod fanout;
+pub mod integrity;
 pub mod local;
 pub mod naming;
 pub mod pending;
