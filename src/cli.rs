@@ -286,6 +286,10 @@ pub struct BackupSettings {
     /// gzip level 1 (fastest) to 9 (smallest); default 1.
     #[arg(long, env = "CPBACKUP_COMPRESSION_LEVEL", value_name = "1-9")]
     pub compression_level: Option<u32>,
+    /// Sign each backup's record with this ed25519 key (`cpbackup keygen --signing`), so
+    /// readers with --trust-signer accept only backups this node made.
+    #[arg(long, env = "CPBACKUP_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -347,6 +351,14 @@ pub struct RestoreArgs {
     /// With --latest: only backups taken on this node.
     #[arg(long = "from-node", value_name = "NODE", requires = "latest")]
     pub from_node: Option<String>,
+    /// Accept only backups whose record is signed by this key (`cpbsig1:…`); repeatable.
+    #[arg(
+        long = "trust-signer",
+        env = "CPBACKUP_TRUST_SIGNER",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    pub trust_signers: Vec<String>,
     /// Restore this cluster's newest trustworthy backup (ranked by its record's time; says
     /// which it chose and why).
     #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
@@ -458,6 +470,15 @@ pub struct BackupRef {
     /// With --latest: only backups taken on this node.
     #[arg(long, value_name = "NODE", requires = "latest")]
     pub node: Option<String>,
+    /// Accept only backups whose record is signed by this key (`cpbsig1:…` from
+    /// `cpbackup keygen --signing`); repeatable. --latest passes over the others.
+    #[arg(
+        long = "trust-signer",
+        env = "CPBACKUP_TRUST_SIGNER",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    pub trust_signers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -613,6 +634,10 @@ pub struct KeygenArgs {
     /// Where to write the identity (created with mode 0600; an existing file is never overwritten).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: PathBuf,
+    /// Make an ed25519 signing key for the nodes instead (`backup --signing-key`); prints its
+    /// public key for readers' --trust-signer.
+    #[arg(long)]
+    pub signing: bool,
 }
 
 #[cfg(test)]

@@ -33,6 +33,11 @@ pub struct FileConfig {
     #[serde(default)]
     pub identities: Vec<PathBuf>,
     pub compression_level: Option<u32>,
+    /// ed25519 key that signs each record (`backup --signing-key`).
+    pub signing_key: Option<PathBuf>,
+    /// Public keys whose signatures readers accept (`--trust-signer`).
+    #[serde(default)]
+    pub trusted_signers: Vec<String>,
     pub spool_dir: Option<PathBuf>,
     #[serde(default)]
     pub retention: crate::store::retention::Policy,
@@ -287,6 +292,22 @@ pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Resul
 }
 
 /// Identity files, flags replacing the file's list.
+/// `trusted_signers` from the file, for a command that reads a backup and was given no
+/// `--trust-signer` (nor `CPBACKUP_TRUST_SIGNER`).
+pub fn default_trusted_signers(command: &mut cli::Command, file: &FileConfig) {
+    let given = match command {
+        cli::Command::Verify(a) => &mut a.which.trust_signers,
+        cli::Command::Inspect(a) => &mut a.which.trust_signers,
+        cli::Command::ExportOpenshift(a) => &mut a.which.trust_signers,
+        cli::Command::Extract(a) => &mut a.which.trust_signers,
+        cli::Command::Restore(a) => &mut a.trust_signers,
+        _ => return,
+    };
+    if given.is_empty() {
+        given.clone_from(&file.trusted_signers);
+    }
+}
+
 pub fn resolve_identities(
     args: &cli::IdentityArgs,
     file: &FileConfig,

@@ -34,6 +34,7 @@ pub mod output;
 pub mod progress;
 pub mod restore;
 pub mod schedule;
+pub mod signing;
 pub mod snapshot;
 pub mod store;
 

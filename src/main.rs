@@ -11,11 +11,12 @@ use cpbackup::config::{self, Common, FileConfig};
 use cpbackup::error::exit_code;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let file = match FileConfig::load(cli.config.as_deref()) {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
+    config::default_trusted_signers(&mut cli.command, &file);
     let log_format = cli
         .log_format
         .or(file.log_format)

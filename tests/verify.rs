@@ -311,6 +311,7 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
                 .unwrap();
         rec["cluster"] = cluster.into();
         rec["node"] = node.into();
+        rec["name"] = format!("{cluster}/{node}/{file}").into();
         if let Some(c) = created {
             rec["created"] = c.into();
         }
@@ -512,4 +513,85 @@ fn ciphertext_only_needs_no_key_and_catches_changed_bytes() {
         "{}",
         stderr(&o)
     );
+}
+
+/// With --trust-signer only backups whose record a trusted node key signed are read: an
+/// unsigned newer one is passed over by --latest, a signed record that was changed is refused.
+#[test]
+fn trust_signer_accepts_only_signed_backups() {
+    let f = fixture();
+    let sk = f.dir.join("signing.key");
+    let mut c = cpbackup(&f.dir);
+    c.args(["keygen", "--signing", "--out"]).arg(&sk);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o).trim().to_owned();
+    assert!(public.starts_with("cpbsig1:"), "{public}");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&sk).unwrap().permissions()) & 0o777,
+        0o600
+    );
+
+    // The fixture's backup is unsigned: refused by name.
+    let o = verify(&f, &f.key, &[&f.name, "--trust-signer", &public]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
+
+    // A signed backup, then an unsigned one made later (as anyone with the recipient could).
+    let etcd = Etcd::start(Version::V35, &f.dir, "127.0.0.1", free_port(), None);
+    etcd.put("/registry/configmaps/shop/signed", "1");
+    // (two nodes, so the two names differ even within one second)
+    let backup = |signed: bool| {
+        let mut c = cpbackup(&f.dir);
+        c.args(["--output", "json"]);
+        etcd_backup(&mut c, &etcd.endpoint, &f.recipient);
+        let node = if signed { "n1" } else { "n2" };
+        c.args(["--node-name", node, "--cluster-name", "c1", "--store"])
+            .arg(&f.store);
+        if signed {
+            c.arg("--signing-key").arg(&sk);
+        }
+        let o = run(c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let signed = backup(true);
+    etcd.put("/registry/configmaps/shop/later", "1");
+    let unsigned = backup(false);
+    let o = verify(&f, &f.key, &["--latest", "--trust-signer", &public]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("--latest chose {signed}")), "{err}");
+    assert!(
+        err.contains(&unsigned) && err.contains("not signed"),
+        "{err}"
+    );
+    // the same from the config file
+    let cfg = f.dir.join("trust.toml");
+    fs::write(&cfg, format!("trusted_signers = [\"{public}\"]\n")).unwrap();
+    let mut c = cpbackup(&f.dir);
+    c.arg("--config").arg(&cfg);
+    c.args(["verify", "--latest", "--identity"])
+        .arg(&f.key)
+        .arg("--store")
+        .arg(&f.store);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("--latest chose {signed}")),
+        "{}",
+        stderr(&o)
+    );
+
+    // The signed record changed (a forged size and hash for another bundle): refused.
+    let rec_path = f.store.join(format!("{signed}.json"));
+    let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&rec_path).unwrap()).unwrap();
+    rec["etcd_revision"] = 999_999.into();
+    fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let o = verify(&f, &f.key, &[&signed, "--trust-signer", &public]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("forged"), "{}", stderr(&o));
 }

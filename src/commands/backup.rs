@@ -143,6 +143,8 @@ pub struct BackupJob {
     pub force: bool,
     /// Schedule slot this backup is for (daemon only), stored in the record.
     pub slot: Option<String>,
+    /// The ed25519 key that signs the record, if configured (loaded for each backup).
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 impl BackupJob {
@@ -178,6 +180,13 @@ impl BackupJob {
             .cluster_name
             .clone()
             .or_else(|| file.cluster_name.clone());
+        let signing_key = args
+            .signing_key
+            .clone()
+            .or_else(|| file.signing_key.clone());
+        if let Some(k) = &signing_key {
+            crate::signing::SigningKey::load(k)?;
+        }
         // Names given by the user must be usable in object names: fail before any side effect.
         BundleName::new(
             cluster.as_deref().unwrap_or("x"),
@@ -198,6 +207,7 @@ impl BackupJob {
             cluster,
             force: false,
             slot: None,
+            signing_key,
         })
     }
 
@@ -494,7 +504,20 @@ pub async fn execute(
         retain_until: None,
         slot: job.slot.clone(),
         bundle_version_id: None,
+        signature: None,
     };
+    let mut record = record;
+    if let Some(k) = &job.signing_key {
+        match crate::signing::SigningKey::load(k) {
+            Ok(key) => key.sign(&mut record),
+            Err(e) => {
+                return Err(Failure::new(
+                    R::Config,
+                    e.context("cannot sign the record; nothing was published"),
+                ));
+            }
+        }
+    }
     for (store, err) in &fan.failures {
         outcomes.push(StoreOutcome {
             store: store.clone(),

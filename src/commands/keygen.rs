@@ -1,4 +1,5 @@
-//! `cpbackup keygen`: a new age identity file (0600) and its recipient on stdout.
+//! `cpbackup keygen`: a new age identity file (0600) and its recipient on stdout, or with
+//! `--signing` a node signing key and its public key.
 
 use crate::cli::{KeygenArgs, OutputFormat};
 use crate::keys;
@@ -11,7 +12,25 @@ struct Report {
     fingerprint: String,
 }
 
+#[derive(serde::Serialize)]
+struct SigningReport {
+    signing_key_file: String,
+    public_key: String,
+}
+
 pub fn run(args: &KeygenArgs, format: OutputFormat) -> anyhow::Result<()> {
+    if args.signing {
+        let public = crate::signing::generate(&args.out)?;
+        tracing::info!(
+            file = %args.out.display(),
+            "signing key written (mode 0600): it goes on the nodes (backup --signing-key); give readers the public key (--trust-signer)"
+        );
+        let report = SigningReport {
+            signing_key_file: args.out.display().to_string(),
+            public_key: public,
+        };
+        return output::emit(format, &report, |r| r.public_key.clone());
+    }
     let recipient = keys::generate_identity_file(&args.out)?;
     tracing::info!(
         file = %args.out.display(),

@@ -56,6 +56,11 @@ pub struct Chosen {
 
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
 pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Chosen> {
+    let trust = which
+        .trust_signers
+        .iter()
+        .map(|s| crate::signing::parse_trusted(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(arg) = &which.backup {
         let p = Path::new(arg);
         if p.is_file() {
@@ -68,18 +73,20 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
                 },
                 Err(_) => (None, None),
             };
+            let listing = Listing {
+                name: arg.clone(),
+                store: "(file)".into(),
+                size: Some(size),
+                state: store::state_of(Some(size), record.as_ref(), &[]),
+                record,
+                pending: Vec::new(),
+                tampered: Vec::new(),
+                record_error,
+                version_id: None,
+            };
+            trusted(&listing, &trust)?;
             return Ok(Chosen {
-                listing: Listing {
-                    name: arg.clone(),
-                    store: "(file)".into(),
-                    size: Some(size),
-                    state: store::state_of(Some(size), record.as_ref(), &[]),
-                    record,
-                    pending: Vec::new(),
-                    tampered: Vec::new(),
-                    record_error,
-                    version_id: None,
-                },
+                listing,
                 reader: Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
             });
         }
@@ -89,7 +96,7 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
         all.extend(s.list()?.into_iter().map(|l| (i, l)));
     }
     let (idx, listing) = if which.latest {
-        latest(which, all)?
+        latest(which, &trust, all)?
     } else {
         let want = which
             .backup
@@ -108,6 +115,7 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
             listing.name, listing.store
         );
     }
+    trusted(&listing, &trust)?;
     if listing.state == BackupState::MissingBundle {
         anyhow::bail!("{}: the record exists but the bundle is gone", listing.name);
     }
@@ -124,7 +132,29 @@ const MAX_NAME_RECORD_GAP: time::Duration = time::Duration::minutes(2);
 
 /// `--latest`: the cluster's newest backup whose record agrees with its name, by the record's
 /// time; what is passed over, and why, is said on stderr.
-fn latest(which: &BackupRef, all: Vec<(usize, Listing)>) -> anyhow::Result<(usize, Listing)> {
+/// With `--trust-signer`: the backup's record must be signed by one of `trust`.
+fn trusted(l: &Listing, trust: &[String]) -> anyhow::Result<()> {
+    if trust.is_empty() {
+        return Ok(());
+    }
+    let why = match &l.record {
+        None => "it has no record to carry a signature".to_owned(),
+        Some(r) => match crate::signing::check(r, trust) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        },
+    };
+    anyhow::bail!(
+        "refusing {}: {why}. With --trust-signer only backups signed by a trusted node key are read",
+        l.name
+    )
+}
+
+fn latest(
+    which: &BackupRef,
+    trust: &[String],
+    all: Vec<(usize, Listing)>,
+) -> anyhow::Result<(usize, Listing)> {
     let now = time::OffsetDateTime::now_utc();
     let mut candidates: Vec<(time::OffsetDateTime, usize, Listing)> = Vec::new();
     for (i, l) in all {
@@ -169,6 +199,16 @@ fn latest(which: &BackupRef, all: Vec<(usize, Listing)>) -> anyhow::Result<(usiz
                 "its record names {}/{}, not {}/{}",
                 rec.cluster, rec.node, name.cluster, name.node
             ));
+            continue;
+        }
+        if rec.name != l.name {
+            ignore(format!("its record is that of {}", rec.name));
+            continue;
+        }
+        if !trust.is_empty()
+            && let Err(why) = crate::signing::check(rec, trust)
+        {
+            ignore(why);
             continue;
         }
         candidates.push((recorded, i, l));

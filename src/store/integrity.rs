@@ -202,6 +202,7 @@ mod tests {
             retain_until: until.map(str::to_owned),
             slot: None,
             bundle_version_id: None,
+            signature: None,
         }
     }
 

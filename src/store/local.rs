@@ -340,6 +340,7 @@ mod tests {
             retain_until: None,
             slot: None,
             bundle_version_id: None,
+            signature: None,
         }
     }
 
