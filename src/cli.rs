@@ -351,14 +351,8 @@ pub struct RestoreArgs {
     /// With --latest: only backups taken on this node.
     #[arg(long = "from-node", value_name = "NODE", requires = "latest")]
     pub from_node: Option<String>,
-    /// Accept only backups whose record is signed by this key (`cpbsig1:…`); repeatable.
-    #[arg(
-        long = "trust-signer",
-        env = "CPBACKUP_TRUST_SIGNER",
-        value_delimiter = ',',
-        value_name = "KEY"
-    )]
-    pub trust_signers: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Restore this cluster's newest trustworthy backup (ranked by its record's time; says
     /// which it chose and why).
     #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
@@ -470,6 +464,13 @@ pub struct BackupRef {
     /// With --latest: only backups taken on this node.
     #[arg(long, value_name = "NODE", requires = "latest")]
     pub node: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// Which node signing keys a command that reads a backup accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrustArgs {
     /// Accept only backups whose record is signed by this key (`cpbsig1:…` from
     /// `cpbackup keygen --signing`); repeatable. --latest passes over the others.
     #[arg(

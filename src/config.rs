@@ -296,11 +296,11 @@ pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Resul
 /// `--trust-signer` (nor `CPBACKUP_TRUST_SIGNER`).
 pub fn default_trusted_signers(command: &mut cli::Command, file: &FileConfig) {
     let given = match command {
-        cli::Command::Verify(a) => &mut a.which.trust_signers,
-        cli::Command::Inspect(a) => &mut a.which.trust_signers,
-        cli::Command::ExportOpenshift(a) => &mut a.which.trust_signers,
-        cli::Command::Extract(a) => &mut a.which.trust_signers,
-        cli::Command::Restore(a) => &mut a.trust_signers,
+        cli::Command::Verify(a) => &mut a.which.trust.trust_signers,
+        cli::Command::Inspect(a) => &mut a.which.trust.trust_signers,
+        cli::Command::ExportOpenshift(a) => &mut a.which.trust.trust_signers,
+        cli::Command::Extract(a) => &mut a.which.trust.trust_signers,
+        cli::Command::Restore(a) => &mut a.trust.trust_signers,
         _ => return,
     };
     if given.is_empty() {

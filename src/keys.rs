@@ -149,11 +149,9 @@ impl Identities {
     }
 }
 
-/// Writes a new identity file (0600, never overwriting) and returns its recipient.
-pub fn generate_identity_file(path: &Path) -> anyhow::Result<String> {
-    let id = x25519::Identity::generate();
-    let recipient = id.to_public().to_string();
-    let mut f = std::fs::OpenOptions::new()
+/// A new file for a key: 0600, never over an existing one (which is a usage error).
+pub fn create_key_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -167,7 +165,14 @@ pub fn generate_identity_file(path: &Path) -> anyhow::Result<String> {
             } else {
                 anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
             }
-        })?;
+        })
+}
+
+/// Writes a new identity file (0600, never overwriting) and returns its recipient.
+pub fn generate_identity_file(path: &Path) -> anyhow::Result<String> {
+    let id = x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let mut f = create_key_file(path)?;
     let created = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

@@ -8,7 +8,6 @@
 //! and prints the public key as `cpbsig1:<base64>`, the form `--trust-signer` takes.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -120,21 +119,7 @@ pub fn generate(path: &Path) -> anyhow::Result<String> {
     let pair = Ed25519KeyPair::from_pkcs8(der.as_ref())
         .map_err(|_| anyhow::anyhow!("the generated key does not load"))?;
     let key = SigningKey { pair };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                usage(format!(
-                    "{} already exists: refusing to overwrite a key; choose another --out path",
-                    path.display()
-                ))
-            } else {
-                anyhow::Error::new(e).context(format!("cannot create {}", path.display()))
-            }
-        })?;
+    let mut f = crate::keys::create_key_file(path)?;
     writeln!(
         f,
         "# cpbackup signing key: goes on the nodes that take backups (0600)\n# public key: {}\n{PRIVATE_PREFIX}{}",
@@ -187,28 +172,7 @@ mod tests {
     use super::*;
 
     fn record() -> Record {
-        Record {
-            format_version: 1,
-            name: "c/n/20260101T000000Z-rev1.cpb".into(),
-            created: "2026-01-01T00:00:00Z".into(),
-            cluster: "c".into(),
-            node: "n".into(),
-            etcd_revision: 1,
-            etcd_version: "3.5".into(),
-            etcd_member_id: "1".into(),
-            etcd_cluster_id: "2".into(),
-            snapshot_size: 10,
-            bundle_size: 20,
-            bundle_sha256: "ab".into(),
-            recipients: vec![],
-            forced: false,
-            tool_version: "t".into(),
-            lock_mode: None,
-            retain_until: None,
-            slot: None,
-            bundle_version_id: None,
-            signature: None,
-        }
+        Record::sample("c/n/20260101T000000Z-rev1.cpb", 20)
     }
 
     #[test]

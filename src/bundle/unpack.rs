@@ -120,30 +120,22 @@ pub fn unpack(
         .recursive(false)
         .create(dest)
         .with_context(|| format!("cannot create the staging directory {}", dest.display()))?;
-    let result = unpack_into(input, ids, expect, dest, progress);
-    if result.is_err() {
+    let unpacked = (|| {
+        let mut staging = Staging::new(dest)?;
+        let report = read_bundle(input, ids, expect, progress, &mut staging)?;
+        staging
+            .complete()
+            .with_context(|| format!("completing the staged copy in {}", dest.display()))?;
+        anyhow::Ok(Unpacked {
+            manifest: report.manifest,
+            snapshot: dest.join(SNAPSHOT_PATH),
+            snapshot_check: report.snapshot,
+        })
+    })();
+    if unpacked.is_err() {
         let _ = fs::remove_dir_all(dest);
     }
-    result
-}
-
-fn unpack_into(
-    input: impl Read + Send,
-    ids: &Identities,
-    expect: &Expectation,
-    dest: &Path,
-    progress: Box<dyn FnMut(u64) + Send>,
-) -> anyhow::Result<Unpacked> {
-    let mut staging = Staging::new(dest)?;
-    let report = read_bundle(input, ids, expect, progress, &mut staging)?;
-    staging
-        .complete()
-        .with_context(|| format!("completing the staged copy in {}", dest.display()))?;
-    Ok(Unpacked {
-        manifest: report.manifest,
-        snapshot: dest.join(SNAPSHOT_PATH),
-        snapshot_check: report.snapshot,
-    })
+    unpacked
 }
 
 /// Unpacks an already-decrypted, uncompressed bundle tar into `dest` (created 0700) with the

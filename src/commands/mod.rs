@@ -57,6 +57,7 @@ pub struct Chosen {
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
 pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Chosen> {
     let trust = which
+        .trust
         .trust_signers
         .iter()
         .map(|s| crate::signing::parse_trusted(s))

@@ -209,7 +209,7 @@ pub fn run(
         latest: args.latest,
         cluster: args.cluster.clone(),
         node: args.from_node.clone(),
-        trust_signers: args.trust_signers.clone(),
+        trust: args.trust.clone(),
     };
     let stores = open_stores(&crate::commands::stores_for(&which, &args.stores, file)?)?;
     let chosen = choose(&which, &stores)?;

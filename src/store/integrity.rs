@@ -183,26 +183,12 @@ mod tests {
 
     fn record(created: &str, until: Option<&str>) -> Record {
         Record {
-            format_version: 1,
-            name: "c/n/x.cpb".into(),
             created: created.into(),
-            cluster: "c".into(),
-            node: "n".into(),
-            etcd_revision: 1,
-            etcd_version: "3.5".into(),
-            etcd_member_id: "1".into(),
-            etcd_cluster_id: "2".into(),
-            snapshot_size: 1,
             bundle_size: 5,
             bundle_sha256: hex::encode(Sha256::digest(b"hello")),
-            recipients: vec![],
-            forced: false,
-            tool_version: "t".into(),
             lock_mode: until.map(|_| "COMPLIANCE".into()),
             retain_until: until.map(str::to_owned),
-            slot: None,
-            bundle_version_id: None,
-            signature: None,
+            ..Record::sample("c/n/x.cpb", 5)
         }
     }
 

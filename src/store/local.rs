@@ -320,28 +320,7 @@ mod tests {
     use crate::store::BackupState;
 
     fn record(name: &str, size: u64) -> Record {
-        Record {
-            format_version: 1,
-            name: name.into(),
-            created: "2026-11-22T22:10:05Z".into(),
-            cluster: "c".into(),
-            node: "n".into(),
-            etcd_revision: 7,
-            etcd_version: "3.5.1".into(),
-            etcd_member_id: "1".into(),
-            etcd_cluster_id: "2".into(),
-            snapshot_size: 1,
-            bundle_size: size,
-            bundle_sha256: "00".into(),
-            recipients: vec![],
-            forced: false,
-            tool_version: "0".into(),
-            lock_mode: None,
-            retain_until: None,
-            slot: None,
-            bundle_version_id: None,
-            signature: None,
-        }
+        Record::sample(name, size)
     }
 
     #[test]

@@ -58,3 +58,32 @@ impl Record {
         Self::parse(bytes).map_err(|e| format!("not a valid record: {e}"))
     }
 }
+
+#[cfg(test)]
+impl Record {
+    /// A plausible record for unit tests: `name` of `bundle_size` bytes, cluster `c`, node `n`.
+    pub(crate) fn sample(name: &str, bundle_size: u64) -> Record {
+        Record {
+            format_version: 1,
+            name: name.into(),
+            created: "2026-11-22T22:10:05Z".into(),
+            cluster: "c".into(),
+            node: "n".into(),
+            etcd_revision: 7,
+            etcd_version: "3.5.1".into(),
+            etcd_member_id: "1".into(),
+            etcd_cluster_id: "2".into(),
+            snapshot_size: 1,
+            bundle_size,
+            bundle_sha256: "00".into(),
+            recipients: vec![],
+            forced: false,
+            tool_version: "0".into(),
+            lock_mode: None,
+            retain_until: None,
+            signature: None,
+            slot: None,
+            bundle_version_id: None,
+        }
+    }
+}
