@@ -97,12 +97,7 @@ fn base(dir: &Path) -> (Base, PathBuf, String) {
     etcd_backup(&mut c, &etcd.endpoint, &recipient);
     c.args(["--node-name", "n1", "--cluster-name", "c1", "--store"])
         .arg(dir.join("store"));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let name = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let name = backed_up(c);
     // The test holds the identity only to take the real snapshot out; the attack needs none.
     let id = age::IdentityFile::from_file(key.to_str().unwrap().to_owned())
         .unwrap()

@@ -367,9 +367,7 @@ fn an_overwritten_locked_bundle_is_tampered_and_the_original_is_what_is_read() {
     c.args(["--output", "json"]);
     etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args(["--store", "s3://locked/prod", "--retain-days", "2"]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let name = json(&o)["name"].as_str().unwrap().to_owned();
+    let name = backed_up(c);
 
     // The attacker: a new bundle version and a record that matches it.
     moto.py(&format!(

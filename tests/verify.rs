@@ -46,12 +46,7 @@ fn fixture() -> Fixture {
         "--store",
     ])
     .arg(&store);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let name = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let name = backed_up(c);
     let bundle = store.join(&name);
     Fixture {
         _t: t,
@@ -551,12 +546,7 @@ fn trust_signer_accepts_only_signed_backups() {
         if signed {
             c.arg("--signing-key").arg(&sk);
         }
-        let o = run(c);
-        assert!(o.status.success(), "{}", stderr(&o));
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["name"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        backed_up(c)
     };
     let signed = backup(true);
     etcd.put("/registry/configmaps/shop/later", "1");

@@ -343,6 +343,17 @@ pub fn etcd_backup(c: &mut Command, endpoint: &str, recipient: &str) {
     ]);
 }
 
+/// Runs a `backup` given `--output json`; panics with stderr unless it succeeded; returns the
+/// new backup's name.
+pub fn backed_up(c: Command) -> String {
+    let o = run(c);
+    assert!(o.status.success(), "backup failed: {}", stderr(&o));
+    serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["name"]
+        .as_str()
+        .expect("the report names the backup")
+        .to_owned()
+}
+
 /// Runs and returns output; panics with stderr if it could not start.
 pub fn run(mut c: Command) -> Output {
     c.output().expect("cpbackup runs")
