@@ -448,4 +448,39 @@ fn an_overwritten_locked_bundle_is_tampered_and_the_original_is_what_is_read() {
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("looks tampered with"), "{}", stderr(&o));
+
+    // A daemon on this cluster counts the tampered backup after its slot and exports it.
+    let cfg = format!(
+        "recipients = [\"{r}\"]\nstatic_pods = \"none\"\nnode_name = \"n1\"\nstate_dir = \"{}\"\n\
+         [etcd]\nendpoint = \"{}\"\n[[store]]\nurl = \"s3://locked/prod\"\nendpoint = \"{}\"\npath_style = true\nretain_days = 2\n\
+         [schedule]\ncron = \"* * * * * *\"\n",
+        dir.join("daemon-state").display(),
+        etcd.endpoint,
+        moto.endpoint
+    );
+    let d = Daemon::start_with_env(
+        dir,
+        "tamper-watch",
+        &cfg,
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    d.wait_until(60, "the tampered backup counted", |d| {
+        d.metric("cpbackup_tampered_backups", &[]) == Some(1.0)
+    });
+    assert!(
+        d.metric("cpbackup_last_verified_timestamp_seconds", &[])
+            .is_some(),
+        "the newest (untampered) backup checked out"
+    );
+    assert!(
+        d.log_text().contains("written over in the store"),
+        "{}",
+        d.log_text()
+    );
 }

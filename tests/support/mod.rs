@@ -802,6 +802,17 @@ impl Daemon {
     /// Starts `cpbackup daemon` with `config` (TOML) written to `dir/<name>.toml`, metrics on a
     /// free port; returns once /healthz answers.
     pub fn start(dir: &Path, name: &str, config: &str, extra: &[&str]) -> Daemon {
+        Self::start_with_env(dir, name, config, extra, &[])
+    }
+
+    /// [`Daemon::start`] with more environment (credentials of a test S3, say).
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
         let cfg = dir.join(format!("{name}.toml"));
@@ -809,6 +820,7 @@ impl Daemon {
         let log = dir.join(format!("{name}.log"));
         let mut c = cpbackup(dir);
         c.env("CPBACKUP_CONFIG", &cfg)
+            .envs(env.iter().copied())
             .env_remove("CPBACKUP_STATE_DIR")
             .args([
                 "--log-format",
