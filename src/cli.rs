@@ -8,6 +8,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::host::static_pods::StaticPodsMode;
+use crate::logging::LogFormat;
+use crate::output::OutputFormat;
+use crate::restore::RestorePlatform;
+use crate::schedule::ScheduleMode;
+
 const AFTER_HELP: &str = "\
 Configuration: /etc/cpbackup/config.toml (or --config FILE) holds the same settings as the
 flags; environment variables CPBACKUP_<FLAG> (e.g. CPBACKUP_STORE) sit in between. A missing
@@ -136,34 +142,6 @@ pub enum Command {
     /// /metrics serves Prometheus text, /healthz turns 503 when the last success is older than
     /// twice the schedule interval.
     Daemon(Box<DaemonArgs>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Which static pod resources go into the bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StaticPodsMode {
-    /// Detect OpenShift or kubeadm from the host; fail when neither is found.
-    Auto,
-    /// /etc/kubernetes/static-pod-resources/<component>-pod-N and the four manifests.
-    Openshift,
-    /// /etc/kubernetes/pki, /etc/kubernetes/manifests and /etc/kubernetes/*.conf.
-    Kubeadm,
-    /// etcd snapshot only (and extra paths): NOT enough for a whole-cluster restore.
-    None,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -409,33 +387,6 @@ pub struct RestoreArgs {
     /// `oc adm wait-for-stable-cluster`).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub stable_period: u64,
-}
-
-/// Which restore procedure to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RestorePlatform {
-    Auto,
-    Openshift,
-    Kubeadm,
-}
-
-/// How the masters of one cluster share the schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScheduleMode {
-    /// Every node backs up its own etcd member in every slot.
-    PerNode,
-    /// One node per slot, elected through etcd; another takes over if it fails or dies.
-    OnePerCluster,
-}
-
-impl ScheduleMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScheduleMode::PerNode => "per-node",
-            ScheduleMode::OnePerCluster => "one-per-cluster",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{self, LogFormat, OutputFormat, StaticPodsMode};
+use crate::cli;
 use crate::error::usage;
+use crate::host::static_pods::StaticPodsMode;
+use crate::logging::LogFormat;
+use crate::output::OutputFormat;
 
 /// Where the config file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpbackup/config.toml";
@@ -60,7 +63,7 @@ pub struct FileSchedule {
     pub cron: OneOrMany,
     pub timezone: Option<String>,
     pub jitter_seconds: Option<u64>,
-    pub mode: Option<cli::ScheduleMode>,
+    pub mode: Option<crate::schedule::ScheduleMode>,
     /// Extra attempts after a failed backup, within the slot (default 3).
     pub retries: Option<u32>,
     /// First retry delay; doubles each time (default 30).

@@ -1,11 +1,17 @@
 //! Structured logs on stderr: human text on a terminal, JSON with `--log-format json`.
 //! `RUST_LOG` overrides the level chosen by `-v`/`-q`. Never log key material.
 
+use clap::ValueEnum;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {

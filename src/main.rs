@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cpbackup::cli::{Cli, Command, LogFormat};
+use cpbackup::cli::{Cli, Command};
 use cpbackup::commands;
 use cpbackup::config::{self, Common, FileConfig};
 use cpbackup::error::exit_code;
+use cpbackup::logging::LogFormat;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();

@@ -1,8 +1,14 @@
 //! Reports on stdout: one JSON document with `--output json`, aligned text otherwise.
 
+use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
 
 /// Prints `value` as pretty JSON, or calls `text` for the human form.
 pub fn emit<T: Serialize>(

@@ -16,12 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::cli::{Cli, DaemonArgs, ScheduleMode};
+use crate::cli::{Cli, DaemonArgs};
 use crate::commands::backup::BackupJob;
 use crate::config::{Common, FileConfig};
 use crate::error::usage;
 use crate::http::{self, Status};
 use crate::metrics::State;
+use crate::schedule::ScheduleMode;
 use crate::schedule::slot::{self, SlotConfig};
 use crate::schedule::{Schedule, slot_name};
 

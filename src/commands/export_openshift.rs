@@ -1,11 +1,12 @@
 //! `cpbackup export-openshift`: a backup as the two files OpenShift's restore scripts expect.
 
 use crate::bundle::export;
-use crate::cli::{ExportArgs, OutputFormat};
+use crate::cli::ExportArgs;
 use crate::commands::{choose, open_stores};
 use crate::config::{self, FileConfig};
 use crate::keys::Identities;
 use crate::output;
+use crate::output::OutputFormat;
 
 pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
     let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;

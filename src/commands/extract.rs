@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 use crate::bundle::reader;
-use crate::cli::{DryRun, ExtractArgs, OutputFormat};
+use crate::cli::{DryRun, ExtractArgs};
 use crate::commands::{BackupInput, SnapshotInput, map_file, snapshot_input};
 use crate::config::FileConfig;
 use crate::error::usage;
@@ -17,6 +17,7 @@ use crate::k8s::decode::Decoder;
 use crate::k8s::encryption::Keyring;
 use crate::k8s::schema::Schema;
 use crate::kubeapi::apply::{self, ApplyOptions};
+use crate::output::OutputFormat;
 
 /// Bundle entries looked at to find the encryption configuration (small files only).
 const SMALL_FILE: u64 = 1024 * 1024;

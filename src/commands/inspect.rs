@@ -5,9 +5,10 @@ use std::fs::File;
 use anyhow::Context;
 
 use crate::bundle::reader;
-use crate::cli::{GroupBy, InspectArgs, OutputFormat};
+use crate::cli::{GroupBy, InspectArgs};
 use crate::commands::{BackupInput, SnapshotInput, map_file as map, snapshot_input};
 use crate::config::FileConfig;
+use crate::output::OutputFormat;
 use crate::output::{self, human_size};
 use crate::snapshot::report::{self, Report};
 use crate::snapshot::stats::Group;

@@ -1,9 +1,10 @@
 //! `cpbackup keygen`: a new age identity file (0600) and its recipient on stdout, or with
 //! `--signing` a node signing key and its public key.
 
-use crate::cli::{KeygenArgs, OutputFormat};
+use crate::cli::KeygenArgs;
 use crate::keys;
 use crate::output;
+use crate::output::OutputFormat;
 
 #[derive(serde::Serialize)]
 struct Report {

@@ -1,7 +1,7 @@
 //! `cpbackup list`: every backup in the stores with its state; needs no key.
 
-use crate::cli::OutputFormat;
 use crate::commands::open_stores;
+use crate::output::OutputFormat;
 use crate::output::{self, human_size};
 use crate::store::Listing;
 

@@ -3,10 +3,11 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::{OutputFormat, PruneArgs};
+use crate::cli::PruneArgs;
 use crate::commands::open_stores;
 use crate::config::{self, FileConfig};
 use crate::output;
+use crate::output::OutputFormat;
 use crate::store::retention::{self, Candidate, Policy};
 use crate::store::{BackupState, Deleted};
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::bundle::reader::{self, Expectation};
 use crate::bundle::unpack;
-use crate::cli::{BackupRef, OutputFormat, RestoreArgs, RestorePlatform};
+use crate::cli::{BackupRef, RestoreArgs};
 use crate::commands::{choose, open_stores};
 use crate::config::{self, Common, EtcdSettings, FileConfig};
 use crate::error::usage;
@@ -17,6 +17,8 @@ use crate::host::{HostRoot, Platform};
 use crate::keys::Identities;
 use crate::lock::NodeLock;
 use crate::output;
+use crate::output::OutputFormat;
+use crate::restore::RestorePlatform;
 use crate::restore::journal::{Journal, JournalStep, Operation, Outcome, StepState};
 use crate::restore::steps::{Ctx, Step};
 use crate::restore::tools::RestoreTool;

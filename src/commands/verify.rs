@@ -4,9 +4,9 @@
 use anyhow::Context;
 
 use crate::bundle::reader::{self, Expectation};
-use crate::cli::OutputFormat;
 use crate::commands::{choose, open_stores};
 use crate::keys::Identities;
+use crate::output::OutputFormat;
 use crate::output::{self, human_size};
 use crate::progress;
 

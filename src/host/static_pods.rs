@@ -6,11 +6,25 @@
 //! kubeadm: `/etc/kubernetes/pki`, `/etc/kubernetes/manifests` and the `*.conf` kubeconfigs.
 //! Archive paths are relative to `/etc/kubernetes`; extra paths go under `extra/<absolute path>`.
 
+use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 
-use crate::cli::StaticPodsMode;
 use crate::error::usage;
 use crate::host::{HostRoot, Platform};
+
+/// Which static pod resources go into the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaticPodsMode {
+    /// Detect OpenShift or kubeadm from the host; fail when neither is found.
+    Auto,
+    /// /etc/kubernetes/static-pod-resources/<component>-pod-N and the four manifests.
+    Openshift,
+    /// /etc/kubernetes/pki, /etc/kubernetes/manifests and /etc/kubernetes/*.conf.
+    Kubeadm,
+    /// etcd snapshot only (and extra paths): NOT enough for a whole-cluster restore.
+    None,
+}
 
 pub const OPENSHIFT_COMPONENTS: [&str; 4] = [
     "kube-apiserver",

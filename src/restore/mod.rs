@@ -13,12 +13,21 @@ pub mod plan;
 pub mod steps;
 pub mod tools;
 
+use clap::ValueEnum;
 use std::path::Path;
 
 use anyhow::Context;
 
 use journal::{Journal, Outcome, StepState};
 use steps::Ctx;
+
+/// Which restore procedure to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestorePlatform {
+    Auto,
+    Openshift,
+    Kubeadm,
+}
 
 /// Test hook: `CPBACKUP_RESTORE_FAILPOINT=<step>:<before|after>` ends the process (exit 137,
 /// no clean-up, like a kill) at that point of that step (1-based).

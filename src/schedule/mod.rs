@@ -8,6 +8,7 @@
 
 pub mod slot;
 
+use clap::ValueEnum;
 use std::time::Duration;
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
@@ -15,9 +16,28 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::cli::{DaemonArgs, ScheduleMode};
+use crate::cli::DaemonArgs;
 use crate::config::FileSchedule;
 use crate::error::usage;
+
+/// How the masters of one cluster share the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleMode {
+    /// Every node backs up its own etcd member in every slot.
+    PerNode,
+    /// One node per slot, elected through etcd; another takes over if it fails or dies.
+    OnePerCluster,
+}
+
+impl ScheduleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleMode::PerNode => "per-node",
+            ScheduleMode::OnePerCluster => "one-per-cluster",
+        }
+    }
+}
 
 /// A tick is matched to a scheduled time at most this far before it.
 const SLOT_TOLERANCE: chrono::Duration = chrono::Duration::seconds(30);

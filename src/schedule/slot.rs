@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::cli::ScheduleMode;
 use crate::commands::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
 use crate::commands::{prune, upload_pending};
 use crate::etcd::election::{Claim, Election, SlotMarker};
 use crate::http::Status;
 use crate::lock::NodeLock;
+use crate::schedule::ScheduleMode;
 use crate::schedule::{Schedule, slot_name};
 use crate::store::BundleName;
 use crate::store::retention::Policy;
