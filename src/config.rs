@@ -130,13 +130,6 @@ pub struct FileStore {
     pub allow_mutable: Option<bool>,
 }
 
-/// A store location with its settings, flags applied over the file's.
-#[derive(Debug, Clone)]
-pub struct StoreSpec {
-    pub url: String,
-    pub s3: crate::store::s3::S3Settings,
-}
-
 impl FileConfig {
     /// Reads the config file. A missing file is fine only when it is the default path.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
@@ -250,7 +243,10 @@ impl EtcdSettings {
 }
 
 /// Stores: `--store` flags replace the file's list; S3 flags apply over every store's settings.
-pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreSpec>> {
+pub fn resolve_stores(
+    args: &cli::StoreArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Vec<crate::store::StoreSpec>> {
     let from_file: Vec<&FileStore> = file.stores.iter().collect();
     let default = FileStore::default();
     let entries: Vec<(String, &FileStore)> = if args.stores.is_empty() {
@@ -277,7 +273,7 @@ pub fn resolve_stores(args: &cli::StoreArgs, file: &FileConfig) -> anyhow::Resul
                 "store {url}: retain_days = {retain_days} is out of range: give 1 to 36500 days"
             )));
         }
-        out.push(StoreSpec {
+        out.push(crate::store::StoreSpec {
             s3: crate::store::s3::S3Settings {
                 endpoint: args.s3_endpoint.clone().or_else(|| fs.endpoint.clone()),
                 region: args.s3_region.clone().or_else(|| fs.region.clone()),

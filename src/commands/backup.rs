@@ -135,7 +135,7 @@ pub struct BackupJob {
     pub host: HostRoot,
     pub etcd: EtcdSettings,
     pub recipients: Recipients,
-    pub stores: Vec<config::StoreSpec>,
+    pub stores: Vec<crate::store::StoreSpec>,
     pub level: u32,
     pub mode: StaticPodsMode,
     pub extra: Vec<std::path::PathBuf>,
@@ -259,7 +259,7 @@ pub async fn run(
     if let Some(path) = &textfile {
         let mut state = crate::metrics::State::load(&job.state_dir);
         state.record_backup(&result);
-        state.pending_uploads = super::upload_pending::count_pending(&job.stores) as u64;
+        state.pending_uploads = crate::store::pending::upload::count_pending(&job.stores) as u64;
         if let Err(e) = state
             .save(&job.state_dir)
             .and_then(|()| crate::metrics::write_textfile(path, &state.render(None)))
@@ -621,7 +621,7 @@ async fn openshift_precheck(host: &HostRoot) -> anyhow::Result<()> {
 
 /// Marks the local copies that succeeded with the stores that failed, for `--upload-pending`.
 fn mark_pending(
-    specs: &[config::StoreSpec],
+    specs: &[crate::store::StoreSpec],
     stores: &[Box<dyn crate::store::Store>],
     outcomes: &[StoreOutcome],
     key: &str,

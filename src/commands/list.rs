@@ -5,7 +5,7 @@ use crate::output::OutputFormat;
 use crate::output::{self, human_size};
 use crate::store::Listing;
 
-pub fn run(stores: &[crate::config::StoreSpec], format: OutputFormat) -> anyhow::Result<()> {
+pub fn run(stores: &[crate::store::StoreSpec], format: OutputFormat) -> anyhow::Result<()> {
     let mut all: Vec<Listing> = Vec::new();
     for s in open_stores(stores)? {
         all.extend(s.list()?);

@@ -22,7 +22,7 @@ use crate::error::usage;
 use crate::store::{self, BackupState, Listing, Record, Store};
 
 /// Opens every configured store.
-pub fn open_stores(specs: &[crate::config::StoreSpec]) -> anyhow::Result<Vec<Box<dyn Store>>> {
+pub fn open_stores(specs: &[crate::store::StoreSpec]) -> anyhow::Result<Vec<Box<dyn Store>>> {
     specs.iter().map(store::open).collect()
 }
 
@@ -32,7 +32,7 @@ pub fn stores_for(
     which: &BackupRef,
     stores: &crate::cli::StoreArgs,
     file: &crate::config::FileConfig,
-) -> anyhow::Result<Vec<crate::config::StoreSpec>> {
+) -> anyhow::Result<Vec<crate::store::StoreSpec>> {
     let given = which.backup.as_deref();
     if given.is_some_and(|b| Path::new(b).is_file()) {
         return Ok(Vec::new());

@@ -1,26 +1,13 @@
-//! `cpbackup backup --upload-pending`: copy local backups marked pending to the stores they
-//! missed (the bytes as they are: same ciphertext, same record), then clear the mark.
-
-use std::io;
-
-use anyhow::Context;
+//! `cpbackup backup --upload-pending`: the pending-copy engine (`store::pending::upload`) under
+//! the node lock, and its report.
 
 use crate::cli::BackupSettings;
 use crate::config::{self, Common, FileConfig};
 use crate::lock::NodeLock;
 use crate::output;
-use crate::store::{self, BundleName, LocalStore, Store, pending};
+use crate::store::pending::upload::upload_all;
 
-#[derive(serde::Serialize)]
-pub struct Copied {
-    pub backup: String,
-    pub from: String,
-    pub to: String,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
+/// Copies every pending local backup; exit 1 when a copy failed (it stays pending).
 pub fn run(args: &BackupSettings, common: &Common, file: &FileConfig) -> anyhow::Result<()> {
     let specs = config::resolve_stores(&args.stores, file)?;
     let state_dir = config::resolve_state_dir(
@@ -54,83 +41,5 @@ pub fn run(args: &BackupSettings, common: &Common, file: &FileConfig) -> anyhow:
     if failed > 0 {
         anyhow::bail!("{failed} pending upload(s) failed; they stay pending");
     }
-    Ok(())
-}
-
-/// Copies every pending local backup to the stores it missed. The caller holds the node lock.
-pub fn upload_all(specs: &[config::StoreSpec]) -> anyhow::Result<Vec<Copied>> {
-    let mut done: Vec<Copied> = Vec::new();
-    for local_spec in specs.iter().filter(|s| !s.url.contains("://")) {
-        let local = LocalStore::new(&local_spec.url);
-        for l in local.list()?.into_iter().filter(|l| !l.pending.is_empty()) {
-            let bundle = local.bundle_path(&l.name)?;
-            let mut still = Vec::new();
-            for target in &l.pending {
-                let result = copy_one(&local, &l, target, specs);
-                if result.is_err() {
-                    still.push(target.clone());
-                }
-                done.push(Copied {
-                    backup: l.name.clone(),
-                    from: local_spec.url.clone(),
-                    to: target.clone(),
-                    ok: result.is_ok(),
-                    error: result.err().map(|e| format!("{e:#}")),
-                });
-            }
-            pending::write(&bundle, &still)?;
-        }
-    }
-    Ok(done)
-}
-
-/// How many (backup, store) copies are still pending in the local stores.
-pub fn count_pending(specs: &[config::StoreSpec]) -> usize {
-    specs
-        .iter()
-        .filter(|s| !s.url.contains("://"))
-        .filter_map(|s| LocalStore::new(&s.url).list().ok())
-        .flatten()
-        .map(|l| l.pending.len())
-        .sum()
-}
-
-fn copy_one(
-    local: &LocalStore,
-    l: &store::Listing,
-    target: &str,
-    specs: &[config::StoreSpec],
-) -> anyhow::Result<()> {
-    let spec = specs.iter().find(|s| s.url == target).with_context(|| {
-        format!("{target} is not among the configured stores; pass it with --store (with its settings) to upload")
-    })?;
-    let record = l
-        .record
-        .clone()
-        .context("the local copy has no record; it is incomplete and cannot be uploaded")?;
-    let name = BundleName::parse(&l.name).context("bad backup name")?;
-    let dest = store::open(spec)?;
-    dest.preflight_write()?;
-    if dest
-        .list()?
-        .iter()
-        .any(|d| d.name == l.name && d.state == store::BackupState::Complete)
-    {
-        tracing::info!(backup = %l.name, store = %target, "already there; clearing the pending mark");
-        return Ok(());
-    }
-    let mut up = dest.create(&name)?;
-    let mut src = local.open(&l.name)?;
-    let n =
-        io::copy(&mut src, &mut up).with_context(|| format!("copying {} to {target}", l.name))?;
-    if n != record.bundle_size {
-        anyhow::bail!(
-            "{} is {n} bytes, its record says {}; not uploading a damaged copy",
-            l.name,
-            record.bundle_size
-        );
-    }
-    up.commit(&record)?;
-    tracing::info!(backup = %l.name, store = %target, bytes = n, "pending backup uploaded");
     Ok(())
 }

@@ -26,7 +26,7 @@ struct Report {
 pub fn run(
     which: &crate::cli::BackupRef,
     identity_files: &[std::path::PathBuf],
-    stores: &[crate::config::StoreSpec],
+    stores: &[crate::store::StoreSpec],
     format: OutputFormat,
     quiet: bool,
 ) -> anyhow::Result<()> {
@@ -129,7 +129,7 @@ fn emit_failure(
 /// `verify --ciphertext-only`: the stored bytes against the record and the lock, no key.
 pub fn run_ciphertext_only(
     which: &crate::cli::BackupRef,
-    stores: &[crate::config::StoreSpec],
+    stores: &[crate::store::StoreSpec],
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     let stores = open_stores(stores)?;

@@ -10,14 +10,15 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::commands::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
-use crate::commands::{prune, upload_pending};
 use crate::etcd::election::{Claim, Election, SlotMarker};
 use crate::http::Status;
 use crate::lock::NodeLock;
 use crate::schedule::ScheduleMode;
 use crate::schedule::{Schedule, slot_name};
 use crate::store::BundleName;
+use crate::store::pending::upload as upload_pending;
 use crate::store::retention::Policy;
+use crate::store::retention::apply::Action;
 
 /// Everything a slot needs, resolved from flags and the config file (replaced on SIGHUP).
 #[derive(Clone)]
@@ -96,7 +97,7 @@ pub async fn run(
         // one node per slot takes them.
         let name = BundleName::parse(&r.name);
         let one = cfg.schedule.mode == ScheduleMode::OnePerCluster;
-        let scope = prune::Scope {
+        let scope = crate::store::retention::apply::Scope {
             cluster: name.as_ref().map(|n| n.cluster.clone()),
             node: name.filter(|_| !one).map(|n| n.node),
             by_cluster: one,
@@ -263,19 +264,27 @@ async fn backup_with_retries(
     }
 }
 
-async fn run_retention(cfg: &SlotConfig, status: &Status, scope: prune::Scope) {
+async fn run_retention(
+    cfg: &SlotConfig,
+    status: &Status,
+    scope: crate::store::retention::apply::Scope,
+) {
     let specs = cfg.job.stores.clone();
     let policy = cfg.retention.clone();
     let started = Instant::now();
     let pruned = tokio::task::spawn_blocking(move || {
         let stores = crate::commands::open_stores(&specs)?;
-        prune::apply(&stores, &policy, false, &scope)
+        crate::store::retention::apply::apply(&stores, &policy, false, &scope)
     })
     .await;
     let seconds = started.elapsed().as_secs_f64();
     match pruned {
         Ok(Ok(p)) => {
-            let (deleted, kept, locked) = (p.count("deleted"), p.count("keep"), p.count("locked"));
+            let (deleted, kept, locked) = (
+                p.count(Action::Deleted),
+                p.count(Action::Keep),
+                p.count(Action::Locked),
+            );
             tracing::info!(
                 deleted,
                 kept,

@@ -17,6 +17,13 @@ pub use local::LocalStore;
 pub use naming::BundleName;
 pub use record::Record;
 
+/// A store location with its settings, flags applied over the file's.
+#[derive(Debug, Clone)]
+pub struct StoreSpec {
+    pub url: String,
+    pub s3: s3::S3Settings,
+}
+
 /// One backup as a store sees it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Listing {
@@ -118,7 +125,7 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens a store from its location (`--store`): a directory or `s3://bucket/prefix`.
-pub fn open(spec: &crate::config::StoreSpec) -> anyhow::Result<Box<dyn Store>> {
+pub fn open(spec: &StoreSpec) -> anyhow::Result<Box<dyn Store>> {
     let location = spec.url.as_str();
     if location.starts_with("s3://") {
         return Ok(Box::new(s3::S3Store::new(location, spec.s3.clone())?));

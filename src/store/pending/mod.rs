@@ -2,6 +2,8 @@
 //! marked with the stores it still owes (`<bundle>.pending`, JSON, 0600), and
 //! `backup --upload-pending` (later the daemon) copies it there and clears the mark.
 
+pub mod upload;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -6,6 +6,8 @@
 //! even if a rule selects them. Whatever the rules, the newest complete backup always stays, and
 //! with no rule at all nothing is deleted. Incomplete backups (no record) older than a day go.
 
+pub mod apply;
+
 use std::collections::{BTreeMap, HashSet};
 
 use time::{Duration, OffsetDateTime};
