@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::host::static_pods::StaticPodsMode;
-use crate::logging::LogFormat;
-use crate::output::OutputFormat;
 use crate::restore::RestorePlatform;
-use crate::schedule::ScheduleMode;
+use crate::settings::flags::{
+    BackupSettings, EtcdArgs, GlobalFlags, IdentityArgs, RetentionFlags, ScheduleFlags, StoreArgs,
+    TrustArgs,
+};
 
 const AFTER_HELP: &str = "\
 Configuration: /etc/cpbackup/config.toml (or --config FILE) holds the same settings as the
@@ -31,30 +31,8 @@ Typical first run on a control-plane node:
 #[derive(Debug, Parser)]
 #[command(name = "cpbackup", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Config file (TOML). Default /etc/cpbackup/config.toml; a missing default file means defaults.
-    #[arg(long, global = true, env = "CPBACKUP_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Read every host path (etcd certificates, static pod resources) under this directory, e.g.
-    /// /host inside `oc debug node/…`. Paths given explicitly are used as written.
-    #[arg(long, global = true, env = "CPBACKUP_HOST_ROOT", value_name = "DIR")]
-    pub host_root: Option<PathBuf>,
-
-    /// Report format on stdout.
-    #[arg(long, global = true, env = "CPBACKUP_OUTPUT", value_enum)]
-    pub output: Option<OutputFormat>,
-
-    /// Log format on stderr (text on a terminal is coloured).
-    #[arg(long, global = true, env = "CPBACKUP_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-
-    /// More log detail (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Only warnings and errors on stderr; no progress bar.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub global: GlobalFlags,
 
     #[command(subcommand)]
     pub command: Command,
@@ -144,132 +122,6 @@ pub enum Command {
     Daemon(Box<DaemonArgs>),
 }
 
-#[derive(Debug, Clone, Default, Args)]
-pub struct EtcdArgs {
-    /// etcd client URL of the local member (default: discovered from the host).
-    #[arg(long, env = "CPBACKUP_ETCD_ENDPOINT", value_name = "URL")]
-    pub etcd_endpoint: Option<String>,
-    /// CA bundle that signed etcd's serving certificate.
-    #[arg(long, env = "CPBACKUP_ETCD_CACERT", value_name = "FILE")]
-    pub etcd_cacert: Option<PathBuf>,
-    /// Client certificate for etcd (mTLS).
-    #[arg(long, env = "CPBACKUP_ETCD_CERT", value_name = "FILE")]
-    pub etcd_cert: Option<PathBuf>,
-    /// Client key for etcd (mTLS).
-    #[arg(long, env = "CPBACKUP_ETCD_KEY", value_name = "FILE")]
-    pub etcd_key: Option<PathBuf>,
-    /// Seconds to wait for etcd to answer before giving up (default 10).
-    #[arg(long, env = "CPBACKUP_ETCD_CONNECT_TIMEOUT", value_name = "SECONDS")]
-    pub etcd_connect_timeout: Option<u64>,
-    /// Seconds without any snapshot data before the stream is declared stalled (default 60).
-    #[arg(long, env = "CPBACKUP_ETCD_STALL_TIMEOUT", value_name = "SECONDS")]
-    pub etcd_stall_timeout: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct RecipientArgs {
-    /// age recipient (age1…) to encrypt to; repeat for several (add an offline recovery key).
-    #[arg(
-        long = "recipient",
-        env = "CPBACKUP_RECIPIENT",
-        value_delimiter = ',',
-        value_name = "AGE1…"
-    )]
-    pub recipients: Vec<String>,
-    /// File with one recipient per line (`#` starts a comment).
-    #[arg(long, env = "CPBACKUP_RECIPIENTS_FILE", value_name = "FILE")]
-    pub recipients_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct StoreArgs {
-    /// Where backups go: a directory (local store) or s3://BUCKET/PREFIX. Repeat for several stores.
-    #[arg(
-        long = "store",
-        env = "CPBACKUP_STORE",
-        value_delimiter = ',',
-        value_name = "PATH_OR_URL"
-    )]
-    pub stores: Vec<String>,
-    /// S3 endpoint for S3-compatible servers (default: AWS). Credentials come only from the standard
-    /// AWS chain: environment, shared profile, web identity (IRSA), instance metadata.
-    #[arg(long, env = "CPBACKUP_S3_ENDPOINT", value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region (default: from the AWS environment/profile, else us-east-1).
-    #[arg(long, env = "CPBACKUP_S3_REGION", value_name = "REGION")]
-    pub s3_region: Option<String>,
-    /// Address buckets as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT.
-    #[arg(long, env = "CPBACKUP_S3_PATH_STYLE")]
-    pub s3_path_style: bool,
-    /// Extra CA certificates (PEM) to trust for the S3 endpoint.
-    #[arg(long, env = "CPBACKUP_S3_CA_BUNDLE", value_name = "FILE")]
-    pub s3_ca_bundle: Option<PathBuf>,
-    /// Object Lock mode for new backups (default compliance).
-    #[arg(long, env = "CPBACKUP_LOCK_MODE", value_enum)]
-    pub lock_mode: Option<crate::store::s3::LockMode>,
-    /// Days each backup stays locked (default 30).
-    #[arg(long, env = "CPBACKUP_RETAIN_DAYS", value_name = "DAYS")]
-    pub retain_days: Option<u32>,
-    /// Accept a bucket without Object Lock (backups there can be deleted or overwritten).
-    #[arg(long, env = "CPBACKUP_ALLOW_MUTABLE")]
-    pub allow_mutable: bool,
-    /// Multipart part size in bytes (tests and tuning; at least 5 MiB).
-    #[arg(long, env = "CPBACKUP_S3_PART_SIZE", hide = true)]
-    pub s3_part_size: Option<usize>,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct IdentityArgs {
-    /// age identity file able to decrypt the bundle; repeatable.
-    #[arg(
-        long = "identity",
-        env = "CPBACKUP_IDENTITY",
-        value_delimiter = ',',
-        value_name = "FILE"
-    )]
-    pub identities: Vec<PathBuf>,
-}
-
-/// Everything that decides what one backup takes and where it goes (shared by `backup` and
-/// `daemon`).
-#[derive(Debug, Clone, Default, Args)]
-pub struct BackupSettings {
-    #[command(flatten)]
-    pub etcd: EtcdArgs,
-    #[command(flatten)]
-    pub recipients: RecipientArgs,
-    #[command(flatten)]
-    pub stores: StoreArgs,
-    /// Which static pod resources to include.
-    #[arg(long, env = "CPBACKUP_STATIC_PODS", value_enum)]
-    pub static_pods: Option<StaticPodsMode>,
-    /// Also include this host path (file or directory tree); repeatable.
-    #[arg(
-        long = "extra-path",
-        env = "CPBACKUP_EXTRA_PATH",
-        value_delimiter = ',',
-        value_name = "PATH"
-    )]
-    pub extra_paths: Vec<PathBuf>,
-    /// Cluster name used in the object path (default: etcd cluster id).
-    #[arg(long, env = "CPBACKUP_CLUSTER_NAME")]
-    pub cluster_name: Option<String>,
-    /// This node's name (default: from the etcd certificate name, else the hostname).
-    #[arg(long, env = "CPBACKUP_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Directory for the node lock and the metrics state (default /var/lib/cpbackup under the
-    /// host root).
-    #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// gzip level 1 (fastest) to 9 (smallest); default 1.
-    #[arg(long, env = "CPBACKUP_COMPRESSION_LEVEL", value_name = "1-9")]
-    pub compression_level: Option<u32>,
-    /// Sign each backup's record with this ed25519 key (`cpbackup keygen --signing`), so
-    /// readers with --trust-signer accept only backups this node made.
-    #[arg(long, env = "CPBACKUP_SIGNING_KEY", value_name = "FILE")]
-    pub signing_key: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
     #[command(flatten)]
@@ -292,20 +144,8 @@ pub struct BackupArgs {
 pub struct DaemonArgs {
     #[command(flatten)]
     pub settings: BackupSettings,
-    /// When to back up: a cron expression, 5 fields (`0 */6 * * *`) or 6 with seconds first;
-    /// repeatable. Default from [schedule] cron in the config.
-    #[arg(long = "schedule", env = "CPBACKUP_SCHEDULE", value_name = "CRON")]
-    pub schedules: Vec<String>,
-    /// Time zone of the cron expressions (IANA name, e.g. Europe/Berlin; default UTC).
-    #[arg(long, env = "CPBACKUP_TIMEZONE", value_name = "TZ")]
-    pub timezone: Option<String>,
-    /// Wait a random 0..N seconds after each scheduled time before starting (default 0).
-    #[arg(long, env = "CPBACKUP_JITTER", value_name = "SECONDS")]
-    pub jitter: Option<u64>,
-    /// per-node: every master backs up its own member each slot; one-per-cluster: the masters
-    /// elect one node per slot through etcd (a lease-backed lock), another takes over if it dies.
-    #[arg(long, env = "CPBACKUP_SCHEDULE_MODE", value_enum)]
-    pub mode: Option<ScheduleMode>,
+    #[command(flatten)]
+    pub schedule: ScheduleFlags,
     /// Address for /metrics and /healthz (default 127.0.0.1:9790; `off` disables). Keep it on
     /// localhost unless a firewall guards it: the metrics name your cluster and nodes.
     #[arg(long, env = "CPBACKUP_METRICS_ADDRESS", value_name = "ADDR:PORT")]
@@ -419,20 +259,6 @@ pub struct BackupRef {
     pub trust: TrustArgs,
 }
 
-/// Which node signing keys a command that reads a backup accepts.
-#[derive(Debug, Clone, Default, Args)]
-pub struct TrustArgs {
-    /// Accept only backups whose record is signed by this key (`cpbsig1:…` from
-    /// `cpbackup keygen --signing`); repeatable. --latest passes over the others.
-    #[arg(
-        long = "trust-signer",
-        env = "CPBACKUP_TRUST_SIGNER",
-        value_delimiter = ',',
-        value_name = "KEY"
-    )]
-    pub trust_signers: Vec<String>,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -455,24 +281,8 @@ pub struct PruneArgs {
     /// Print what would be deleted and why; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Keep the N newest backups.
-    #[arg(long, env = "CPBACKUP_KEEP_LAST", value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N hours.
-    #[arg(long, env = "CPBACKUP_KEEP_HOURLY", value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest backup of each of the last N days.
-    #[arg(long, env = "CPBACKUP_KEEP_DAILY", value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest backup of each of the last N ISO weeks.
-    #[arg(long, env = "CPBACKUP_KEEP_WEEKLY", value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest backup of each of the last N months.
-    #[arg(long, env = "CPBACKUP_KEEP_MONTHLY", value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// Delete backups older than this many days (the newest complete one always stays).
-    #[arg(long, env = "CPBACKUP_MAX_AGE_DAYS", value_name = "DAYS")]
-    pub max_age_days: Option<u32>,
+    #[command(flatten)]
+    pub retention: RetentionFlags,
 }
 
 /// How `inspect` groups the live keys.

@@ -13,11 +13,11 @@
 //!          ─> extract::reapply + deps ─> extract::write | kubeapi::apply
 //! ```
 
+pub mod backup;
 pub mod beneath;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod extract;
@@ -34,6 +34,7 @@ pub mod output;
 pub mod progress;
 pub mod restore;
 pub mod schedule;
+pub mod settings;
 pub mod signing;
 pub mod snapshot;
 pub mod store;

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::backup::{BackupReport, Failure, FailureReason};
+use crate::backup::{BackupReport, Failure, FailureReason};
 
 /// Upper bounds (seconds) of the duration histogram buckets.
 pub const BUCKETS: [f64; 12] = [

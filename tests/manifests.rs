@@ -170,7 +170,7 @@ fn check(dir: &str, control_plane_label: &str) {
 
     // the config is a valid cpbackup config and names the mounted recipients file
     let toml = cm.data.as_ref().unwrap()["config.toml"].clone();
-    let cfg = cpbackup::config::FileConfig::parse(&toml).unwrap();
+    let cfg = cpbackup::settings::FileConfig::parse(&toml).unwrap();
     let rf = cfg.recipients_file.unwrap();
     let secret_mount = c
         .volume_mounts
@@ -273,7 +273,7 @@ fn machineconfig_lays_down_a_valid_config_and_verified_units() {
         .strip_prefix("data:,")
         .unwrap();
     let toml = percent_decode(src);
-    cpbackup::config::FileConfig::parse(&toml).unwrap();
+    cpbackup::settings::FileConfig::parse(&toml).unwrap();
     let t = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     for u in mc["spec"]["config"]["systemd"]["units"].as_array().unwrap() {

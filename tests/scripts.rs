@@ -64,7 +64,7 @@ fn install_is_idempotent_keeps_the_config_and_uninstalls_cleanly() {
         .unwrap();
         assert_eq!(installed, shipped, "{u}");
     }
-    cpbackup::config::FileConfig::parse(&fs::read_to_string(&cfg).unwrap()).unwrap();
+    cpbackup::settings::FileConfig::parse(&fs::read_to_string(&cfg).unwrap()).unwrap();
 
     // A second run changes nothing and keeps an edited config.
     fs::write(&cfg, "cluster_name = \"mine\"\n").unwrap();

@@ -16,47 +16,37 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::cli::{Cli, DaemonArgs};
-use crate::commands::backup::BackupJob;
-use crate::config::{Common, FileConfig};
+use crate::cli::DaemonArgs;
 use crate::error::usage;
 use crate::http::{self, Status};
 use crate::metrics::State;
 use crate::schedule::ScheduleMode;
 use crate::schedule::slot::{self, SlotConfig};
 use crate::schedule::{Schedule, slot_name};
+use crate::settings::{self, Settings};
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:9790";
-
-fn resolve(cli: &Cli, args: &DaemonArgs, file: &FileConfig) -> anyhow::Result<SlotConfig> {
-    let common = Common::resolve(cli, file);
-    Ok(SlotConfig {
-        job: BackupJob::resolve(&args.settings, &common, file)?,
-        schedule: Schedule::resolve(args, &file.schedule)?,
-        retention: crate::commands::prune::policy(&Default::default(), file),
-        textfile: args
-            .metrics_textfile
-            .clone()
-            .or_else(|| file.metrics.textfile.clone()),
-    })
+fn resolve(args: &DaemonArgs, s: &Settings) -> anyhow::Result<SlotConfig> {
+    settings::daemon::slot_config(
+        &args.settings,
+        &args.schedule,
+        args.metrics_textfile.as_deref(),
+        s,
+    )
 }
 
-pub fn run(cli: &Cli, args: &DaemonArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let cfg = resolve(cli, args, file)?;
-    let listen = args
-        .metrics_address
-        .clone()
-        .or_else(|| file.metrics.address.clone())
-        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(args: &DaemonArgs, s: &Settings) -> anyhow::Result<()> {
+    let cfg = resolve(args, s)?;
+    let listen = settings::daemon::metrics_address(args.metrics_address.as_deref(), s);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(main_loop(cli, args, cfg, listen))
+        .block_on(main_loop(s, args, cfg, listen))
 }
 
 async fn main_loop(
-    cli: &Cli,
+    settings: &Settings,
     args: &DaemonArgs,
     cfg: SlotConfig,
     listen: String,
@@ -113,7 +103,7 @@ async fn main_loop(
                 worker = Some(tokio::spawn(slot::run(cfg.clone(), at, status.clone(), stop_rx.clone())));
             }
             _ = hup.recv() => {
-                match FileConfig::load(cli.config.as_deref()).and_then(|f| resolve(cli, args, &f)) {
+                match settings.reload().and_then(|s| resolve(args, &s)) {
                     Ok(new) => {
                         scheduler = restart_scheduler(scheduler, &new.schedule, &tick_tx).await?;
                         *status.interval.lock().expect("status lock") = new.schedule.interval(Utc::now());

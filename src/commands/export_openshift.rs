@@ -2,19 +2,16 @@
 
 use crate::bundle::export;
 use crate::cli::ExportArgs;
-use crate::commands::{choose, open_stores};
-use crate::config::{self, FileConfig};
+use crate::commands::choose;
 use crate::keys::Identities;
 use crate::output;
-use crate::output::OutputFormat;
+use crate::settings::Settings;
 
-pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
-    let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
-    let stores = open_stores(&crate::commands::stores_for(
-        &args.which,
-        &args.stores,
-        file,
-    )?)?;
+/// Writes the two files; refuses to replace existing ones.
+pub fn run(args: &ExportArgs, s: &Settings) -> anyhow::Result<()> {
+    let ids = Identities::load(&s.identities(&args.identities)?)?;
+    let stores =
+        crate::store::open_all(&crate::commands::stores_for(&args.which, &args.stores, s)?)?;
     let chosen = choose(&args.which, &stores)?;
     let out = export::export_openshift(
         chosen.reader,
@@ -24,7 +21,7 @@ pub fn run(args: &ExportArgs, file: &FileConfig, format: OutputFormat) -> anyhow
     )
     .map_err(|e| e.context(format!("exporting {}", chosen.listing.name)))?;
     tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
-    output::emit(format, &out, |o| {
+    output::emit(s.output, &out, |o| {
         format!(
             "{}\n{}",
             o.snapshot.display(),

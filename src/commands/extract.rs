@@ -8,7 +8,6 @@ use anyhow::Context;
 use crate::bundle::reader;
 use crate::cli::{DryRun, ExtractArgs};
 use crate::commands::{BackupInput, SnapshotInput, map_file, snapshot_input};
-use crate::config::FileConfig;
 use crate::error::usage;
 use crate::extract::reapply::Options;
 use crate::extract::select::Filter;
@@ -18,6 +17,7 @@ use crate::k8s::encryption::Keyring;
 use crate::k8s::schema::Schema;
 use crate::kubeapi::apply::{self, ApplyOptions};
 use crate::output::OutputFormat;
+use crate::settings::Settings;
 
 /// Bundle entries looked at to find the encryption configuration (small files only).
 const SMALL_FILE: u64 = 1024 * 1024;
@@ -66,12 +66,9 @@ impl<'a> Report<'a> {
     }
 }
 
-pub fn run(
-    args: &ExtractArgs,
-    file: &FileConfig,
-    format: OutputFormat,
-    quiet: bool,
-) -> anyhow::Result<()> {
+/// Extracts, writes or applies; the report goes to stderr when the objects go to stdout.
+pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
+    let format = s.output;
     let filter = match (&args.namespace, &args.prefix) {
         (Some(ns), None) => Filter::Namespace(ns.clone()),
         (None, Some(p)) => Filter::Prefix(p.clone()),
@@ -89,7 +86,7 @@ pub fn run(
              starting and ending with a letter or digit, at most 63 characters"
         )));
     }
-    let source = open_source(args, file, !quiet && format == OutputFormat::Text)?;
+    let source = open_source(args, s)?;
     let keys = match (&args.encryption_config, &source.bundled_encryption) {
         (Some(path), _) => Keyring::load(path)?,
         (None, Some((origin, text))) => Keyring::parse(text, origin)?,
@@ -299,13 +296,14 @@ fn is_dns_label(s: &str) -> bool {
         && s.ends_with(ok)
 }
 
-fn open_source(args: &ExtractArgs, file: &FileConfig, progress: bool) -> anyhow::Result<Source> {
+fn open_source(args: &ExtractArgs, s: &Settings) -> anyhow::Result<Source> {
+    let progress = s.progress();
     let input = snapshot_input(
         &args.which,
         &args.identities,
         &args.stores,
-        args.spool_dir.clone(),
-        file,
+        args.spool_dir.as_deref(),
+        s,
     )?;
     let (chosen, ids, mut spool) = match input {
         SnapshotInput::Bare(path) => {

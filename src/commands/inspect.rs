@@ -7,9 +7,8 @@ use anyhow::Context;
 use crate::bundle::reader;
 use crate::cli::{GroupBy, InspectArgs};
 use crate::commands::{BackupInput, SnapshotInput, map_file as map, snapshot_input};
-use crate::config::FileConfig;
-use crate::output::OutputFormat;
 use crate::output::{self, human_size};
+use crate::settings::Settings;
 use crate::snapshot::report::{self, Report};
 use crate::snapshot::stats::Group;
 
@@ -20,13 +19,14 @@ struct Output {
     report: Report,
 }
 
-pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyhow::Result<()> {
+/// Reads the snapshot and prints its summary.
+pub fn run(args: &InspectArgs, s: &Settings) -> anyhow::Result<()> {
     let input = snapshot_input(
         &args.which,
         &args.identities,
         &args.stores,
-        args.spool_dir.clone(),
-        file,
+        args.spool_dir.as_deref(),
+        s,
     )?;
     let (name, mapped) = match input {
         SnapshotInput::Bare(path) => {
@@ -59,7 +59,7 @@ pub fn run(args: &InspectArgs, file: &FileConfig, format: OutputFormat) -> anyho
         source: name,
         report,
     };
-    output::emit(format, &out, |o| text(o, args.by, args.top))
+    output::emit(s.output, &out, |o| text(o, args.by, args.top))
 }
 
 fn text(o: &Output, by: GroupBy, top: usize) -> String {

@@ -4,7 +4,7 @@
 use crate::cli::KeygenArgs;
 use crate::keys;
 use crate::output;
-use crate::output::OutputFormat;
+use crate::settings::Settings;
 
 #[derive(serde::Serialize)]
 struct Report {
@@ -19,7 +19,9 @@ struct SigningReport {
     public_key: String,
 }
 
-pub fn run(args: &KeygenArgs, format: OutputFormat) -> anyhow::Result<()> {
+/// Writes the key file and prints what readers or writers need of it.
+pub fn run(args: &KeygenArgs, s: &Settings) -> anyhow::Result<()> {
+    let format = s.output;
     if args.signing {
         let public = crate::signing::generate(&args.out)?;
         tracing::info!(

@@ -1,14 +1,17 @@
 //! `cpbackup list`: every backup in the stores with its state; needs no key.
 
-use crate::commands::open_stores;
-use crate::output::OutputFormat;
+use crate::cli::ListArgs;
 use crate::output::{self, human_size};
+use crate::settings::Settings;
 use crate::store::Listing;
 
-pub fn run(stores: &[crate::store::StoreSpec], format: OutputFormat) -> anyhow::Result<()> {
+/// Lists every store, oldest first per store.
+pub fn run(args: &ListArgs, s: &Settings) -> anyhow::Result<()> {
+    let stores = s.stores(&args.stores)?;
+    let format = s.output;
     let mut all: Vec<Listing> = Vec::new();
-    for s in open_stores(stores)? {
-        all.extend(s.list()?);
+    for store in crate::store::open_all(&stores)? {
+        all.extend(store.list()?);
     }
     let many = stores.len() > 1;
     output::emit(format, &all, |all| {

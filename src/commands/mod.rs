@@ -1,4 +1,6 @@
-//! One file per CLI command; each wires the library modules together and reports.
+//! One file per CLI command: each takes its parsed flags and the [`Settings`] resolved once in
+//! `main`, calls the engines below (`backup`, `restore`, `store::…`, `extract`, `bundle`) and
+//! reports. [`run`] dispatches.
 
 pub mod backup;
 pub mod daemon;
@@ -17,21 +19,48 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::BackupRef;
+use crate::cli::{BackupRef, Command};
 use crate::error::usage;
+use crate::settings::Settings;
+use crate::settings::flags::{IdentityArgs, StoreArgs};
 use crate::store::{self, BackupState, Listing, Record, Store};
 
-/// Opens every configured store.
-pub fn open_stores(specs: &[crate::store::StoreSpec]) -> anyhow::Result<Vec<Box<dyn Store>>> {
-    specs.iter().map(store::open).collect()
+/// Runs one command.
+pub fn run(command: &Command, s: &Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Keygen(a) => keygen::run(a, s),
+        Command::List(a) => list::run(a, s),
+        Command::Verify(a) => verify::run(a, s),
+        Command::ExportOpenshift(a) => export_openshift::run(a, s),
+        Command::Prune(a) => prune::run(a, s),
+        Command::Inspect(a) => inspect::run(a, s),
+        Command::Extract(a) => extract::run(a, s),
+        Command::Restore(a) => restore::run(a, s),
+        Command::Daemon(a) => daemon::run(a, s),
+        Command::Backup(a) => backup::run(a, s),
+    }
+}
+
+/// Fills what a command reads from the config file into its flags where they were not given:
+/// `trusted_signers` for the commands that read a backup.
+pub fn apply_file_defaults(command: &mut Command, s: &Settings) {
+    let given = match command {
+        Command::Verify(a) => &mut a.which.trust.trust_signers,
+        Command::Inspect(a) => &mut a.which.trust.trust_signers,
+        Command::ExportOpenshift(a) => &mut a.which.trust.trust_signers,
+        Command::Extract(a) => &mut a.which.trust.trust_signers,
+        Command::Restore(a) => &mut a.trust.trust_signers,
+        _ => return,
+    };
+    *given = s.trusted_signers(given);
 }
 
 /// The stores a `BACKUP | --latest` argument needs: none for a path to a file; a path that
 /// does not exist is said to be missing (not "no store configured").
 pub fn stores_for(
     which: &BackupRef,
-    stores: &crate::cli::StoreArgs,
-    file: &crate::config::FileConfig,
+    stores: &StoreArgs,
+    s: &Settings,
 ) -> anyhow::Result<Vec<crate::store::StoreSpec>> {
     let given = which.backup.as_deref();
     if given.is_some_and(|b| Path::new(b).is_file()) {
@@ -44,7 +73,7 @@ pub fn stores_for(
             "no such file: {b}. Give the path of a .cpb file, or a name from `cpbackup list` (cluster/node/file.cpb) with --store"
         )));
     }
-    crate::config::resolve_stores(stores, file)
+    s.stores(stores)
 }
 
 /// A backup chosen by name, path or `--latest`, ready to stream: what its store lists of it
@@ -284,12 +313,11 @@ pub struct BackupInput {
 /// Resolves `BACKUP | FILE | --latest` for the commands that read snapshots.
 pub fn snapshot_input(
     which: &BackupRef,
-    identities: &crate::cli::IdentityArgs,
-    stores: &crate::cli::StoreArgs,
-    spool_dir: Option<std::path::PathBuf>,
-    file: &crate::config::FileConfig,
+    identities: &IdentityArgs,
+    stores: &StoreArgs,
+    spool_dir: Option<&Path>,
+    s: &Settings,
 ) -> anyhow::Result<SnapshotInput> {
-    use crate::config;
     let given = which.backup.as_deref();
     let is_file = given.is_some_and(|s| Path::new(s).is_file());
     if let Some(path) = given.filter(|_| is_file)
@@ -297,12 +325,10 @@ pub fn snapshot_input(
     {
         return Ok(SnapshotInput::Bare(path.to_owned()));
     }
-    let ids = crate::keys::Identities::load(&config::resolve_identities(identities, file)?)?;
-    let stores = open_stores(&stores_for(which, stores, file)?)?;
+    let ids = crate::keys::Identities::load(&s.identities(identities)?)?;
+    let stores = store::open_all(&stores_for(which, stores, s)?)?;
     let chosen = choose(which, &stores)?;
-    let spool_dir = spool_dir
-        .or_else(|| file.spool_dir.clone())
-        .unwrap_or_else(std::env::temp_dir);
+    let spool_dir = s.spool_dir(spool_dir);
     let spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
         format!(
             "cannot create a spool file in {}; pass --spool-dir DIR",

@@ -10,10 +10,9 @@ use anyhow::Context;
 use crate::bundle::reader::{self, Expectation};
 use crate::bundle::unpack;
 use crate::cli::{BackupRef, RestoreArgs};
-use crate::commands::{choose, open_stores};
-use crate::config::{self, Common, EtcdSettings, FileConfig};
+use crate::commands::choose;
 use crate::error::usage;
-use crate::host::{HostRoot, Platform};
+use crate::host::Platform;
 use crate::keys::Identities;
 use crate::lock::NodeLock;
 use crate::output;
@@ -23,6 +22,7 @@ use crate::restore::journal::{Journal, JournalStep, Operation, Outcome, StepStat
 use crate::restore::steps::{Ctx, Step};
 use crate::restore::tools::RestoreTool;
 use crate::restore::{fsops, plan, rollback, run_steps};
+use crate::settings::Settings;
 
 #[derive(serde::Serialize)]
 struct PlanReport<'a> {
@@ -34,21 +34,18 @@ struct PlanReport<'a> {
     steps: Vec<&'a Step>,
 }
 
-pub fn run(
-    args: &RestoreArgs,
-    common: &Common,
-    file: &FileConfig,
-    quiet: bool,
-) -> anyhow::Result<()> {
-    let host = HostRoot::new(&common.host_root);
-    let state_dir = config::resolve_state_dir(args.state_dir.as_deref(), file, &host);
+/// Restore, `--disable-etcd`, `--continue`, `--rollback` or `--post-restore` alone.
+pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
+    let host = s.host();
+    let quiet = s.quiet;
+    let state_dir = s.state_dir(args.state_dir.as_deref());
     let restore_dir = state_dir.join("restore");
     let _lock = NodeLock::acquire(&state_dir, "restore")?;
     let existing = Journal::load(&restore_dir)?;
     remove_stale_staging(&restore_dir, existing.as_ref().filter(|j| j.in_progress()));
     let timeout = Duration::from_secs(args.wait_timeout.max(1));
     let ctx_for = |j: &Journal, staging_verified: bool| Ctx {
-        host_root: common.host_root.clone(),
+        host_root: s.host_root.clone(),
         staging_verified,
         wait_timeout: timeout,
         rolled_back: j.work_dir.join("rolled-back"),
@@ -89,7 +86,7 @@ pub fn run(
         );
         let ctx = ctx_for(&j, false);
         run_steps(&mut j, &restore_dir, &ctx, quiet)?;
-        finished(&j, common.output)?;
+        finished(&j, s.output)?;
         return if j.operation == Operation::Restore {
             post(Some(&j))
         } else {
@@ -161,7 +158,7 @@ pub fn run(
             &work_dir,
             steps,
         );
-        print_plan(&j, &restore_dir, args.dry_run, common.output)?;
+        print_plan(&j, &restore_dir, args.dry_run, s.output)?;
         if args.dry_run {
             return Ok(());
         }
@@ -195,8 +192,8 @@ pub fn run(
             plan::KUBEADM_MANIFESTS
         )));
     }
-    let etcd = EtcdSettings::resolve(&args.etcd, &file.etcd)?;
-    let ids = Identities::load(&config::resolve_identities(&args.identities, file)?)?;
+    let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
+    let ids = Identities::load(&s.identities(&args.identities)?)?;
     let tool = match platform {
         Platform::Openshift => None,
         _ => Some(RestoreTool::find(args.etcdutl.as_deref(), &host)?),
@@ -213,7 +210,7 @@ pub fn run(
         node: args.from_node.clone(),
         trust: args.trust.clone(),
     };
-    let stores = open_stores(&crate::commands::stores_for(&which, &args.stores, file)?)?;
+    let stores = crate::store::open_all(&crate::commands::stores_for(&which, &args.stores, s)?)?;
     let chosen = choose(&which, &stores)?;
     let data_dir = host.path(&data_dir_host);
     if let Some(r) = &chosen.listing.record {
@@ -255,7 +252,7 @@ pub fn run(
             &work_dir,
             steps,
         );
-        print_plan(&j, &restore_dir, true, common.output)?;
+        print_plan(&j, &restore_dir, true, s.output)?;
         eprintln!(
             "dry run: the backup verifies and nothing was changed; run again without --dry-run to restore"
         );
@@ -268,11 +265,7 @@ pub fn run(
         staged.display()
     );
     fsops::create_private_dir(&work_dir)?;
-    let bar = crate::progress::bytes_bar(
-        chosen.listing.size.unwrap_or(0),
-        !quiet && common.output == OutputFormat::Text,
-        "unpack",
-    );
+    let bar = crate::progress::bytes_bar(chosen.listing.size.unwrap_or(0), s.progress(), "unpack");
     let b = bar.clone();
     let started = std::time::Instant::now();
     let expect = Expectation::from_record(chosen.listing.record.as_ref());
@@ -326,14 +319,14 @@ pub fn run(
         &work_dir,
         steps,
     );
-    print_plan(&j, &restore_dir, false, common.output)?;
+    print_plan(&j, &restore_dir, false, s.output)?;
     if let Err(e) = confirm(args.yes, "restore this node") {
         let _ = fsops::remove_tree(&work_dir);
         return Err(e);
     }
     let ctx = ctx_for(&j, true);
     run_steps(&mut j, &restore_dir, &ctx, quiet)?;
-    finished(&j, common.output)?;
+    finished(&j, s.output)?;
     post(Some(&j))
 }
 

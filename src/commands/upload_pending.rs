@@ -1,24 +1,20 @@
 //! `cpbackup backup --upload-pending`: the pending-copy engine (`store::pending::upload`) under
 //! the node lock, and its report.
 
-use crate::cli::BackupSettings;
-use crate::config::{self, Common, FileConfig};
 use crate::lock::NodeLock;
 use crate::output;
+use crate::settings::Settings;
+use crate::settings::flags::BackupSettings;
 use crate::store::pending::upload::upload_all;
 
 /// Copies every pending local backup; exit 1 when a copy failed (it stays pending).
-pub fn run(args: &BackupSettings, common: &Common, file: &FileConfig) -> anyhow::Result<()> {
-    let specs = config::resolve_stores(&args.stores, file)?;
-    let state_dir = config::resolve_state_dir(
-        args.state_dir.as_deref(),
-        file,
-        &crate::host::HostRoot::new(&common.host_root),
-    );
+pub fn run(args: &BackupSettings, s: &Settings) -> anyhow::Result<()> {
+    let specs = s.stores(&args.stores)?;
+    let state_dir = s.state_dir(args.state_dir.as_deref());
     let _lock = NodeLock::acquire(&state_dir, "upload-pending")?;
     let done = upload_all(&specs)?;
     let failed = done.iter().filter(|c| !c.ok).count();
-    output::emit(common.output, &done, |d| {
+    output::emit(s.output, &done, |d| {
         if d.is_empty() {
             return "nothing pending".into();
         }

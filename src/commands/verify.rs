@@ -4,11 +4,14 @@
 use anyhow::Context;
 
 use crate::bundle::reader::{self, Expectation};
-use crate::commands::{choose, open_stores};
+use crate::cli::VerifyArgs;
+use crate::commands::{choose, stores_for};
 use crate::keys::Identities;
 use crate::output::OutputFormat;
 use crate::output::{self, human_size};
 use crate::progress;
+use crate::settings::Settings;
+use crate::store::Store;
 
 #[derive(serde::Serialize)]
 struct Report {
@@ -23,16 +26,24 @@ struct Report {
     tampered: Vec<String>,
 }
 
-pub fn run(
+/// A full verify (with the key), or `--ciphertext-only`.
+pub fn run(args: &VerifyArgs, s: &Settings) -> anyhow::Result<()> {
+    let stores = crate::store::open_all(&stores_for(&args.which, &args.stores, s)?)?;
+    if args.ciphertext_only {
+        return ciphertext_only(&args.which, &stores, s.output);
+    }
+    full(&args.which, &s.identities(&args.identities)?, &stores, s)
+}
+
+fn full(
     which: &crate::cli::BackupRef,
     identity_files: &[std::path::PathBuf],
-    stores: &[crate::store::StoreSpec],
-    format: OutputFormat,
-    quiet: bool,
+    stores: &[Box<dyn Store>],
+    s: &Settings,
 ) -> anyhow::Result<()> {
+    let format = s.output;
     let ids = Identities::load(identity_files)?;
-    let stores = open_stores(stores)?;
-    let chosen = choose(which, &stores)?;
+    let chosen = choose(which, stores)?;
     let recorded_size = chosen.listing.record.as_ref().map(|r| r.bundle_size);
     let expect = Expectation::from_record(chosen.listing.record.as_ref());
     if chosen.listing.record.is_none() {
@@ -52,11 +63,7 @@ pub fn run(
         emit_failure(format, &chosen.listing.name, &chosen.listing.tampered, &err)?;
         anyhow::bail!(err);
     }
-    let bar = progress::bytes_bar(
-        chosen.listing.size.unwrap_or(0),
-        !quiet && format == OutputFormat::Text,
-        "verify",
-    );
+    let bar = progress::bytes_bar(chosen.listing.size.unwrap_or(0), s.progress(), "verify");
     let b = bar.clone();
     let result = reader::verify(chosen.reader, &ids, &expect, Box::new(move |n| b.inc(n)));
     bar.finish_and_clear();
@@ -127,13 +134,12 @@ fn emit_failure(
 }
 
 /// `verify --ciphertext-only`: the stored bytes against the record and the lock, no key.
-pub fn run_ciphertext_only(
+fn ciphertext_only(
     which: &crate::cli::BackupRef,
-    stores: &[crate::store::StoreSpec],
+    stores: &[Box<dyn Store>],
     format: OutputFormat,
 ) -> anyhow::Result<()> {
-    let stores = open_stores(stores)?;
-    let chosen = choose(which, &stores)?;
+    let chosen = choose(which, stores)?;
     let report = crate::store::integrity::check(&chosen.listing, chosen.reader)
         .with_context(|| format!("reading {}", chosen.listing.name))?;
     output::emit(format, &report, |r| {

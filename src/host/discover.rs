@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::config::EtcdSettings;
 use crate::error::usage;
+use crate::etcd::EtcdSettings;
 use crate::host::HostRoot;
 
 pub const OPENSHIFT_ETCD_ENV: &str =
@@ -221,7 +221,7 @@ mod tests {
     use std::fs;
 
     fn settings() -> EtcdSettings {
-        EtcdSettings::resolve(&Default::default(), &Default::default()).unwrap()
+        crate::settings::etcd::resolve(&Default::default(), &Default::default()).unwrap()
     }
 
     fn openshift_root(node: &str) -> tempfile::TempDir {

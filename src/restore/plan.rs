@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::bundle::manifest::Manifest;
-use crate::config::EtcdSettings;
 use crate::error::usage;
+use crate::etcd::EtcdSettings;
 use crate::host::{HostRoot, Platform, discover, etcd_manifest};
 use crate::restore::fsops::is_mount_point;
 use crate::restore::node::Watch;

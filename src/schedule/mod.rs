@@ -16,8 +16,6 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::cli::DaemonArgs;
-use crate::config::FileSchedule;
 use crate::error::usage;
 
 /// How the masters of one cluster share the schedule.
@@ -55,6 +53,21 @@ pub struct Schedule {
     pub election_ttl: Duration,
 }
 
+/// How a schedule's slots run: jitter, mode, retries, election lease.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Random delay 0..jitter after each scheduled time.
+    pub jitter: Duration,
+    /// How the masters share the slots.
+    pub mode: ScheduleMode,
+    /// Extra attempts after a failed backup within a slot.
+    pub retries: u32,
+    /// First retry delay; doubles each time.
+    pub backoff: Duration,
+    /// Lease of the one-per-cluster lock.
+    pub election_ttl: Duration,
+}
+
 fn parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Required)
@@ -83,71 +96,28 @@ pub fn six_fields(expr: &str) -> anyhow::Result<String> {
 }
 
 impl Schedule {
-    pub fn resolve(args: &DaemonArgs, file: &FileSchedule) -> anyhow::Result<Self> {
-        let exprs = if args.schedules.is_empty() {
-            file.cron.to_vec()
-        } else {
-            args.schedules.clone()
-        };
-        if exprs.is_empty() {
-            return Err(usage(
-                "no schedule: pass --schedule \"0 */6 * * *\" (repeatable) or set cron = \"0 */6 * * *\" in [schedule]",
-            ));
-        }
-        let crons = exprs
-            .iter()
-            .map(|e| six_fields(e))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    /// A schedule of six-field expressions (checked by [`six_fields`]) in `tz`.
+    pub fn new(crons: Vec<String>, tz: Tz, timing: Timing) -> anyhow::Result<Self> {
         let parsed = crons
             .iter()
-            .map(|c| parser().parse(c).expect("checked by six_fields"))
-            .collect();
-        let tz_name = args
-            .timezone
-            .clone()
-            .or_else(|| file.timezone.clone())
-            .unwrap_or_else(|| "UTC".into());
-        let tz: Tz = tz_name.parse().map_err(|_| {
-            usage(format!(
-                "timezone {tz_name:?} is unknown: give an IANA name such as UTC or Europe/Berlin"
-            ))
-        })?;
-        let secs = |v: Option<u64>, name: &str, default: u64, max: u64| {
-            let v = v.unwrap_or(default);
-            if v > max {
-                Err(usage(format!(
-                    "schedule {name} = {v} is out of range: give 0 to {max} seconds"
-                )))
-            } else {
-                Ok(Duration::from_secs(v))
-            }
-        };
-        let s = Schedule {
-            crons,
-            parsed,
-            tz,
-            jitter: secs(
-                args.jitter.or(file.jitter_seconds),
-                "jitter_seconds",
-                0,
-                86_400,
-            )?,
-            mode: args.mode.or(file.mode).unwrap_or(ScheduleMode::PerNode),
-            retries: file.retries.unwrap_or(3).min(100),
-            backoff: secs(
-                file.retry_backoff_seconds,
-                "retry_backoff_seconds",
-                30,
-                86_400,
-            )?,
-            election_ttl: secs(file.election_ttl_seconds, "election_ttl_seconds", 30, 3600)?,
-        };
-        if s.election_ttl < Duration::from_secs(2) {
+            .map(|c| parser().parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage(format!("invalid cron expression: {e}")))?;
+        if timing.election_ttl < Duration::from_secs(2) {
             return Err(usage(
                 "schedule election_ttl_seconds must be at least 2: the lock's lease is renewed every third of it",
             ));
         }
-        Ok(s)
+        Ok(Schedule {
+            crons,
+            parsed,
+            tz,
+            jitter: timing.jitter,
+            mode: timing.mode,
+            retries: timing.retries,
+            backoff: timing.backoff,
+            election_ttl: timing.election_ttl,
+        })
     }
 
     /// The scheduled time a tick fired at `now` belongs to: the latest occurrence not after
@@ -217,16 +187,12 @@ mod tests {
     use super::*;
 
     fn sched(exprs: &[&str], tz: &str) -> Schedule {
-        let args = DaemonArgs {
-            settings: Default::default(),
+        let flags = crate::settings::flags::ScheduleFlags {
             schedules: exprs.iter().map(|s| s.to_string()).collect(),
             timezone: Some(tz.into()),
-            jitter: None,
-            mode: None,
-            metrics_address: None,
-            metrics_textfile: None,
+            ..Default::default()
         };
-        Schedule::resolve(&args, &FileSchedule::default()).unwrap()
+        crate::settings::daemon::schedule(&flags, &Default::default()).unwrap()
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -280,24 +246,5 @@ mod tests {
             s.utc_offset_seconds(at("2026-07-01T00:00:00Z")),
             s.utc_offset_seconds(at("2026-11-23T00:00:00Z"))
         );
-    }
-
-    #[test]
-    fn bad_settings_are_usage_errors() {
-        let mut args = DaemonArgs {
-            settings: Default::default(),
-            schedules: vec![],
-            timezone: None,
-            jitter: None,
-            mode: None,
-            metrics_address: None,
-            metrics_textfile: None,
-        };
-        let e = Schedule::resolve(&args, &FileSchedule::default()).unwrap_err();
-        assert!(e.to_string().contains("--schedule"), "{e}");
-        args.schedules = vec!["0 * * * *".into()];
-        args.timezone = Some("Mars/Olympus".into());
-        let e = Schedule::resolve(&args, &FileSchedule::default()).unwrap_err();
-        assert!(e.to_string().contains("Mars/Olympus"), "{e}");
     }
 }

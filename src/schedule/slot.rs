@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::commands::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
+use crate::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
 use crate::etcd::election::{Claim, Election, SlotMarker};
 use crate::http::Status;
 use crate::lock::NodeLock;
@@ -118,7 +118,7 @@ pub async fn run(
 async fn check_newest(cfg: &SlotConfig, status: &Status, cluster: String) {
     let specs = cfg.job.stores.clone();
     let swept = tokio::task::spawn_blocking(move || {
-        let stores = crate::commands::open_stores(&specs)?;
+        let stores = crate::store::open_all(&specs)?;
         anyhow::Ok(crate::store::integrity::sweep(&stores, &cluster))
     })
     .await;
@@ -273,7 +273,7 @@ async fn run_retention(
     let policy = cfg.retention.clone();
     let started = Instant::now();
     let pruned = tokio::task::spawn_blocking(move || {
-        let stores = crate::commands::open_stores(&specs)?;
+        let stores = crate::store::open_all(&specs)?;
         crate::store::retention::apply::apply(&stores, &policy, false, &scope)
     })
     .await;

@@ -2,12 +2,14 @@
 //! complete (`commit`), lists what it holds with each backup's state, and streams a bundle back.
 //! The local directory store is here; remote stores implement the same trait.
 
+pub mod bridge;
 pub mod fanout;
 pub mod integrity;
 pub mod local;
 pub mod naming;
 pub mod pending;
 pub mod record;
+pub mod registry;
 pub mod retention;
 pub mod s3;
 
@@ -16,12 +18,20 @@ use std::io::{Read, Write};
 pub use local::LocalStore;
 pub use naming::BundleName;
 pub use record::Record;
+pub use registry::{open, open_all};
 
 /// A store location with its settings, flags applied over the file's.
 #[derive(Debug, Clone)]
 pub struct StoreSpec {
     pub url: String,
     pub s3: s3::S3Settings,
+}
+
+impl StoreSpec {
+    /// Whether the location is a local directory (no `scheme://`).
+    pub fn is_local(&self) -> bool {
+        registry::scheme(&self.url).is_none()
+    }
 }
 
 /// One backup as a store sees it.
@@ -122,20 +132,6 @@ pub trait Store: Send + Sync {
     fn open_listed(&self, listing: &Listing) -> anyhow::Result<Box<dyn Read + Send>> {
         self.open(&listing.name)
     }
-}
-
-/// Opens a store from its location (`--store`): a directory or `s3://bucket/prefix`.
-pub fn open(spec: &StoreSpec) -> anyhow::Result<Box<dyn Store>> {
-    let location = spec.url.as_str();
-    if location.starts_with("s3://") {
-        return Ok(Box::new(s3::S3Store::new(location, spec.s3.clone())?));
-    }
-    if location.contains("://") {
-        return Err(crate::error::usage(format!(
-            "store {location:?}: unknown scheme; give a directory or s3://BUCKET/PREFIX"
-        )));
-    }
-    Ok(Box::new(LocalStore::new(location)))
 }
 
 /// Computes a listing's state from what exists; `tampered` holds why the store thinks the

@@ -22,7 +22,7 @@ pub struct Copied {
 /// Copies every pending local backup to the stores it missed. The caller holds the node lock.
 pub fn upload_all(specs: &[StoreSpec]) -> anyhow::Result<Vec<Copied>> {
     let mut done: Vec<Copied> = Vec::new();
-    for local_spec in specs.iter().filter(|s| !s.url.contains("://")) {
+    for local_spec in specs.iter().filter(|s| s.is_local()) {
         let local = LocalStore::new(&local_spec.url);
         for l in local.list()?.into_iter().filter(|l| !l.pending.is_empty()) {
             let bundle = local.bundle_path(&l.name)?;
@@ -50,7 +50,7 @@ pub fn upload_all(specs: &[StoreSpec]) -> anyhow::Result<Vec<Copied>> {
 pub fn count_pending(specs: &[StoreSpec]) -> usize {
     specs
         .iter()
-        .filter(|s| !s.url.contains("://"))
+        .filter(|s| s.is_local())
         .filter_map(|s| LocalStore::new(&s.url).list().ok())
         .flatten()
         .map(|l| l.pending.len())

@@ -8,31 +8,30 @@
 //! version, then read back with HeadObject: some S3-compatible servers (moto among them) drop the
 //! lock of multipart uploads and do not implement GetObjectRetention.
 //!
-//! The [`Store`] trait is blocking; S3 calls run on a process-wide runtime of their own, from
-//! whatever thread calls (a scoped helper thread when the caller is itself inside a runtime).
+//! The [`Store`] trait is blocking; S3 calls run through [`crate::store::bridge`]. The upload
+//! lives in `upload.rs`, version listing and pinned reads in `versions.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::io::{self, Read, Write};
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::OnceLock;
+mod upload;
+mod versions;
+
+use std::collections::VecDeque;
+use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode,
-};
-use tokio::io::AsyncReadExt;
+use aws_sdk_s3::primitives::DateTime;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled, ObjectLockMode};
 
 use crate::error::usage;
+use crate::store::bridge::block;
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
-use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BundleName, Listing, Store, Upload, state_of};
+use std::path::PathBuf;
+
+use upload::S3Upload;
+use versions::{Versions, version_param};
 
 /// Parts in flight per upload; with the part size this bounds an upload's memory.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -85,34 +84,6 @@ impl Default for S3Settings {
             allow_mutable: false,
             part_size: DEFAULT_PART_SIZE,
         }
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("s3-io")
-            .enable_all()
-            .build()
-            .expect("starting the S3 I/O runtime")
-    })
-}
-
-/// Runs a future to completion on the S3 runtime from any thread.
-fn block<F: Future + Send>(f: F) -> F::Output
-where
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_ok() {
-        std::thread::scope(|s| {
-            s.spawn(|| runtime().block_on(f))
-                .join()
-                .expect("S3 helper thread")
-        })
-    } else {
-        runtime().block_on(f)
     }
 }
 
@@ -267,204 +238,6 @@ async fn build_client(s: S3Settings) -> anyhow::Result<Client> {
         conf = conf.endpoint_url(ep);
     }
     Ok(Client::from_conf(conf.build()))
-}
-
-type PartFuture = Pin<Box<dyn Future<Output = anyhow::Result<CompletedPart>> + Send>>;
-
-struct S3Upload {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: String,
-    /// Size of the part being filled.
-    part_size: usize,
-    base_part_size: usize,
-    buf: Vec<u8>,
-    next_part: i32,
-    in_flight: VecDeque<tokio::task::JoinHandle<anyhow::Result<CompletedPart>>>,
-    parts: Vec<CompletedPart>,
-    retention: Option<(ObjectLockMode, DateTime)>,
-    finished: bool,
-}
-
-impl S3Upload {
-    fn part_future(&mut self, body: Vec<u8>) -> PartFuture {
-        let n = self.next_part;
-        self.next_part += 1;
-        let (client, bucket, key, id) = (
-            self.client.clone(),
-            self.bucket.clone(),
-            self.key.clone(),
-            self.upload_id.clone(),
-        );
-        Box::pin(async move {
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(&key)
-                .upload_id(id)
-                .part_number(n)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("uploading part {n} of {key}: {}", describe(&e)))?;
-            Ok(CompletedPart::builder()
-                .part_number(n)
-                .set_e_tag(out.e_tag().map(str::to_owned))
-                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
-                .build())
-        })
-    }
-
-    fn wait_one(&mut self) -> io::Result<()> {
-        if let Some(h) = self.in_flight.pop_front() {
-            let part = block(h)
-                .map_err(|e| io::Error::other(format!("upload task failed: {e}")))?
-                .map_err(|e| io::Error::other(format!("{e:#}")))?;
-            self.parts.push(part);
-        }
-        Ok(())
-    }
-
-    fn send_part(&mut self) -> io::Result<()> {
-        while self.in_flight.len() >= PARTS_IN_FLIGHT {
-            self.wait_one()?;
-        }
-        let fut = {
-            // The part about to be sent is `next_part`; the buffer after it may be larger.
-            let next_size = part_size_for(self.base_part_size, self.next_part + 1);
-            self.part_size = next_size;
-            let body = std::mem::replace(&mut self.buf, Vec::with_capacity(next_size));
-            self.part_future(body)
-        };
-        self.in_flight.push_back(runtime().spawn(fut));
-        Ok(())
-    }
-}
-
-impl Write for S3Upload {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(self.part_size - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == self.part_size {
-            self.send_part()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Upload for S3Upload {
-    fn commit(mut self: Box<Self>, record: &Record) -> anyhow::Result<()> {
-        if !self.buf.is_empty() || self.next_part == 1 {
-            self.send_part()?;
-        }
-        while !self.in_flight.is_empty() {
-            self.wait_one()?;
-        }
-        let parts = std::mem::take(&mut self.parts);
-        let done = block(
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&self.upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .if_none_match("*")
-                .send(),
-        )
-        .map_err(|e| anyhow::anyhow!("completing the upload of {}: {}", self.key, describe(&e)))?;
-        self.finished = true;
-        let mut record = record.clone();
-        record.bundle_version_id = done.version_id().map(str::to_owned);
-        if let Some((mode, until)) = self.retention.clone() {
-            // Explicit retention on the finished version: a no-op on AWS, needed where the
-            // server ignores the lock of multipart uploads.
-            block(
-                self.client
-                    .put_object_retention()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .set_version_id(done.version_id().map(str::to_owned))
-                    .retention(
-                        ObjectLockRetention::builder()
-                            .mode(ObjectLockRetentionMode::from(mode.as_str()))
-                            .retain_until_date(until)
-                            .build(),
-                    )
-                    .send(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!("setting the retention of {}: {}", self.key, describe(&e))
-            })?;
-            let h = block(
-                self.client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("HeadObject {}: {}", self.key, describe(&e)))?;
-            if h.object_lock_mode().is_none() {
-                anyhow::bail!(
-                    "{} was written but the server reports no Object Lock on it; the backup is NOT immutable",
-                    self.key
-                );
-            }
-            record.lock_mode = h.object_lock_mode().map(|m| m.as_str().to_owned());
-            record.retain_until = h
-                .object_lock_retain_until_date()
-                .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok());
-        }
-        let json = serde_json::to_vec_pretty(&record)?;
-        let rec_key = format!("{}.json", self.key);
-        let mut put = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&rec_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .if_none_match("*")
-            .content_type("application/json")
-            .body(ByteStream::from(json));
-        if let Some((mode, until)) = self.retention.clone() {
-            put = put
-                .object_lock_mode(mode)
-                .object_lock_retain_until_date(until);
-        }
-        block(put.send())
-            .map_err(|e| anyhow::anyhow!("writing the record {rec_key}: {}", describe(&e)))?;
-        Ok(())
-    }
-}
-
-impl Drop for S3Upload {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        for h in self.in_flight.drain(..) {
-            h.abort();
-        }
-        let r = block(
-            self.client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&self.upload_id)
-                .send(),
-        );
-        if let Err(e) = r {
-            tracing::warn!(key = %self.key, error = %describe(&e), "could not abort the multipart upload; prune will clean it up");
-        }
-    }
 }
 
 impl Store for S3Store {
@@ -705,204 +478,9 @@ impl Store for S3Store {
     }
 }
 
-/// One object version as ListObjectVersions reports it.
-#[derive(Debug, Clone)]
-struct Version {
-    id: String,
-    size: u64,
-    modified: i64,
-}
-
-impl Version {
-    fn vid(&self) -> Option<String> {
-        version_param(&self.id)
-    }
-}
-
-/// A VersionId as a request parameter: "null" is the version of an object written without
-/// versioning (or before it was enabled), which is asked for with no VersionId at all.
-fn version_param(id: &str) -> Option<String> {
-    (id != "null").then(|| id.to_owned())
-}
-
-/// Every version of one key, and whether a delete marker hides it.
-#[derive(Debug, Default)]
-struct Versions {
-    versions: Vec<Version>,
-    deleted: bool,
-}
-
-impl Versions {
-    /// The version the backup wrote: the oldest (the first PutObject; Object Lock keeps it).
-    /// S3 lists a key's versions newest first, so among versions of the same time (the
-    /// server's clock has seconds, not always more) the one listed last is the oldest.
-    fn original(&self) -> Option<&Version> {
-        self.versions
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, v)| (v.modified, std::cmp::Reverse(*i)))
-            .map(|(_, v)| v)
-    }
-    /// A key written again (or hidden by a delete marker) after the backup: tampering.
-    fn overwritten(&self) -> bool {
-        self.versions.len() > 1 || self.deleted
-    }
-}
-
-impl S3Store {
-    /// Aborts the multipart uploads under `prefix` (those started before `before`, if given).
-    fn abort_uploads(&self, prefix: &str, before: Option<SystemTime>) -> anyhow::Result<usize> {
-        let cutoff = before.map(|t| DateTime::from(t).secs());
-        let mut n = 0;
-        let mut markers: (Option<String>, Option<String>) = (None, None);
-        loop {
-            let out = block(
-                self.client
-                    .list_multipart_uploads()
-                    .bucket(&self.bucket)
-                    .prefix(prefix)
-                    .set_key_marker(markers.0.clone())
-                    .set_upload_id_marker(markers.1.clone())
-                    .send(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "listing unfinished uploads under {prefix:?}: {}",
-                    describe(&e)
-                )
-            })?;
-            for u in out.uploads() {
-                let old_enough = cutoff.is_none_or(|c| u.initiated().is_some_and(|t| t.secs() < c));
-                if let (true, Some(key), Some(id)) = (old_enough, u.key(), u.upload_id()) {
-                    block(
-                        self.client
-                            .abort_multipart_upload()
-                            .bucket(&self.bucket)
-                            .key(key)
-                            .upload_id(id)
-                            .send(),
-                    )
-                    .map_err(|e| {
-                        anyhow::anyhow!("aborting the unfinished upload of {key}: {}", describe(&e))
-                    })?;
-                    n += 1;
-                }
-            }
-            if out.is_truncated() != Some(true) {
-                return Ok(n);
-            }
-            markers = (
-                out.next_key_marker().map(str::to_owned),
-                out.next_upload_id_marker().map(str::to_owned),
-            );
-        }
-    }
-
-    /// Every version of every key under `prefix` (relative to it; `""` is `prefix` itself), in
-    /// one paginated ListObjectVersions pass.
-    fn versions(&self, prefix: &str) -> anyhow::Result<BTreeMap<String, Versions>> {
-        let mut out: BTreeMap<String, Versions> = BTreeMap::new();
-        let mut markers: (Option<String>, Option<String>) = (None, None);
-        loop {
-            let page = block(
-                self.client
-                    .list_object_versions()
-                    .bucket(&self.bucket)
-                    .prefix(prefix)
-                    .set_key_marker(markers.0.clone())
-                    .set_version_id_marker(markers.1.clone())
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("listing {}: {}", self.location(), describe(&e)))?;
-            for v in page.versions() {
-                if let (Some(k), Some(id)) =
-                    (v.key().and_then(|k| k.strip_prefix(prefix)), v.version_id())
-                {
-                    out.entry(k.to_owned()).or_default().versions.push(Version {
-                        id: id.to_owned(),
-                        size: v.size().unwrap_or(0).max(0) as u64,
-                        modified: v
-                            .last_modified()
-                            .map(|t| t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
-                            .unwrap_or(0),
-                    });
-                }
-            }
-            for m in page.delete_markers() {
-                if let Some(k) = m.key().and_then(|k| k.strip_prefix(prefix)) {
-                    out.entry(k.to_owned()).or_default().deleted = true;
-                }
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            markers = (
-                page.next_key_marker().map(str::to_owned),
-                page.next_version_id_marker().map(str::to_owned),
-            );
-        }
-        // Only keys with a version (a key with just delete markers holds nothing).
-        out.retain(|_, v| !v.versions.is_empty());
-        Ok(out)
-    }
-
-    /// Streams one version of `key` (the current one for `None`).
-    fn download(&self, key: &str, version: Option<String>) -> anyhow::Result<Box<dyn Read + Send>> {
-        let out = block(
-            self.client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .set_version_id(version)
-                .send(),
-        )
-        .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
-        Ok(Box::new(S3Reader {
-            inner: Box::pin(out.body.into_async_read()),
-        }))
-    }
-
-    /// One version of a record, or why it cannot be used.
-    fn read_record(&self, rel: &str, version: &str) -> Result<Record, String> {
-        let key = self.key(rel);
-        let vid = version_param(version);
-        let bytes = block(async {
-            let out = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .set_version_id(vid)
-                .send()
-                .await
-                .map_err(|e| format!("cannot download it: {}", describe(&e)))?;
-            let mut buf = Vec::new();
-            out.body
-                .into_async_read()
-                .take(MAX_RECORD_BYTES)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| format!("cannot read it: {e}"))?;
-            Ok::<_, String>(buf)
-        })?;
-        Record::parse_limited(&bytes)
-    }
-}
-
-/// A download read synchronously, streaming (no full copy in memory).
-struct S3Reader {
-    inner: Pin<Box<dyn tokio::io::AsyncBufRead + Send>>,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let inner = &mut self.inner;
-        block(async move { inner.read(buf).await })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::versions::Version;
     use super::*;
 
     #[test]

@@ -1,0 +1,107 @@
+//! What one backup takes and where it goes ([`BackupJob`]), from the flags `backup` and `daemon`
+//! share over the config file; also the retention policy both apply.
+
+use time::OffsetDateTime;
+
+use super::Settings;
+use super::flags::{BackupSettings, RetentionFlags};
+use crate::backup::BackupJob;
+use crate::error::usage;
+use crate::host::static_pods::StaticPodsMode;
+use crate::keys::Recipients;
+use crate::store::BundleName;
+use crate::store::retention::Policy;
+
+/// Resolves and checks a backup's settings; every usage error surfaces here, before any side
+/// effect (the signing key is loaded once to prove it is usable).
+pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
+    let file = &s.file;
+    let recipients = Recipients::load(
+        &if args.recipients.recipients.is_empty() {
+            file.recipients.clone()
+        } else {
+            args.recipients.recipients.clone()
+        },
+        args.recipients
+            .recipients_file
+            .as_deref()
+            .or(file.recipients_file.as_deref()),
+    )?;
+    let mut extra = file.extra_paths.clone();
+    extra.extend(args.extra_paths.iter().cloned());
+    let node = args.node_name.clone().or_else(|| file.node_name.clone());
+    let cluster = args
+        .cluster_name
+        .clone()
+        .or_else(|| file.cluster_name.clone());
+    let signing_key = args
+        .signing_key
+        .clone()
+        .or_else(|| file.signing_key.clone());
+    if let Some(k) = &signing_key {
+        crate::signing::SigningKey::load(k)?;
+    }
+    // Names given by the user must be usable in object names.
+    BundleName::new(
+        cluster.as_deref().unwrap_or("x"),
+        node.as_deref().unwrap_or("x"),
+        OffsetDateTime::UNIX_EPOCH,
+        0,
+    )?;
+    Ok(BackupJob {
+        host: s.host(),
+        etcd: super::etcd::resolve(&args.etcd, &file.etcd)?,
+        recipients,
+        stores: s.stores(&args.stores)?,
+        level: compression_level(args.compression_level, s)?,
+        mode: args
+            .static_pods
+            .or(file.static_pods)
+            .unwrap_or(StaticPodsMode::Auto),
+        extra,
+        state_dir: s.state_dir(args.state_dir.as_deref()),
+        node,
+        cluster,
+        force: false,
+        slot: None,
+        signing_key,
+    })
+}
+
+/// gzip level, 1..=9.
+pub fn compression_level(flag: Option<u32>, s: &Settings) -> anyhow::Result<u32> {
+    let level = flag
+        .or(s.file.compression_level)
+        .unwrap_or(crate::bundle::DEFAULT_GZIP_LEVEL);
+    if !(1..=9).contains(&level) {
+        return Err(usage(format!(
+            "compression_level = {level} is out of range: use 1 (fastest) to 9 (smallest)"
+        )));
+    }
+    Ok(level)
+}
+
+/// The retention policy: flags over the config file's `[retention]`.
+pub fn retention(args: &RetentionFlags, s: &Settings) -> Policy {
+    let f = &s.file.retention;
+    Policy {
+        keep_last: args.keep_last.or(f.keep_last),
+        keep_hourly: args.keep_hourly.or(f.keep_hourly),
+        keep_daily: args.keep_daily.or(f.keep_daily),
+        keep_weekly: args.keep_weekly.or(f.keep_weekly),
+        keep_monthly: args.keep_monthly.or(f.keep_monthly),
+        max_age_days: args.max_age_days.or(f.max_age_days),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_level_range() {
+        let s = Settings::with_file(&Default::default(), Default::default());
+        assert!(compression_level(Some(0), &s).is_err());
+        assert_eq!(compression_level(Some(9), &s).unwrap(), 9);
+    }
+}
