@@ -188,7 +188,7 @@ fn check(dir: &str, control_plane_label: &str) {
             .contains_key(rf.file_name().unwrap().to_str().unwrap())
     );
     for e in cfg.schedule.cron.to_vec() {
-        cpbackup::schedule::six_fields(&e).unwrap();
+        cpbackup::daemon::schedule::six_fields(&e).unwrap();
     }
 
     // the container's command line is one cpbackup accepts
@@ -205,11 +205,13 @@ fn check(dir: &str, control_plane_label: &str) {
     assert!(o.status.success(), "{}", stderr(&o));
 
     // alerts only use metrics cpbackup exports
-    let exported = cpbackup::metrics::State::default().render(Some(&cpbackup::metrics::Live {
-        schedule_interval_seconds: 1.0,
-        healthy: true,
-        leader_mode: true,
-    }));
+    let exported = cpbackup::daemon::metrics::State::default().render(Some(
+        &cpbackup::daemon::metrics::Live {
+            schedule_interval_seconds: 1.0,
+            healthy: true,
+            leader_mode: true,
+        },
+    ));
     let rule = one(&docs, "PrometheusRule");
     let mut alerts = 0;
     for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {

@@ -38,12 +38,12 @@ async fn backup(job: &BackupJob, textfile: Option<PathBuf>, s: &Settings) -> any
     let result = crate::backup::execute(job, cancel_rx, s.progress()).await;
     signals.abort();
     if let Some(path) = &textfile {
-        let mut state = crate::metrics::State::load(&job.state_dir);
+        let mut state = crate::daemon::metrics::State::load(&job.state_dir);
         state.record_backup(&result);
         state.pending_uploads = crate::store::pending::upload::count_pending(&job.stores) as u64;
         if let Err(e) = state
             .save(&job.state_dir)
-            .and_then(|()| crate::metrics::write_textfile(path, &state.render(None)))
+            .and_then(|()| crate::daemon::metrics::write_textfile(path, &state.render(None)))
         {
             tracing::error!(error = %format!("{e:#}"), file = %path.display(), "could not write the metrics textfile");
         }

@@ -8,10 +8,10 @@ use chrono_tz::Tz;
 
 use super::Settings;
 use super::file::FileSchedule;
-use super::flags::{BackupSettings, RetentionFlags, ScheduleFlags};
+use super::flags::{BackupSettings, ScheduleFlags};
+use crate::daemon::schedule::{Schedule, ScheduleMode, Timing, six_fields};
+use crate::daemon::slot::SlotConfig;
 use crate::error::usage;
-use crate::schedule::slot::SlotConfig;
-use crate::schedule::{Schedule, ScheduleMode, Timing, six_fields};
 
 /// Where /metrics and /healthz listen unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9790";
@@ -83,7 +83,7 @@ pub fn slot_config(
     Ok(SlotConfig {
         job: super::backup::job(backup, s)?,
         schedule: schedule(sched, &s.file.schedule)?,
-        retention: super::backup::retention(&RetentionFlags::default(), s),
+        retention: s.file.retention.clone(),
         textfile: metrics_textfile(textfile, s),
     })
 }

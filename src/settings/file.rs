@@ -59,7 +59,7 @@ pub struct FileSchedule {
     pub cron: OneOrMany,
     pub timezone: Option<String>,
     pub jitter_seconds: Option<u64>,
-    pub mode: Option<crate::schedule::ScheduleMode>,
+    pub mode: Option<crate::daemon::schedule::ScheduleMode>,
     /// Extra attempts after a failed backup, within the slot (default 3).
     pub retries: Option<u32>,
     /// First retry delay; doubles each time (default 30).
@@ -199,7 +199,7 @@ url = "/mnt/nfs/backups"
                 let example = &block[..end];
                 let c = FileConfig::parse(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
                 for expr in c.schedule.cron.to_vec() {
-                    crate::schedule::six_fields(&expr).unwrap();
+                    crate::daemon::schedule::six_fields(&expr).unwrap();
                 }
                 checked += 1;
                 rest = &block[end..];

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::daemon::schedule::ScheduleMode;
 use crate::host::static_pods::StaticPodsMode;
 use crate::logging::LogFormat;
 use crate::output::OutputFormat;
-use crate::schedule::ScheduleMode;
 
 /// Flags every command takes (global: accepted before or after the command name).
 #[derive(Debug, Clone, Default, Args)]

@@ -9,12 +9,11 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
+use super::schedule::{Schedule, ScheduleMode, slot_name};
 use crate::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
+use crate::daemon::http::Status;
 use crate::etcd::election::{Claim, Election, SlotMarker};
-use crate::http::Status;
 use crate::lock::NodeLock;
-use crate::schedule::ScheduleMode;
-use crate::schedule::{Schedule, slot_name};
 use crate::store::BundleName;
 use crate::store::pending::upload as upload_pending;
 use crate::store::retention::Policy;
@@ -352,13 +351,13 @@ pub fn persist(cfg: &SlotConfig, status: &Status) {
         tracing::warn!(error = %format!("{e:#}"), "could not save the metrics state");
     }
     if let Some(path) = &cfg.textfile
-        && let Err(e) = crate::metrics::write_textfile(path, &status.render())
+        && let Err(e) = crate::daemon::metrics::write_textfile(path, &status.render())
     {
         tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "could not write the metrics textfile");
     }
 }
 
-fn update(status: &Status, f: impl FnOnce(&mut crate::metrics::State)) {
+fn update(status: &Status, f: impl FnOnce(&mut crate::daemon::metrics::State)) {
     f(&mut status.state.lock().expect("status lock"));
 }
 

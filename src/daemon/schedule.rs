@@ -6,8 +6,6 @@
 //! must both match when both are given). The slot of a tick is the scheduled time itself, not
 //! the moment the tick fired, so every master names the same slot the same way.
 
-pub mod slot;
-
 use clap::ValueEnum;
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::metrics::{self, Live, State};
+use crate::daemon::metrics::{self, Live, State};
 
 /// What the endpoints read; the daemon updates it.
 pub struct Status {
