@@ -76,12 +76,7 @@ pub fn stores_for(
     s.stores(stores)
 }
 
-/// A backup chosen by name, path or `--latest`, ready to stream: what its store lists of it
-/// (for a path: its size and the record beside it) and its bytes.
-pub struct Chosen {
-    pub listing: Listing,
-    pub reader: Box<dyn std::io::Read + Send>,
-}
+pub use crate::store::Chosen;
 
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
 pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Chosen> {

@@ -33,6 +33,16 @@ pub enum Operation {
     DisableEtcd,
 }
 
+impl Operation {
+    /// How messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Restore => "restore",
+            Operation::DisableEtcd => "disable-etcd",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {

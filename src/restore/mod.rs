@@ -10,8 +10,11 @@ pub mod fsops;
 pub mod journal;
 pub mod node;
 pub mod plan;
+pub mod post;
+pub mod session;
 pub mod steps;
 pub mod tools;
+pub mod whole;
 
 use clap::ValueEnum;
 use std::path::Path;

@@ -87,6 +87,15 @@ impl BackupState {
     }
 }
 
+/// A backup chosen by name, path or `--latest`, ready to stream: what its store lists of it
+/// (for a path: its size and the record beside it) and its bytes.
+pub struct Chosen {
+    /// What the store lists of it.
+    pub listing: Listing,
+    /// Its bytes, at the version listed.
+    pub reader: Box<dyn Read + Send>,
+}
+
 /// What `delete` could do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deleted {

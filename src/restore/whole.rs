@@ -1,0 +1,227 @@
+//! The whole-cluster restore from a backup: the node is checked, the bundle verified (a dry
+//! run) or unpacked and verified into a private staging directory, the steps planned from the
+//! bundle's manifest, shown, confirmed and run under the journal. Until the first step runs,
+//! nothing on the node has changed, and every failure says so.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::journal::{Journal, Operation};
+use super::session::{Session, Ui, new_journal};
+use super::tools::RestoreTool;
+use super::{fsops, plan};
+use crate::bundle::manifest::Manifest;
+use crate::bundle::reader::{self, Expectation};
+use crate::bundle::unpack;
+use crate::error::usage;
+use crate::etcd::EtcdSettings;
+use crate::host::{HostRoot, Platform};
+use crate::keys::Identities;
+use crate::store::Chosen;
+
+/// What this node needs for a restore, checked before a backup is even chosen.
+pub struct Target {
+    /// The node's kind.
+    pub platform: Platform,
+    /// kubeadm: the snapshot restore tool (OpenShift restores with etcd's own image).
+    pub tool: Option<RestoreTool>,
+    /// etcd's data directory, as the host path maps for us.
+    pub data_dir: PathBuf,
+}
+
+impl Target {
+    /// Checks that this is a control-plane node of `platform` and finds what the restore uses.
+    pub fn check(
+        host: &HostRoot,
+        platform: Platform,
+        etcdutl: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        if platform == Platform::Unknown
+            && !host
+                .path(plan::KUBEADM_MANIFESTS)
+                .join("etcd.yaml")
+                .is_file()
+        {
+            return Err(usage(format!(
+                "this does not look like a control-plane node under {}: no OpenShift etcd.env and no {}/etcd.yaml. \
+                 Run it on a master (or with --host-root), or pass --platform",
+                host.root().display(),
+                plan::KUBEADM_MANIFESTS
+            )));
+        }
+        let tool = match platform {
+            Platform::Openshift => None,
+            _ => Some(RestoreTool::find(etcdutl, host)?),
+        };
+        // kubeadm: the etcd manifest must be readable now (and names the data directory).
+        let data_dir_host = match platform {
+            Platform::Openshift => plan::OPENSHIFT_DATA_DIR.to_owned(),
+            _ => plan::kubeadm_etcd(host)?.data_dir_host,
+        };
+        Ok(Target {
+            platform,
+            tool,
+            data_dir: host.path(&data_dir_host),
+        })
+    }
+
+    /// Refuses a restore that would not fit: etcd's data directory needs twice the snapshot.
+    pub fn check_space(&self, snapshot: u64) -> anyhow::Result<()> {
+        let free = fsops::free_bytes(&self.data_dir)?;
+        if free < snapshot.saturating_mul(2) {
+            use crate::output::human_size;
+            return Err(usage(format!(
+                "{} has {} free; a restore of this {} snapshot needs at least twice that ({}). Free some space first; nothing was changed",
+                self.data_dir.display(),
+                human_size(free),
+                human_size(snapshot),
+                human_size(snapshot.saturating_mul(2))
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One restore of this node from `chosen`.
+pub struct Restore<'a> {
+    /// The lock, the journal, the host.
+    pub session: &'a Session,
+    /// What the node needs.
+    pub target: &'a Target,
+    /// How to reach the restored etcd.
+    pub etcd: &'a EtcdSettings,
+    /// The keys that decrypt the bundle.
+    pub ids: &'a Identities,
+    /// Show an unpack progress bar.
+    pub progress: bool,
+}
+
+/// Where one operation keeps its files, and what it is called.
+struct Work {
+    id: String,
+    dir: PathBuf,
+    staged: PathBuf,
+    token: String,
+}
+
+impl Restore<'_> {
+    /// `--dry-run`: verifies the whole bundle and prints the plan; changes nothing.
+    pub fn dry_run(&self, chosen: Chosen, ui: &dyn Ui) -> anyhow::Result<()> {
+        let work = self.work(&chosen)?;
+        ui.say(&format!(
+            "verifying {} (nothing will be changed)…",
+            chosen.listing.name
+        ));
+        let expect = Expectation::from_record(chosen.listing.record.as_ref());
+        let report = reader::verify(chosen.reader, self.ids, &expect, Box::new(|_| {}))
+            .map_err(anyhow::Error::new)
+            .context("the backup does not verify; it cannot be restored")?;
+        self.target.check_space(report.snapshot.size)?;
+        let steps = self.plan(&work, &report.manifest)?;
+        let j = self.journal(&work, &chosen.listing.name, steps);
+        ui.plan(&j, true)?;
+        ui.say("dry run: the backup verifies and nothing was changed; run again without --dry-run to restore");
+        Ok(())
+    }
+
+    /// Unpacks and verifies, plans, asks, runs; returns the completed journal.
+    pub fn run(&self, chosen: Chosen, ui: &dyn Ui) -> anyhow::Result<Journal> {
+        let work = self.work(&chosen)?;
+        let name = chosen.listing.name.clone();
+        let (manifest, size) = self.stage(&work, chosen, ui)?;
+        let planned = self
+            .target
+            .check_space(size)
+            .and_then(|()| self.plan(&work, &manifest));
+        let steps = planned
+            .inspect_err(|_| discard(&work))
+            .context("nothing on this node was changed")?;
+        let mut j = self.journal(&work, &name, steps);
+        ui.plan(&j, false)?;
+        ui.confirm("restore this node")
+            .inspect_err(|_| discard(&work))?;
+        self.session.run(&mut j, true, ui)?;
+        Ok(j)
+    }
+
+    fn work(&self, chosen: &Chosen) -> anyhow::Result<Work> {
+        if let Some(r) = &chosen.listing.record {
+            self.target.check_space(r.snapshot_size)?;
+        }
+        let (id, dir) = self.session.new_id()?;
+        let token = format!(
+            "cpbackup-{}-{:08x}",
+            id.to_lowercase(),
+            rand::random::<u32>()
+        );
+        Ok(Work {
+            staged: dir.join("staged"),
+            id,
+            dir,
+            token,
+        })
+    }
+
+    /// Unpacks and verifies the bundle into the staging directory; on failure nothing stays.
+    fn stage(&self, work: &Work, chosen: Chosen, ui: &dyn Ui) -> anyhow::Result<(Manifest, u64)> {
+        ui.say(&format!(
+            "unpacking and verifying {} into {} …",
+            chosen.listing.name,
+            work.staged.display()
+        ));
+        fsops::create_private_dir(&work.dir)?;
+        let bar =
+            crate::progress::bytes_bar(chosen.listing.size.unwrap_or(0), self.progress, "unpack");
+        let b = bar.clone();
+        let started = std::time::Instant::now();
+        let expect = Expectation::from_record(chosen.listing.record.as_ref());
+        let unpacked = unpack::unpack(
+            chosen.reader,
+            self.ids,
+            &expect,
+            &work.staged,
+            Box::new(move |n| b.inc(n)),
+        );
+        bar.finish_and_clear();
+        tracing::info!(
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            ok = unpacked.is_ok(),
+            "unpacked and verified the backup"
+        );
+        let u = unpacked.inspect_err(|_| discard(work)).map_err(|e| {
+            e.context("the backup cannot be restored; nothing on this node was changed")
+        })?;
+        Ok((u.manifest, u.snapshot_check.size))
+    }
+
+    fn plan(&self, work: &Work, manifest: &Manifest) -> anyhow::Result<Vec<super::steps::Step>> {
+        plan::restore(&plan::PlanInput {
+            host: &self.session.host,
+            platform: self.target.platform,
+            id: &work.id,
+            work_dir: &work.dir,
+            staged: &work.staged,
+            manifest,
+            etcd: self.etcd,
+            tool: self.target.tool.as_ref(),
+            token: &work.token,
+        })
+    }
+
+    fn journal(&self, work: &Work, backup: &str, steps: Vec<super::steps::Step>) -> Journal {
+        new_journal(
+            &work.id,
+            Operation::Restore,
+            Some(backup),
+            self.target.platform,
+            &work.dir,
+            steps,
+        )
+    }
+}
+
+/// Removes an operation's work directory (the decrypted staging included).
+fn discard(work: &Work) {
+    let _ = fsops::remove_tree(&work.dir);
+}
