@@ -234,12 +234,8 @@ impl Terminal {
         let aside: Vec<String> = j
             .steps
             .iter()
-            .filter_map(|s| match &s.step {
-                Step::MoveAside { to, .. } | Step::MoveContents { to, .. } => {
-                    Some(to.display().to_string())
-                }
-                _ => None,
-            })
+            .filter_map(|s| s.step.keeps_old_data_in())
+            .map(|p| p.display().to_string())
             .collect();
         let next = crate::restore::post::next_steps(j.platform);
         let json = serde_json::json!({

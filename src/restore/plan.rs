@@ -11,7 +11,10 @@ use crate::etcd::EtcdSettings;
 use crate::host::{HostRoot, Platform, discover, etcd_manifest};
 use crate::restore::fsops::is_mount_point;
 use crate::restore::node::Watch;
-use crate::restore::steps::{EtcdTarget, Selection, StagedSnapshot, Step};
+use crate::restore::steps::{
+    EtcdTarget, MoveAside, MoveContents, PlaceFiles, RemoveStaged, RestoreSnapshot, Selection,
+    StageOpenshift, StagedSnapshot, StartPod, Step, StopPod, WaitServing,
+};
 use crate::restore::tools::{RestoreArgs, RestoreTool};
 
 pub const KUBEADM_MANIFESTS: &str = "/etc/kubernetes/manifests";
@@ -170,21 +173,21 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         )
     });
     if let Some((m, a, w)) = &api_step {
-        steps.push(Step::StopPod {
+        steps.push(Step::StopPod(StopPod {
             component: "kube-apiserver".into(),
             manifest: m.clone(),
             aside: a.clone(),
             watch: w.clone(),
-        });
+        }));
     }
     let watch = etcd_watch(&etcd.data_dir_host, &data_dir, false);
     let etcd_aside = stopped.join("etcd.yaml");
-    steps.push(Step::StopPod {
+    steps.push(Step::StopPod(StopPod {
         component: "etcd".into(),
         manifest: etcd.manifest.clone(),
         aside: etcd_aside.clone(),
         watch: watch.clone(),
-    });
+    }));
     let mount = is_mount_point(&data_dir);
     let dir_name = data_dir
         .file_name()
@@ -198,23 +201,23 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     };
     if data_dir.exists() {
         if mount {
-            steps.push(Step::MoveContents {
+            steps.push(Step::MoveContents(MoveContents {
                 from: data_dir.clone(),
                 to: data_dir.join(format!(".cpbackup-before-restore-{}", p.id)),
-            });
+            }));
         } else {
-            steps.push(Step::MoveAside {
+            steps.push(Step::MoveAside(MoveAside {
                 from: data_dir.clone(),
                 to: parent.join(format!("{dir_name}.before-restore-{}", p.id)),
-            });
+            }));
         }
     }
-    steps.push(Step::PlaceFiles {
+    steps.push(Step::PlaceFiles(PlaceFiles {
         staged: p.staged.to_path_buf(),
         target: place_into,
         replaced: p.work_dir.join("replaced"),
         select: Selection::KubeadmPkiAndConfs,
-    });
+    }));
     let snapshot = p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
     let revision = p.manifest.etcd.status.revision;
     let args = tool.args(&RestoreArgs {
@@ -225,7 +228,7 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         token: p.token,
         bump: Some(bump_amount(revision)),
     });
-    steps.push(Step::RestoreSnapshot {
+    steps.push(Step::RestoreSnapshot(RestoreSnapshot {
         program: tool.path.clone(),
         args,
         scratch,
@@ -234,13 +237,13 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
             path: snapshot.clone(),
             sha256,
         }),
-    });
-    steps.push(Step::StartPod {
+    }));
+    steps.push(Step::StartPod(StartPod {
         component: "etcd".into(),
         manifest: etcd.manifest.clone(),
         aside: etcd_aside,
         watch,
-    });
+    }));
     let mut access = discover::etcd_access(host, Platform::Kubeadm, p.etcd, None).unwrap_or(
         discover::EtcdAccess {
             endpoint: String::new(),
@@ -266,20 +269,20 @@ fn kubeadm(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         0
     };
     // While etcd starts: nothing needs the plaintext copy any more.
-    steps.push(Step::RemoveStaged {
+    steps.push(Step::RemoveStaged(RemoveStaged {
         staged: p.staged.to_path_buf(),
-    });
-    steps.push(Step::WaitServing {
+    }));
+    steps.push(Step::WaitServing(WaitServing {
         target: target(access),
         min_revision: revision + bumped,
-    });
+    }));
     if let Some((m, a, w)) = api_step {
-        steps.push(Step::StartPod {
+        steps.push(Step::StartPod(StartPod {
             component: "kube-apiserver".into(),
             manifest: m,
             aside: a,
             watch: w,
-        });
+        }));
     }
     Ok(steps)
 }
@@ -315,23 +318,23 @@ fn openshift(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     let watch = etcd_watch(OPENSHIFT_DATA_DIR, &data_dir, true);
     let aside_data = backup_dir.join(format!("cpbackup-before-restore-{}", p.id));
     let mut steps = vec![
-        Step::StopPod {
+        Step::StopPod(StopPod {
             component: "etcd".into(),
             manifest: manifest.clone(),
             aside: p.work_dir.join("manifests-stopped/etcd-pod.yaml"),
             watch: watch.clone(),
-        },
-        Step::MoveContents {
+        }),
+        Step::MoveContents(MoveContents {
             from: data_dir.clone(),
             to: aside_data.clone(),
-        },
-        Step::PlaceFiles {
+        }),
+        Step::PlaceFiles(PlaceFiles {
             staged: p.staged.join("static-pod-resources"),
             target: placement_target(host, "/etc/kubernetes/static-pod-resources")?,
             replaced: p.work_dir.join("replaced"),
             select: Selection::All,
-        },
-        Step::StageOpenshift {
+        }),
+        Step::StageOpenshift(StageOpenshift {
             snapshot: p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH),
             snapshot_sha256: snapshot_sha256(p.manifest),
             backup_dir,
@@ -341,18 +344,18 @@ fn openshift(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
             replaced: p.work_dir.join("replaced-etcd-backup"),
             data_dir,
             watch,
-        },
+        }),
     ];
     let access = discover::etcd_access(host, Platform::Openshift, p.etcd, None)
         .context("finding how to reach etcd once it is restored")?;
     // While the restore pod works: nothing needs the plaintext copy any more.
-    steps.push(Step::RemoveStaged {
+    steps.push(Step::RemoveStaged(RemoveStaged {
         staged: p.staged.to_path_buf(),
-    });
-    steps.push(Step::WaitServing {
+    }));
+    steps.push(Step::WaitServing(WaitServing {
         target: target(access),
         min_revision: p.manifest.etcd.status.revision,
-    });
+    }));
     Ok(steps)
 }
 
@@ -372,31 +375,31 @@ pub fn disable_etcd(
                     manifest.display()
                 )));
             }
-            Ok(vec![Step::StopPod {
+            Ok(vec![Step::StopPod(StopPod {
                 component: "etcd".into(),
                 manifest,
                 aside: stopped.join("etcd-pod.yaml"),
                 watch: etcd_watch(OPENSHIFT_DATA_DIR, &host.path(OPENSHIFT_DATA_DIR), true),
-            }])
+            })])
         }
         Platform::Kubeadm | Platform::Unknown => {
             let etcd = kubeadm_etcd(host)?;
             let mut steps = Vec::new();
             let api = host.path(format!("{KUBEADM_MANIFESTS}/kube-apiserver.yaml"));
             if api.exists() {
-                steps.push(Step::StopPod {
+                steps.push(Step::StopPod(StopPod {
                     component: "kube-apiserver".into(),
                     manifest: api,
                     aside: stopped.join("kube-apiserver.yaml"),
                     watch: apiserver_watch(),
-                });
+                }));
             }
-            steps.push(Step::StopPod {
+            steps.push(Step::StopPod(StopPod {
                 component: "etcd".into(),
                 watch: etcd_watch(&etcd.data_dir_host, &host.path(&etcd.data_dir_host), false),
                 manifest: etcd.manifest,
                 aside: stopped.join("etcd.yaml"),
-            });
+            }));
             Ok(steps)
         }
     }

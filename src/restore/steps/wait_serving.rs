@@ -1,0 +1,108 @@
+//! `wait-serving` and `remove-staged`: the end of a restore — etcd answers with the backup's
+//! revision or later; the decrypted staging copy is removed. Neither has anything to undo.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Ctx};
+use crate::restore::fsops::remove_tree;
+
+/// How `WaitServing` reaches etcd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtcdTarget {
+    /// Client URL.
+    pub endpoint: String,
+    /// CA of its serving certificate.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+}
+
+/// Wait until etcd answers with at least `min_revision`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitServing {
+    /// Where etcd is.
+    pub target: EtcdTarget,
+    /// The backup's revision.
+    pub min_revision: i64,
+}
+
+impl Action for WaitServing {
+    fn describe(&self) -> String {
+        format!(
+            "wait until etcd at {} serves revision {} or later",
+            self.target.endpoint, self.min_revision
+        )
+    }
+
+    fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        wait_serving(&self.target, self.min_revision, ctx.wait_timeout)
+    }
+
+    fn undo(&self, _ctx: &Ctx) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Remove the staged (decrypted) bundle: plaintext keys must not linger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveStaged {
+    /// The staging directory.
+    pub staged: PathBuf,
+}
+
+impl Action for RemoveStaged {
+    fn describe(&self) -> String {
+        format!(
+            "remove the decrypted staging copy {}",
+            self.staged.display()
+        )
+    }
+
+    fn run(&self, _ctx: &Ctx) -> anyhow::Result<()> {
+        remove_tree(&self.staged)
+    }
+
+    fn undo(&self, _ctx: &Ctx) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let access = crate::host::EtcdAccess {
+        endpoint: t.endpoint.clone(),
+        cacert: t.cacert.clone(),
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        node_name: None,
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match rt.block_on(crate::etcd::connect(&access, Duration::from_secs(5))) {
+            Ok((_, s)) if s.revision >= min_revision => {
+                tracing::info!(endpoint = %t.endpoint, revision = s.revision, member = %s.member_id, "etcd serves the restored data");
+                return Ok(());
+            }
+            Ok((_, s)) => format!(
+                "it serves revision {}, below the backup's {min_revision}: is it the old data?",
+                s.revision
+            ),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "etcd at {} did not serve within {}s ({last}); check its logs (crictl logs, journalctl -u kubelet), then `cpbackup restore --continue` waits again",
+                t.endpoint,
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50)); // readiness poll, bounded above
+    }
+}
