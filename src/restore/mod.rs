@@ -10,6 +10,7 @@ pub mod fsops;
 pub mod journal;
 pub mod node;
 pub mod plan;
+pub mod platform;
 pub mod post;
 pub mod session;
 pub mod steps;

@@ -50,15 +50,12 @@ impl Target {
                 plan::KUBEADM_MANIFESTS
             )));
         }
-        let tool = match platform {
-            Platform::Openshift => None,
-            _ => Some(RestoreTool::find(etcdutl, host)?),
+        let procedure = super::platform::of(platform);
+        let tool = match procedure.needs_tool() {
+            true => Some(RestoreTool::find(etcdutl, host)?),
+            false => None,
         };
-        // kubeadm: the etcd manifest must be readable now (and names the data directory).
-        let data_dir_host = match platform {
-            Platform::Openshift => plan::OPENSHIFT_DATA_DIR.to_owned(),
-            _ => plan::kubeadm_etcd(host)?.data_dir_host,
-        };
+        let data_dir_host = procedure.data_dir(host)?;
         Ok(Target {
             platform,
             tool,

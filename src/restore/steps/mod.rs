@@ -201,11 +201,18 @@ mod tests {
         // A journal written before the steps were split must still load for --continue.
         let old = r#"{"kind":"move-aside","from":"/var/lib/etcd","to":"/var/lib/etcd.aside"}"#;
         let step: Step = serde_json::from_str(old).unwrap();
-        assert_eq!(step.keeps_old_data_in(), Some(Path::new("/var/lib/etcd.aside")));
+        assert_eq!(
+            step.keeps_old_data_in(),
+            Some(Path::new("/var/lib/etcd.aside"))
+        );
         assert_eq!(serde_json::to_string(&step).unwrap(), old);
         let wait = r#"{"kind":"wait-serving","target":{"endpoint":"https://127.0.0.1:2379","cacert":null,"cert":null,"key":null},"min_revision":7}"#;
         let step: Step = serde_json::from_str(wait).unwrap();
-        assert!(step.describe().contains("revision 7"), "{}", step.describe());
+        assert!(
+            step.describe().contains("revision 7"),
+            "{}",
+            step.describe()
+        );
         assert_eq!(serde_json::to_string(&step).unwrap(), wait);
     }
 }

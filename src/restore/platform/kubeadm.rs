@@ -1,0 +1,246 @@
+//! The kubeadm restore: the API server and etcd stopped by moving their manifests aside, the
+//! data directory moved aside (its contents, when it is a mount point), pki and kubeconfigs
+//! placed, the snapshot restored by the node's etcdutl/etcdctl with a revision bump, etcd and
+//! the API server started again. Also any node that is not OpenShift.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::Procedure;
+use crate::error::usage;
+use crate::host::{HostRoot, Platform, discover, etcd_manifest};
+use crate::restore::fsops::is_mount_point;
+use crate::restore::plan::{
+    KUBEADM_MANIFESTS, PlanInput, apiserver_watch, bump_amount, etcd_watch, placement_target,
+    snapshot_sha256, target,
+};
+use crate::restore::steps::{
+    MoveAside, MoveContents, PlaceFiles, RemoveStaged, RestoreSnapshot, Selection, StagedSnapshot,
+    StartPod, Step, StopPod, WaitServing,
+};
+use crate::restore::tools::RestoreArgs;
+
+/// kubeadm (and any node without OpenShift's layout).
+pub struct Kubeadm;
+
+impl Procedure for Kubeadm {
+    fn needs_tool(&self) -> bool {
+        true
+    }
+
+    fn data_dir(&self, host: &HostRoot) -> anyhow::Result<String> {
+        // The etcd manifest must be readable now (and names the data directory).
+        Ok(kubeadm_etcd(host)?.data_dir_host)
+    }
+
+    fn restore(&self, p: &PlanInput) -> anyhow::Result<Vec<Step>> {
+        restore(p)
+    }
+
+    fn disable_etcd(&self, host: &HostRoot, stopped: &Path) -> anyhow::Result<Vec<Step>> {
+        let etcd = kubeadm_etcd(host)?;
+        let mut steps = Vec::new();
+        let api = host.path(format!("{KUBEADM_MANIFESTS}/kube-apiserver.yaml"));
+        if api.exists() {
+            steps.push(Step::StopPod(StopPod {
+                component: "kube-apiserver".into(),
+                manifest: api,
+                aside: stopped.join("kube-apiserver.yaml"),
+                watch: apiserver_watch(),
+            }));
+        }
+        steps.push(Step::StopPod(StopPod {
+            component: "etcd".into(),
+            watch: etcd_watch(&etcd.data_dir_host, &host.path(&etcd.data_dir_host), false),
+            manifest: etcd.manifest,
+            aside: stopped.join("etcd.yaml"),
+        }));
+        Ok(steps)
+    }
+
+    fn next_steps(&self) -> Vec<String> {
+        vec![
+        "etcd runs as a single-member cluster with the backup's data; check it: `etcdctl endpoint status -w table`.".into(),
+        "On every other control-plane node (after `cpbackup restore --disable-etcd` there): move its /var/lib/etcd aside, add it back with `etcdctl member add <name> --peer-urls=https://<ip>:2380` from here, then start it with --initial-cluster-state=existing.".into(),
+        "Restart the kubelet on every node (`systemctl restart kubelet`) and check `kubectl get nodes`; controllers relist from the restored revision.".into(),
+    ]
+    }
+}
+
+/// The etcd static pod of a kubeadm node, as its manifest says.
+pub struct KubeadmEtcd {
+    pub manifest: PathBuf,
+    pub name: String,
+    pub data_dir_host: String,
+    pub peer_url: String,
+    pub client_url: Option<String>,
+}
+
+/// Reads the etcd manifest of a kubeadm node.
+pub fn kubeadm_etcd(host: &HostRoot) -> anyhow::Result<KubeadmEtcd> {
+    let manifest = host.path(format!("{KUBEADM_MANIFESTS}/etcd.yaml"));
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        usage(format!(
+            "cannot read the etcd static pod manifest {}: {e}. Is this a control-plane node (use --host-root when running in a container)? \
+             If etcd is already stopped, put its manifest back first",
+            manifest.display()
+        ))
+    })?;
+    let f = etcd_manifest::command_flags(&text);
+    let need = |k: &str| {
+        f.get(k).cloned().ok_or_else(|| {
+            usage(format!(
+                "{} has no --{k}=…: cannot tell how to restore this member",
+                manifest.display()
+            ))
+        })
+    };
+    Ok(KubeadmEtcd {
+        name: need("name")?,
+        data_dir_host: f
+            .get("data-dir")
+            .cloned()
+            .unwrap_or_else(|| "/var/lib/etcd".into()),
+        peer_url: need("initial-advertise-peer-urls")?
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        client_url: f
+            .get("advertise-client-urls")
+            .and_then(|u| u.split(',').next().map(str::to_owned)),
+        manifest,
+    })
+}
+
+fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
+    let host = p.host;
+    let place_into = placement_target(host, "/etc/kubernetes")?;
+    let etcd = kubeadm_etcd(host)?;
+    let tool = p.tool.context("no restore tool")?;
+    let data_dir = host.path(&etcd.data_dir_host);
+    let stopped = p.work_dir.join("manifests-stopped");
+    let apiserver = host.path(format!("{KUBEADM_MANIFESTS}/kube-apiserver.yaml"));
+    let mut steps = Vec::new();
+    let api_step = apiserver.exists().then(|| {
+        (
+            apiserver.clone(),
+            stopped.join("kube-apiserver.yaml"),
+            apiserver_watch(),
+        )
+    });
+    if let Some((m, a, w)) = &api_step {
+        steps.push(Step::StopPod(StopPod {
+            component: "kube-apiserver".into(),
+            manifest: m.clone(),
+            aside: a.clone(),
+            watch: w.clone(),
+        }));
+    }
+    let watch = etcd_watch(&etcd.data_dir_host, &data_dir, false);
+    let etcd_aside = stopped.join("etcd.yaml");
+    steps.push(Step::StopPod(StopPod {
+        component: "etcd".into(),
+        manifest: etcd.manifest.clone(),
+        aside: etcd_aside.clone(),
+        watch: watch.clone(),
+    }));
+    let mount = is_mount_point(&data_dir);
+    let dir_name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "etcd".into());
+    let parent = data_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let scratch = if mount {
+        data_dir.join(format!(".cpbackup-restore-{}", p.id))
+    } else {
+        parent.join(format!(".{dir_name}.cpbackup-restore-{}", p.id))
+    };
+    if data_dir.exists() {
+        if mount {
+            steps.push(Step::MoveContents(MoveContents {
+                from: data_dir.clone(),
+                to: data_dir.join(format!(".cpbackup-before-restore-{}", p.id)),
+            }));
+        } else {
+            steps.push(Step::MoveAside(MoveAside {
+                from: data_dir.clone(),
+                to: parent.join(format!("{dir_name}.before-restore-{}", p.id)),
+            }));
+        }
+    }
+    steps.push(Step::PlaceFiles(PlaceFiles {
+        staged: p.staged.to_path_buf(),
+        target: place_into,
+        replaced: p.work_dir.join("replaced"),
+        select: Selection::KubeadmPkiAndConfs,
+    }));
+    let snapshot = p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
+    let revision = p.manifest.etcd.status.revision;
+    let args = tool.args(&RestoreArgs {
+        snapshot: &snapshot,
+        data_dir: &scratch,
+        name: &etcd.name,
+        peer_url: &etcd.peer_url,
+        token: p.token,
+        bump: Some(bump_amount(revision)),
+    });
+    steps.push(Step::RestoreSnapshot(RestoreSnapshot {
+        program: tool.path.clone(),
+        args,
+        scratch,
+        data_dir: data_dir.clone(),
+        staged: snapshot_sha256(p.manifest).map(|sha256| StagedSnapshot {
+            path: snapshot.clone(),
+            sha256,
+        }),
+    }));
+    steps.push(Step::StartPod(StartPod {
+        component: "etcd".into(),
+        manifest: etcd.manifest.clone(),
+        aside: etcd_aside,
+        watch,
+    }));
+    let mut access = discover::etcd_access(host, Platform::Kubeadm, p.etcd, None).unwrap_or(
+        discover::EtcdAccess {
+            endpoint: String::new(),
+            cacert: None,
+            cert: None,
+            key: None,
+            node_name: None,
+        },
+    );
+    if p.etcd.endpoint.is_none()
+        && let Some(u) = &etcd.client_url
+    {
+        access.endpoint = u.clone();
+    }
+    if access.endpoint.is_empty() {
+        return Err(usage(
+            "cannot tell etcd's client URL from its manifest: pass --etcd-endpoint",
+        ));
+    }
+    let bumped = if tool.bump_revision {
+        bump_amount(revision) as i64
+    } else {
+        0
+    };
+    // While etcd starts: nothing needs the plaintext copy any more.
+    steps.push(Step::RemoveStaged(RemoveStaged {
+        staged: p.staged.to_path_buf(),
+    }));
+    steps.push(Step::WaitServing(WaitServing {
+        target: target(access),
+        min_revision: revision + bumped,
+    }));
+    if let Some((m, a, w)) = api_step {
+        steps.push(Step::StartPod(StartPod {
+            component: "kube-apiserver".into(),
+            manifest: m,
+            aside: a,
+            watch: w,
+        }));
+    }
+    Ok(steps)
+}
