@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = cpbackup::config::FileConfig::parse(text);
+        let _ = cpbackup::settings::FileConfig::parse(text);
     }
     let _ = cpbackup::store::Record::parse(data);
 });

@@ -9,7 +9,7 @@ fn both(gz: &[u8]) {
     let mut want = Vec::new();
     let seq = flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut want);
     let mut got = Vec::new();
-    let par = cpbackup::bundle::parungz::ParGzReader::new(gz, 2).read_to_end(&mut got);
+    let par = cpbackup::bundle::codec::gzip_read::ParGzReader::new(gz, 2).read_to_end(&mut got);
     match (seq, par) {
         (Ok(_), Ok(_)) => assert_eq!(got, want),
         (Err(_), Err(_)) => {}
@@ -20,7 +20,7 @@ fn both(gz: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     both(data);
     if data.len() > 2 {
-        let mut w = cpbackup::bundle::pargz::ParGzWriter::new(Vec::new(), 1, 2);
+        let mut w = cpbackup::bundle::codec::gzip_write::ParGzWriter::new(Vec::new(), 1, 2);
         w.write_all(&data[2..]).unwrap();
         let mut gz = w.finish().unwrap();
         let at = (data[0] as usize * 257 + data[1] as usize) % gz.len();

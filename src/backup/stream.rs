@@ -15,8 +15,8 @@ use super::BackupJob;
 use super::outcome::{Classify, Failure, FailureReason as R, StoreOutcome, describe_failures};
 use super::preflight::{Source, Stores};
 use crate::bundle::BundleWriter;
+use crate::bundle::codec::default_threads;
 use crate::bundle::manifest::{EtcdInfo, FORMAT_VERSION, Manifest};
-use crate::bundle::pargz::default_threads;
 use crate::store::Upload;
 use crate::store::fanout::FanOut;
 

@@ -13,8 +13,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
 use crate::beneath::Beneath;
 use crate::bundle::check::{Admitted, Expectation, Route, Sink};
@@ -33,7 +31,7 @@ pub struct Exported {
 /// Collects the snapshot and the `static-pod-resources/` entries as the checker admits them.
 struct Export {
     snap: File,
-    res: tar::Builder<GzEncoder<File>>,
+    res: tar::Builder<flate2::write::GzEncoder<File>>,
     /// The current entry goes to the snapshot, into a buffer for the resources tar, or nowhere.
     route: Route,
     resources: usize,
@@ -120,10 +118,7 @@ pub fn export_openshift(
     let snap = dir
         .anonymous_file()
         .with_context(|| format!("cannot write in {}", out_dir.display()))?;
-    let mut res = tar::Builder::new(GzEncoder::new(
-        dir.anonymous_file()?,
-        Compression::default(),
-    ));
+    let mut res = tar::Builder::new(crate::bundle::codec::openshift_targz(dir.anonymous_file()?));
     res.follow_symlinks(false);
     let mut sink = Export {
         snap,

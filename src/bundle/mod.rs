@@ -2,10 +2,9 @@
 //! static pod resources and, last, `cpbackup/manifest.json` with the SHA-256 of every entry.
 
 pub mod check;
+pub mod codec;
 pub mod export;
 pub mod manifest;
-pub mod pargz;
-pub mod parungz;
 pub mod readahead;
 pub mod reader;
 pub mod unpack;
@@ -13,9 +12,6 @@ pub mod writer;
 
 pub use manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
 pub use writer::BundleWriter;
-
-/// gzip level used unless configured: fast enough to keep up with etcd's stream.
-pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 #[cfg(test)]
 mod tests {

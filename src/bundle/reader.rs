@@ -10,10 +10,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use flate2::read::MultiGzDecoder;
-
-use crate::bundle::pargz::default_threads;
-use crate::bundle::parungz::ParGzReader;
+use crate::bundle::codec::{Decoder, default_threads};
 use crate::bundle::readahead::ReadAhead;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -130,7 +127,7 @@ pub fn read_bundle(
     )?;
     let result = std::thread::scope(|s| {
         check_tar(
-            ParGzReader::new(ReadAhead::spawn(s, plain), default_threads()),
+            Decoder::parallel(ReadAhead::spawn(s, plain), default_threads()),
             sink,
             expect,
         )
@@ -275,7 +272,7 @@ fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
 /// fuzzing the untrusted-bytes parsers.
 pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
     check_tar(
-        MultiGzDecoder::new(input),
+        Decoder::sequential(input),
         &mut Discard,
         &Expectation::default(),
     )

@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
+use crate::bundle::codec::{DEFAULT_CODEC, Encoder};
 use crate::bundle::manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
-use crate::bundle::pargz::ParGzWriter;
 use crate::host::static_pods::Source;
 use crate::keys::Recipients;
 use crate::snapshot::{SnapshotCheck, SnapshotSummary, TrailerStatus};
@@ -22,7 +22,7 @@ use crate::snapshot::{SnapshotCheck, SnapshotSummary, TrailerStatus};
 const MAX_DEPTH: usize = 64;
 
 pub struct BundleWriter<W: Write> {
-    tar: tar::Builder<ParGzWriter<age::stream::StreamWriter<W>>>,
+    tar: tar::Builder<Encoder<age::stream::StreamWriter<W>>>,
     entries: Vec<Entry>,
 }
 
@@ -38,7 +38,7 @@ impl<W: Write> BundleWriter<W> {
         )
         .context("setting up age encryption")?;
         let sealed = enc.wrap_output(out).context("writing the age header")?;
-        let mut tar = tar::Builder::new(ParGzWriter::new(sealed, level, threads));
+        let mut tar = tar::Builder::new(DEFAULT_CODEC.encoder(sealed, level, threads));
         tar.follow_symlinks(false);
         Ok(BundleWriter {
             tar,

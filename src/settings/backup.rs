@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use super::Settings;
 use super::flags::{BackupSettings, RetentionFlags};
 use crate::backup::BackupJob;
+use crate::bundle::codec;
 use crate::error::usage;
 use crate::host::static_pods::StaticPodsMode;
 use crate::keys::Recipients;
@@ -72,10 +73,13 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
 pub fn compression_level(flag: Option<u32>, s: &Settings) -> anyhow::Result<u32> {
     let level = flag
         .or(s.file.compression_level)
-        .unwrap_or(crate::bundle::DEFAULT_GZIP_LEVEL);
-    if !(1..=9).contains(&level) {
+        .unwrap_or(codec::DEFAULT_LEVEL);
+    let levels = codec::DEFAULT_CODEC.levels();
+    if !levels.contains(&level) {
         return Err(usage(format!(
-            "compression_level = {level} is out of range: use 1 (fastest) to 9 (smallest)"
+            "compression_level = {level} is out of range: use {} (fastest) to {} (smallest)",
+            levels.start(),
+            levels.end()
         )));
     }
     Ok(level)

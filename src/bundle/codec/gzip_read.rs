@@ -1,4 +1,4 @@
-//! Parallel gunzip of the streams `pargz` writes: independent members, each with the same
+//! Parallel gunzip of the streams `gzip_write` writes: independent members, each with the same
 //! fixed 10-byte header. The compressed stream is cut at every occurrence of that header and
 //! the pieces are inflated on worker threads (libdeflate, whole members), in order.
 //!
@@ -20,7 +20,7 @@ use flate2::read::MultiGzDecoder;
 
 /// Largest compressed piece handed to a worker (ours are ~1 MiB at most).
 const MAX_PIECE: usize = 8 << 20;
-/// Largest output of one piece (ours are exactly `pargz::BLOCK_SIZE` or less).
+/// Largest output of one piece (ours are exactly `gzip_write::BLOCK_SIZE` or less).
 const MAX_MEMBER_OUT: usize = 4 << 20;
 const READ_CHUNK: usize = 1 << 20;
 /// Pieces queued per worker, so that neither the workers nor the reader wait on each other;
@@ -377,7 +377,7 @@ impl<R: Read> ParGzReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::pargz::ParGzWriter;
+    use crate::bundle::codec::gzip_write::ParGzWriter;
     use proptest::prelude::*;
     use std::io::Write;
 
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn many_members_in_order() {
-        let data = sample(5 * crate::bundle::pargz::BLOCK_SIZE + 12345);
+        let data = sample(5 * crate::bundle::codec::gzip_write::BLOCK_SIZE + 12345);
         for level in [1, 6] {
             assert_eq!(read_all(&pargz(&data, level), 2).unwrap(), data);
         }
@@ -417,7 +417,7 @@ mod tests {
     fn a_false_header_inside_a_member_falls_back_and_stays_exact() {
         // Data that compresses to something containing the header bytes is hard to make, so
         // splice the header into stored (level 0) data: the cut lands mid-member.
-        let mut data = sample(3 * crate::bundle::pargz::BLOCK_SIZE);
+        let mut data = sample(3 * crate::bundle::codec::gzip_write::BLOCK_SIZE);
         let gz = pargz(&data, 0);
         let header: Vec<u8> = gz[..10].to_vec();
         data[500_000..500_010].copy_from_slice(&header);
@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn truncated_or_corrupt_input_is_an_error_not_a_hang() {
-        let data = sample(3 * crate::bundle::pargz::BLOCK_SIZE);
+        let data = sample(3 * crate::bundle::codec::gzip_write::BLOCK_SIZE);
         let gz = pargz(&data, 1);
         assert!(read_all(&gz[..gz.len() - 100], 2).is_err());
         let mut bad = gz.clone();

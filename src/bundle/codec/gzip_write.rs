@@ -34,13 +34,6 @@ pub struct ParGzWriter<W: Write> {
     bytes_in: u64,
 }
 
-/// Number of compression threads: one per core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
 impl<W: Write> ParGzWriter<W> {
     pub fn new(inner: W, level: u32, threads: usize) -> Self {
         let threads = threads.max(1);
