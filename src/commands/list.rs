@@ -3,7 +3,7 @@
 use crate::cli::ListArgs;
 use crate::output::{self, human_size};
 use crate::settings::Settings;
-use crate::store::Listing;
+use crate::store::{BundleName, Listing};
 
 /// Lists every store, oldest first per store.
 pub fn run(args: &ListArgs, s: &Settings) -> anyhow::Result<()> {
@@ -39,7 +39,8 @@ pub fn run(args: &ListArgs, s: &Settings) -> anyhow::Result<()> {
                     r.map(|r| r.created.clone())
                         .unwrap_or_else(|| time_from_name(&l.name)),
                     r.map(|r| r.node.clone())
-                        .unwrap_or_else(|| l.name.split('/').nth(1).unwrap_or("").to_owned()),
+                        .or_else(|| BundleName::parse(&l.name).map(|n| n.node))
+                        .unwrap_or_default(),
                     r.map(|r| r.etcd_revision.to_string())
                         .unwrap_or_else(|| "-".into()),
                     l.size.map(human_size).unwrap_or_else(|| "-".into()),
@@ -71,7 +72,7 @@ pub fn run(args: &ListArgs, s: &Settings) -> anyhow::Result<()> {
 
 /// `c/n/20261122T221005Z-rev7.cpb` → `2026-11-22T22:10:05Z` (for backups without a record).
 fn time_from_name(name: &str) -> String {
-    crate::store::BundleName::parse(name)
+    BundleName::parse(name)
         .and_then(|n| n.time())
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)

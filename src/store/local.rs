@@ -273,11 +273,7 @@ impl Store for LocalStore {
                 }
             }
         }
-        out.sort_by(|a, b| {
-            let fa = a.name.rsplit('/').next();
-            let fb = b.name.rsplit('/').next();
-            fa.cmp(&fb).then(a.name.cmp(&b.name))
-        });
+        super::sort_listings(&mut out);
         Ok(out)
     }
 

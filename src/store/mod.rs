@@ -12,6 +12,7 @@ pub mod record;
 pub mod registry;
 pub mod retention;
 pub mod s3;
+pub mod select;
 
 use std::io::{Read, Write};
 
@@ -141,6 +142,11 @@ pub trait Store: Send + Sync {
     fn open_listed(&self, listing: &Listing) -> anyhow::Result<Box<dyn Read + Send>> {
         self.open(&listing.name)
     }
+}
+
+/// Sorts listings oldest first (by the time in their names), as every store lists them.
+pub fn sort_listings(listings: &mut [Listing]) {
+    listings.sort_by_cached_key(|l| BundleName::parse(&l.name));
 }
 
 /// Computes a listing's state from what exists; `tampered` holds why the store thinks the

@@ -9,11 +9,34 @@ use crate::error::usage;
 pub const BUNDLE_EXT: &str = ".cpb";
 pub const RECORD_EXT: &str = ".cpb.json";
 
+/// A backup's name, parsed: which cluster and node took it, and its file (time and revision).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleName {
+    /// The cluster's name.
     pub cluster: String,
+    /// The node's name.
     pub node: String,
+    /// `<UTC time>-rev<revision>.cpb`.
     pub file: String,
+}
+
+/// Backups sort by the time in their file name, across clusters and nodes, then by name.
+impl Ord for BundleName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.file, &self.cluster, &self.node).cmp(&(&other.file, &other.cluster, &other.node))
+    }
+}
+
+impl PartialOrd for BundleName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for BundleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.cluster, self.node, self.file)
+    }
 }
 
 impl BundleName {
@@ -34,7 +57,16 @@ impl BundleName {
 
     /// `cluster/node/file.cpb`.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.cluster, self.node, self.file)
+        self.to_string()
+    }
+
+    /// What retention groups by: `cluster`, or `cluster/node`.
+    pub fn group(&self, by_cluster: bool) -> String {
+        if by_cluster {
+            self.cluster.clone()
+        } else {
+            format!("{}/{}", self.cluster, self.node)
+        }
     }
 
     /// The UTC time the name carries (`<time>-rev<N>.cpb`), if it has one.
@@ -104,6 +136,30 @@ mod tests {
         );
         assert_eq!(n.time(), Some(datetime!(2026-11-22 22:10:05 UTC)));
         assert_eq!(BundleName::parse(&n.key()), Some(n));
+    }
+
+    #[test]
+    fn names_sort_by_time_across_nodes() {
+        let mut names: Vec<BundleName> = [
+            "b/m2/20260102T000000Z-rev9.cpb",
+            "a/m1/20260103T000000Z-rev1.cpb",
+            "a/m1/20260101T000000Z-rev5.cpb",
+        ]
+        .iter()
+        .map(|k| BundleName::parse(k).unwrap())
+        .collect();
+        names.sort();
+        let keys: Vec<String> = names.iter().map(BundleName::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "a/m1/20260101T000000Z-rev5.cpb",
+                "b/m2/20260102T000000Z-rev9.cpb",
+                "a/m1/20260103T000000Z-rev1.cpb"
+            ]
+        );
+        assert_eq!(names[1].group(true), "b");
+        assert_eq!(names[1].group(false), "b/m2");
     }
 
     #[test]

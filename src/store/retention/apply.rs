@@ -78,21 +78,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn includes(&self, name: &str) -> bool {
-        let mut parts = name.split('/');
-        let (c, n) = (parts.next(), parts.next());
-        self.cluster.as_deref().is_none_or(|want| c == Some(want))
-            && self.node.as_deref().is_none_or(|want| n == Some(want))
-    }
-
-    fn group(&self, name: &str) -> String {
-        if self.by_cluster {
-            name.split('/').next().unwrap_or_default().to_owned()
-        } else {
-            name.rsplit_once('/')
-                .map(|(g, _)| g.to_owned())
-                .unwrap_or_default()
-        }
+    fn includes(&self, name: &BundleName) -> bool {
+        self.cluster
+            .as_deref()
+            .is_none_or(|want| name.cluster == want)
+            && self.node.as_deref().is_none_or(|want| name.node == want)
     }
 }
 
@@ -111,15 +101,17 @@ pub fn apply(
         let listings = store.list()?;
         let candidates: Vec<Candidate> = listings
             .iter()
-            .filter(|l| l.size.is_some() && scope.includes(&l.name))
-            .map(|l| Candidate {
+            .filter(|l| l.size.is_some())
+            .filter_map(|l| Some((l, BundleName::parse(&l.name)?)))
+            .filter(|(_, name)| scope.includes(name))
+            .map(|(l, name)| Candidate {
                 name: l.name.clone(),
-                group: scope.group(&l.name),
+                group: name.group(scope.by_cluster),
                 time: l
                     .record
                     .as_ref()
                     .and_then(|r| OffsetDateTime::parse(&r.created, &Rfc3339).ok())
-                    .or_else(|| BundleName::parse(&l.name).and_then(|n| n.time()))
+                    .or_else(|| name.time())
                     .unwrap_or(now),
                 complete: l.state == BackupState::Complete,
             })
@@ -166,23 +158,27 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn name(key: &str) -> BundleName {
+        BundleName::parse(key).unwrap()
+    }
+
     #[test]
-    fn scope_filters_and_groups() {
-        let s = super::Scope {
+    fn scope_filters() {
+        let s = Scope {
             cluster: Some("prod".into()),
             node: None,
             by_cluster: true,
         };
-        assert!(s.includes("prod/m1/x.cpb"));
-        assert!(!s.includes("staging/m1/x.cpb"));
-        assert_eq!(s.group("prod/m1/x.cpb"), "prod");
-        let n = super::Scope {
+        assert!(s.includes(&name("prod/m1/x.cpb")));
+        assert!(!s.includes(&name("staging/m1/x.cpb")));
+        let n = Scope {
             cluster: Some("prod".into()),
             node: Some("m1".into()),
             by_cluster: false,
         };
-        assert!(!n.includes("prod/m2/x.cpb"));
-        assert_eq!(n.group("prod/m1/x.cpb"), "prod/m1");
-        assert!(super::Scope::default().includes("any/thing/x.cpb"));
+        assert!(!n.includes(&name("prod/m2/x.cpb")));
+        assert!(Scope::default().includes(&name("any/thing/x.cpb")));
     }
 }

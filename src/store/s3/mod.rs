@@ -443,13 +443,7 @@ impl Store for S3Store {
                 version_id: original.map(|o| o.id.clone()),
             });
         }
-        out.sort_by(|a, b| {
-            a.name
-                .rsplit('/')
-                .next()
-                .cmp(&b.name.rsplit('/').next())
-                .then(a.name.cmp(&b.name))
-        });
+        crate::store::sort_listings(&mut out);
         Ok(out)
     }
 
