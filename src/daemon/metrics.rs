@@ -20,11 +20,63 @@ pub const BUCKETS: [f64; 12] = [
     0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-/// Stages with a duration histogram.
-pub const STAGES: [&str; 3] = ["snapshot", "upload", "prune"];
+/// A stage with a duration histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Streaming the snapshot from etcd into the stores.
+    Snapshot,
+    /// Publishing: records, lock read-back, completing uploads.
+    Upload,
+    /// A retention pass.
+    Prune,
+}
+
+impl Stage {
+    /// Every stage, in the order they are exported.
+    pub const ALL: [Stage; 3] = [Stage::Snapshot, Stage::Upload, Stage::Prune];
+
+    /// The `stage` label value (and the key in the saved state).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Snapshot => "snapshot",
+            Stage::Upload => "upload",
+            Stage::Prune => "prune",
+        }
+    }
+}
 
 /// What happened to a schedule slot.
-pub const SLOT_OUTCOMES: [&str; 4] = ["backed_up", "failed", "taken_by_other_node", "missed"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOutcome {
+    /// This node backed up, to every store.
+    BackedUp,
+    /// The backup failed (or reached only some stores).
+    Failed,
+    /// Another node won the slot's election.
+    TakenByOtherNode,
+    /// The previous backup was still running.
+    Missed,
+}
+
+impl SlotOutcome {
+    /// Every outcome, in the order they are exported.
+    pub const ALL: [SlotOutcome; 4] = [
+        SlotOutcome::BackedUp,
+        SlotOutcome::Failed,
+        SlotOutcome::TakenByOtherNode,
+        SlotOutcome::Missed,
+    ];
+
+    /// The `outcome` label value (and the key in the saved state).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotOutcome::BackedUp => "backed_up",
+            SlotOutcome::Failed => "failed",
+            SlotOutcome::TakenByOtherNode => "taken_by_other_node",
+            SlotOutcome::Missed => "missed",
+        }
+    }
+}
 
 const STATE_FILE: &str = "metrics.json";
 
@@ -127,8 +179,8 @@ impl State {
         self.last_attempt = Some(now);
         match result {
             Ok(r) => {
-                self.observe("snapshot", r.snapshot_seconds);
-                self.observe("upload", r.upload_seconds);
+                self.observe(Stage::Snapshot, r.snapshot_seconds);
+                self.observe(Stage::Upload, r.upload_seconds);
                 self.bundle_bytes = Some(r.bundle_size);
                 self.snapshot_bytes = Some(r.snapshot_size);
                 self.etcd_db_bytes = Some(r.etcd_db_size);
@@ -154,15 +206,18 @@ impl State {
         *self.failures.entry(reason.as_str().into()).or_default() += 1;
     }
 
-    pub fn observe(&mut self, stage: &str, seconds: f64) {
+    /// Counts a failed attempt.
+    /// Records how long a stage took.
+    pub fn observe(&mut self, stage: Stage, seconds: f64) {
         self.durations
-            .entry(stage.into())
+            .entry(stage.as_str().into())
             .or_default()
             .observe(seconds);
     }
 
-    pub fn slot(&mut self, outcome: &str) {
-        *self.slots.entry(outcome.into()).or_default() += 1;
+    /// Counts a slot's outcome.
+    pub fn slot(&mut self, outcome: SlotOutcome) {
+        *self.slots.entry(outcome.as_str().into()).or_default() += 1;
     }
 
     /// The time health is judged by: this node's last success or, in one-per-cluster mode, the
@@ -174,217 +229,260 @@ impl State {
         }
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Prometheus text exposition format 0.0.4 (what node_exporter's textfile collector
+    /// parses; `live` adds what only a running daemon knows).
     pub fn render(&self, live: Option<&Live>) -> String {
-        let mut o = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {}", fmt_value(v));
-            }
-        };
-        let opt = |v: Option<f64>| v.map(|v| vec![(String::new(), v)]).unwrap_or_default();
-        family(
+        let mut o = Exposition::default();
+        o.family(
             "cpbackup_info",
-            "gauge",
+            GAUGE,
             "Version of the running cpbackup.",
             vec![(
                 format!("{{version=\"{}\"}}", escape(crate::TOOL_VERSION)),
                 1.0,
             )],
         );
-        family(
-            "cpbackup_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time of this node's last backup that reached every store.",
-            opt(self.last_success),
+        self.backup_families(&mut o);
+        o.histograms(
+            "cpbackup_stage_duration_seconds",
+            "Duration of each stage: snapshot (streamed from etcd into the stores), upload (publishing), prune.",
+            &self.durations,
         );
-        family(
-            "cpbackup_cluster_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time of the cluster's last successful backup by any node (one-per-cluster mode).",
-            opt(self.freshest_success()),
-        );
-        family(
-            "cpbackup_last_attempt_timestamp_seconds",
-            "gauge",
-            "Unix time of this node's last backup attempt.",
-            opt(self.last_attempt),
-        );
-        family(
-            "cpbackup_last_attempt_success",
-            "gauge",
-            "1 if this node's last backup attempt succeeded, 0 if it failed.",
-            opt(self.last_attempt_ok.map(|b| if b { 1.0 } else { 0.0 })),
-        );
-        family(
-            "cpbackup_backups_succeeded_total",
-            "counter",
-            "Backups that reached every store.",
-            vec![(String::new(), self.backups_ok as f64)],
-        );
-        family(
+        self.store_families(&mut o);
+        if let Some(l) = live {
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            o.one(
+                "cpbackup_schedule_interval_seconds",
+                GAUGE,
+                "Shortest interval between two scheduled backups.",
+                Some(l.schedule_interval_seconds),
+            );
+            o.one(
+                "cpbackup_healthy",
+                GAUGE,
+                "1 while the last success is younger than twice the schedule interval.",
+                Some(flag(l.healthy)),
+            );
+            o.one(
+                "cpbackup_one_per_cluster",
+                GAUGE,
+                "1 when the nodes elect one of them per slot, 0 when every node backs up.",
+                Some(flag(l.leader_mode)),
+            );
+        }
+        o.text
+    }
+
+    /// Last success and attempt, counters by outcome, sizes of the last backup.
+    fn backup_families(&self, o: &mut Exposition) {
+        let num = |v: Option<u64>| v.map(|v| v as f64);
+        for (name, kind, help, value) in [
+            (
+                "cpbackup_last_success_timestamp_seconds",
+                GAUGE,
+                "Unix time of this node's last backup that reached every store.",
+                self.last_success,
+            ),
+            (
+                "cpbackup_cluster_last_success_timestamp_seconds",
+                GAUGE,
+                "Unix time of the cluster's last successful backup by any node (one-per-cluster mode).",
+                self.freshest_success(),
+            ),
+            (
+                "cpbackup_last_attempt_timestamp_seconds",
+                GAUGE,
+                "Unix time of this node's last backup attempt.",
+                self.last_attempt,
+            ),
+            (
+                "cpbackup_last_attempt_success",
+                GAUGE,
+                "1 if this node's last backup attempt succeeded, 0 if it failed.",
+                self.last_attempt_ok.map(|b| if b { 1.0 } else { 0.0 }),
+            ),
+            (
+                "cpbackup_backups_succeeded_total",
+                COUNTER,
+                "Backups that reached every store.",
+                Some(self.backups_ok as f64),
+            ),
+        ] {
+            o.one(name, kind, help, value);
+        }
+        o.labelled(
             "cpbackup_backup_failures_total",
-            "counter",
             "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election, precheck).",
-            FailureReason::ALL
-                .iter()
-                .map(|r| {
-                    (
-                        format!("{{reason=\"{}\"}}", r.as_str()),
-                        *self.failures.get(r.as_str()).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
+            "reason",
+            FailureReason::ALL.map(|r| r.as_str()),
+            &self.failures,
         );
-        let _ = writeln!(
-            o,
-            "# HELP cpbackup_stage_duration_seconds Duration of each stage: snapshot (streamed from etcd into the stores), upload (publishing), prune."
+        for (name, help, value) in [
+            (
+                "cpbackup_bundle_size_bytes",
+                "Size of the last encrypted bundle.",
+                num(self.bundle_bytes),
+            ),
+            (
+                "cpbackup_snapshot_size_bytes",
+                "Size of the last etcd snapshot.",
+                num(self.snapshot_bytes),
+            ),
+            (
+                "cpbackup_etcd_db_size_bytes",
+                "etcd's database size (dbSize) at the last backup; compare with the backend quota.",
+                self.etcd_db_bytes.map(|v| v as f64),
+            ),
+            (
+                "cpbackup_etcd_revision",
+                "etcd revision of the last backup.",
+                self.etcd_revision.map(|v| v as f64),
+            ),
+        ] {
+            o.one(name, GAUGE, help, value);
+        }
+    }
+
+    /// Retention, the ciphertext check, pending copies, schedule slots.
+    fn store_families(&self, o: &mut Exposition) {
+        let num = |v: Option<u64>| v.map(|v| v as f64);
+        for (name, kind, help, value) in [
+            (
+                "cpbackup_pruned_backups_total",
+                COUNTER,
+                "Backups deleted by retention.",
+                Some(self.pruned_total as f64),
+            ),
+            (
+                "cpbackup_prune_failures_total",
+                COUNTER,
+                "Backups retention wanted to delete but could not.",
+                Some(self.prune_failures_total as f64),
+            ),
+            (
+                "cpbackup_kept_backups",
+                GAUGE,
+                "Backups kept by the last retention run (all stores).",
+                num(self.prune_kept),
+            ),
+            (
+                "cpbackup_locked_backups",
+                GAUGE,
+                "Backups due for deletion but still under Object Lock at the last retention run.",
+                num(self.prune_locked),
+            ),
+            (
+                "cpbackup_last_verified_timestamp_seconds",
+                GAUGE,
+                "Creation time of the newest backup whose stored bytes match its record and whose lock holds (checked without the key after each slot).",
+                self.last_verified,
+            ),
+            (
+                "cpbackup_verify_failures_total",
+                COUNTER,
+                "Backups whose stored bytes did not match their record, or whose lock ran out, at the check after a slot.",
+                Some(self.verify_failures_total as f64),
+            ),
+            (
+                "cpbackup_tampered_backups",
+                GAUGE,
+                "Backups of this cluster whose keys were written again after the backup (the original is still what is read).",
+                num(self.tampered_backups),
+            ),
+            (
+                "cpbackup_pending_uploads",
+                GAUGE,
+                "Local copies still waiting to reach a store that failed.",
+                Some(self.pending_uploads as f64),
+            ),
+        ] {
+            o.one(name, kind, help, value);
+        }
+        o.labelled(
+            "cpbackup_schedule_slots_total",
+            "Schedule slots by outcome (missed: the previous backup was still running).",
+            "outcome",
+            SlotOutcome::ALL.map(|s| s.as_str()),
+            &self.slots,
         );
-        let _ = writeln!(o, "# TYPE cpbackup_stage_duration_seconds histogram");
+    }
+}
+
+const GAUGE: &str = "gauge";
+const COUNTER: &str = "counter";
+
+/// The text being written: one family at a time, HELP and TYPE first.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(self.text, "{name}{labels} {}", fmt_value(v));
+        }
+    }
+
+    /// A family of one unlabelled sample (none while the value is unknown).
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: Option<f64>) {
+        self.family(
+            name,
+            kind,
+            help,
+            value.map(|v| (String::new(), v)).into_iter().collect(),
+        );
+    }
+
+    /// A counter with one sample per label value, 0 for those never counted.
+    fn labelled<const N: usize>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: [&str; N],
+        counts: &BTreeMap<String, u64>,
+    ) {
+        let samples = values
+            .iter()
+            .map(|v| {
+                (
+                    format!("{{{label}=\"{v}\"}}"),
+                    *counts.get(*v).unwrap_or(&0) as f64,
+                )
+            })
+            .collect();
+        self.family(name, COUNTER, help, samples);
+    }
+
+    /// One histogram per stage, every stage present.
+    fn histograms(&mut self, name: &str, help: &str, by_stage: &BTreeMap<String, Histogram>) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} histogram");
         let empty = Histogram::default();
-        for stage in STAGES {
-            let h = self.durations.get(stage).unwrap_or(&empty);
+        for stage in Stage::ALL.map(Stage::as_str) {
+            let h = by_stage.get(stage).unwrap_or(&empty);
             let mut cumulative = 0;
-            for (i, b) in BUCKETS.iter().enumerate() {
+            let bounds = BUCKETS
+                .iter()
+                .map(|b| fmt_value(*b))
+                .chain(["+Inf".to_owned()]);
+            for (i, le) in bounds.enumerate() {
                 cumulative += h.counts.get(i).copied().unwrap_or(0);
                 let _ = writeln!(
-                    o,
-                    "cpbackup_stage_duration_seconds_bucket{{stage=\"{stage}\",le=\"{}\"}} {cumulative}",
-                    fmt_value(*b)
+                    self.text,
+                    "{name}_bucket{{stage=\"{stage}\",le=\"{le}\"}} {cumulative}"
                 );
             }
             let _ = writeln!(
-                o,
-                "cpbackup_stage_duration_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}",
-                h.count()
-            );
-            let _ = writeln!(
-                o,
-                "cpbackup_stage_duration_seconds_sum{{stage=\"{stage}\"}} {}",
+                self.text,
+                "{name}_sum{{stage=\"{stage}\"}} {}",
                 fmt_value(h.sum)
             );
-            let _ = writeln!(
-                o,
-                "cpbackup_stage_duration_seconds_count{{stage=\"{stage}\"}} {}",
-                h.count()
-            );
+            let _ = writeln!(self.text, "{name}_count{{stage=\"{stage}\"}} {}", h.count());
         }
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(o, "{name}{labels} {}", fmt_value(v));
-            }
-        };
-        family(
-            "cpbackup_bundle_size_bytes",
-            "gauge",
-            "Size of the last encrypted bundle.",
-            opt(self.bundle_bytes.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_snapshot_size_bytes",
-            "gauge",
-            "Size of the last etcd snapshot.",
-            opt(self.snapshot_bytes.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_etcd_db_size_bytes",
-            "gauge",
-            "etcd's database size (dbSize) at the last backup; compare with the backend quota.",
-            opt(self.etcd_db_bytes.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_etcd_revision",
-            "gauge",
-            "etcd revision of the last backup.",
-            opt(self.etcd_revision.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_pruned_backups_total",
-            "counter",
-            "Backups deleted by retention.",
-            vec![(String::new(), self.pruned_total as f64)],
-        );
-        family(
-            "cpbackup_prune_failures_total",
-            "counter",
-            "Backups retention wanted to delete but could not.",
-            vec![(String::new(), self.prune_failures_total as f64)],
-        );
-        family(
-            "cpbackup_kept_backups",
-            "gauge",
-            "Backups kept by the last retention run (all stores).",
-            opt(self.prune_kept.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_locked_backups",
-            "gauge",
-            "Backups due for deletion but still under Object Lock at the last retention run.",
-            opt(self.prune_locked.map(|v| v as f64)),
-        );
-        family(
-            "cpbackup_last_verified_timestamp_seconds",
-            "gauge",
-            "Creation time of the newest backup whose stored bytes match its record and whose lock holds (checked without the key after each slot).",
-            opt(self.last_verified),
-        );
-        family(
-            "cpbackup_verify_failures_total",
-            "counter",
-            "Backups whose stored bytes did not match their record, or whose lock ran out, at the check after a slot.",
-            vec![(String::new(), self.verify_failures_total as f64)],
-        );
-        family(
-            "cpbackup_tampered_backups",
-            "gauge",
-            "Backups of this cluster whose keys were written again after the backup (the original is still what is read).",
-            opt(self.tampered_backups.map(|n| n as f64)),
-        );
-        family(
-            "cpbackup_pending_uploads",
-            "gauge",
-            "Local copies still waiting to reach a store that failed.",
-            vec![(String::new(), self.pending_uploads as f64)],
-        );
-        family(
-            "cpbackup_schedule_slots_total",
-            "counter",
-            "Schedule slots by outcome (missed: the previous backup was still running).",
-            SLOT_OUTCOMES
-                .iter()
-                .map(|s| {
-                    (
-                        format!("{{outcome=\"{s}\"}}"),
-                        *self.slots.get(*s).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
-        );
-        if let Some(l) = live {
-            family(
-                "cpbackup_schedule_interval_seconds",
-                "gauge",
-                "Shortest interval between two scheduled backups.",
-                vec![(String::new(), l.schedule_interval_seconds)],
-            );
-            family(
-                "cpbackup_healthy",
-                "gauge",
-                "1 while the last success is younger than twice the schedule interval.",
-                vec![(String::new(), if l.healthy { 1.0 } else { 0.0 })],
-            );
-            family(
-                "cpbackup_one_per_cluster",
-                "gauge",
-                "1 when the nodes elect one of them per slot, 0 when every node backs up.",
-                vec![(String::new(), if l.leader_mode { 1.0 } else { 0.0 })],
-            );
-        }
-        o
     }
 }
 
@@ -415,9 +513,9 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative_in_the_output() {
         let mut s = State::default();
-        s.observe("snapshot", 0.2);
-        s.observe("snapshot", 7.0);
-        s.observe("snapshot", 99999.0);
+        s.observe(Stage::Snapshot, 0.2);
+        s.observe(Stage::Snapshot, 7.0);
+        s.observe(Stage::Snapshot, 99999.0);
         let text = s.render(None);
         assert!(
             text.contains(
@@ -440,7 +538,7 @@ mod tests {
         let mut s = State::default();
         s.fail(FailureReason::Etcd);
         s.last_success = Some(1_700_000_000.5);
-        s.slot("missed");
+        s.slot(SlotOutcome::Missed);
         let text = s.render(Some(&Live {
             schedule_interval_seconds: 60.0,
             healthy: true,

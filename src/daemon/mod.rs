@@ -82,7 +82,7 @@ pub async fn run(
                 };
                 if worker.as_ref().is_some_and(|w| !w.is_finished()) {
                     tracing::warn!(slot = %slot_name(at), "previous backup still running: slot missed");
-                    status.state.lock().expect("status lock").slot("missed");
+                    status.state.lock().expect("status lock").slot(metrics::SlotOutcome::Missed);
                     slot::persist(&cfg, &status);
                     continue;
                 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
+use super::metrics::{SlotOutcome, Stage};
 use super::schedule::{Schedule, ScheduleMode, slot_name};
 use crate::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
 use crate::daemon::http::Status;
@@ -84,8 +85,8 @@ pub async fn run(
         }
     }
     let outcome = match &result {
-        Ok(r) if r.failed_stores() == 0 => "backed_up",
-        _ => "failed",
+        Ok(r) if r.failed_stores() == 0 => SlotOutcome::BackedUp,
+        _ => SlotOutcome::Failed,
     };
     update(&status, |s| s.slot(outcome));
     if let Ok(r) = &result
@@ -164,7 +165,7 @@ async fn elect(
             tracing::error!(slot, error = %format!("{e:#}"), "cannot reach etcd for the backup election");
             update(status, |s| {
                 s.fail(FailureReason::Etcd);
-                s.slot("failed");
+                s.slot(SlotOutcome::Failed);
             });
             return None;
         }
@@ -184,7 +185,7 @@ async fn elect(
                 .map(|t| t.timestamp() as f64)
                 .ok();
             update(status, |s| {
-                s.slot("taken_by_other_node");
+                s.slot(SlotOutcome::TakenByOtherNode);
                 if let Some(t) = finished {
                     s.last_cluster_success = Some(s.last_cluster_success.map_or(t, |c| c.max(t)));
                 }
@@ -198,7 +199,7 @@ async fn elect(
             );
             update(status, |s| {
                 s.fail(FailureReason::Election);
-                s.slot("failed");
+                s.slot(SlotOutcome::Failed);
             });
             None
         }
@@ -206,7 +207,7 @@ async fn elect(
             tracing::error!(slot, error = %format!("{e:#}"), "backup election failed");
             update(status, |s| {
                 s.fail(FailureReason::Election);
-                s.slot("failed");
+                s.slot(SlotOutcome::Failed);
             });
             None
         }
@@ -292,7 +293,7 @@ async fn run_retention(
                 "retention applied"
             );
             update(status, |s| {
-                s.observe("prune", seconds);
+                s.observe(Stage::Prune, seconds);
                 s.pruned_total += deleted as u64;
                 s.prune_kept = Some(kept as u64);
                 s.prune_locked = Some(locked as u64);
@@ -302,7 +303,7 @@ async fn run_retention(
         Ok(Err(e)) => {
             tracing::error!(error = %format!("{e:#}"), "retention failed");
             update(status, |s| {
-                s.observe("prune", seconds);
+                s.observe(Stage::Prune, seconds);
                 s.prune_failures_total += 1;
             });
         }
