@@ -252,6 +252,65 @@ fn proper_ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
+/// What a tar entry is; hard links, devices and fifos are refused.
+fn entry_kind(header: &tar::Header, path: &str) -> Result<EntryKind, VerifyError> {
+    match header.entry_type() {
+        tar::EntryType::Directory => Ok(EntryKind::Dir),
+        tar::EntryType::Symlink => Ok(EntryKind::Symlink),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Ok(EntryKind::File),
+        tar::EntryType::Link => Err(mismatch(format!(
+            "{path}: a hard link; bundles never hold hard links"
+        ))),
+        other => Err(mismatch(format!(
+            "{path}: unexpected tar entry type {other:?} (only files, directories and symlinks belong in a bundle)"
+        ))),
+    }
+}
+
+/// The entry as sinks see it: no setuid/setgid file, a symlink's target UTF-8 and non-empty.
+fn admitted<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    path: String,
+    kind: EntryKind,
+) -> Result<Admitted, VerifyError> {
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o600) & 0o7777;
+    if kind == EntryKind::File && mode & 0o6000 != 0 {
+        return Err(mismatch(format!(
+            "{path}: setuid/setgid file (mode {mode:04o}); a control-plane backup never holds one"
+        )));
+    }
+    let link_target = match kind {
+        EntryKind::Symlink => {
+            let t = entry
+                .link_name_bytes()
+                .ok_or_else(|| mismatch(format!("{path}: symlink without a target")))?;
+            let t = std::str::from_utf8(&t)
+                .map_err(|_| mismatch(format!("{path}: symlink target is not UTF-8")))?
+                .to_owned();
+            if t.is_empty() || t.contains('\0') {
+                return Err(mismatch(format!("{path}: empty or NUL symlink target")));
+            }
+            Some(t)
+        }
+        _ => None,
+    };
+    Ok(Admitted {
+        kind,
+        mode,
+        uid: header.uid().unwrap_or(0),
+        gid: header.gid().unwrap_or(0),
+        mtime: header.mtime().unwrap_or(0),
+        size: if kind == EntryKind::File {
+            entry.size()
+        } else {
+            0
+        },
+        link_target,
+        path,
+    })
+}
+
 impl Checker {
     pub fn new() -> Self {
         Self::default()
@@ -265,7 +324,6 @@ impl Checker {
         sink: &mut dyn Sink,
         buf: &mut [u8],
     ) -> Result<(), VerifyError> {
-        let read_err = |e: io::Error| VerifyError::Io(e.to_string());
         let write_err = |e: io::Error| VerifyError::Output(e.to_string());
         let path = normalise(&entry.path_bytes()).map_err(|m| mismatch(format!("entry {m}")))?;
         if self.manifest.is_some() {
@@ -273,114 +331,83 @@ impl Checker {
                 "entry {path} follows the manifest, which must be last"
             )));
         }
-        let header = entry.header();
-        let kind = match header.entry_type() {
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Link => {
-                return Err(mismatch(format!(
-                    "{path}: a hard link; bundles never hold hard links"
-                )));
-            }
-            other => {
-                return Err(mismatch(format!(
-                    "{path}: unexpected tar entry type {other:?} (only files, directories and symlinks belong in a bundle)"
-                )));
-            }
-        };
+        let kind = entry_kind(entry.header(), &path)?;
         if path == MANIFEST_PATH {
             if kind != EntryKind::File {
                 return Err(mismatch(format!("{path} is not a file")));
             }
             let size = entry.size();
             self.plaintext_bytes += size;
-            self.manifest = Some(read_manifest(entry, size, read_err)?);
+            self.manifest = Some(read_manifest(entry, size, |e| {
+                VerifyError::Io(e.to_string())
+            })?);
             return Ok(());
         }
         self.admit_path(&path, kind)?;
-        let mode = header.mode().unwrap_or(0o600) & 0o7777;
-        if kind == EntryKind::File && mode & 0o6000 != 0 {
-            return Err(mismatch(format!(
-                "{path}: setuid/setgid file (mode {mode:04o}); a control-plane backup never holds one"
-            )));
-        }
-        let link_target = match kind {
-            EntryKind::Symlink => {
-                let t = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| mismatch(format!("{path}: symlink without a target")))?;
-                let t = std::str::from_utf8(&t)
-                    .map_err(|_| mismatch(format!("{path}: symlink target is not UTF-8")))?
-                    .to_owned();
-                if t.is_empty() || t.contains('\0') {
-                    return Err(mismatch(format!("{path}: empty or NUL symlink target")));
-                }
-                Some(t)
-            }
-            _ => None,
-        };
-        let admitted = Admitted {
-            path: path.clone(),
-            kind,
-            mode,
-            uid: header.uid().unwrap_or(0),
-            gid: header.gid().unwrap_or(0),
-            mtime: header.mtime().unwrap_or(0),
-            size: if kind == EntryKind::File {
-                entry.size()
-            } else {
-                0
-            },
-            link_target: link_target.clone(),
-        };
+        let admitted = admitted(entry, path, kind)?;
         sink.begin(&admitted).map_err(write_err)?;
         let mut seen = Seen {
             kind,
             size: 0,
             sha256: None,
-            link: link_target,
+            link: admitted.link_target.clone(),
         };
         if kind == EntryKind::File {
-            let mut hash = (!admitted.is_snapshot()).then(Sha256::new);
-            let mut check = admitted
-                .is_snapshot()
-                .then(|| SnapshotCheck::new(admitted.size));
-            let mut n = 0u64;
-            loop {
-                let k = entry.read(buf).map_err(read_err)?;
-                if k == 0 {
-                    break;
-                }
-                if let Some(h) = hash.as_mut() {
-                    h.update(&buf[..k]);
-                }
-                if let Some(c) = check.as_mut() {
-                    c.update(&buf[..k]);
-                }
-                sink.data(&buf[..k]).map_err(write_err)?;
-                n += k as u64;
-            }
-            let digest = match (hash, check) {
-                (Some(h), _) => hex::encode(h.finalize()),
-                (None, Some(c)) => {
-                    let s = c.finish();
-                    let d = s.file_sha256.clone();
-                    self.snapshot = Some(s);
-                    d
-                }
-                (None, None) => unreachable!("a file is either hashed or checked"),
-            };
+            let (n, digest) = self.stream_file(entry, &admitted, sink, buf)?;
             self.plaintext_bytes += n;
             seen.size = n;
             seen.sha256 = Some(digest);
             sink.end(&admitted).map_err(write_err)?;
         }
-        for a in proper_ancestors(&path) {
+        for a in proper_ancestors(&admitted.path) {
             self.ancestors.insert(a.to_owned());
         }
-        self.seen.insert(path, seen);
+        self.seen.insert(admitted.path, seen);
         Ok(())
+    }
+
+    /// Reads a file entry through to `sink`, hashing it (the snapshot: checking its trailer
+    /// and meta pages as it goes); returns its length and SHA-256.
+    fn stream_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        admitted: &Admitted,
+        sink: &mut dyn Sink,
+        buf: &mut [u8],
+    ) -> Result<(u64, String), VerifyError> {
+        let mut hash = (!admitted.is_snapshot()).then(Sha256::new);
+        let mut check = admitted
+            .is_snapshot()
+            .then(|| SnapshotCheck::new(admitted.size));
+        let mut n = 0u64;
+        loop {
+            let k = entry
+                .read(buf)
+                .map_err(|e| VerifyError::Io(e.to_string()))?;
+            if k == 0 {
+                break;
+            }
+            if let Some(h) = hash.as_mut() {
+                h.update(&buf[..k]);
+            }
+            if let Some(c) = check.as_mut() {
+                c.update(&buf[..k]);
+            }
+            sink.data(&buf[..k])
+                .map_err(|e| VerifyError::Output(e.to_string()))?;
+            n += k as u64;
+        }
+        let digest = match (hash, check) {
+            (Some(h), _) => hex::encode(h.finalize()),
+            (None, Some(c)) => {
+                let s = c.finish();
+                let d = s.file_sha256.clone();
+                self.snapshot = Some(s);
+                d
+            }
+            (None, None) => unreachable!("a file is either hashed or checked"),
+        };
+        Ok((n, digest))
     }
 
     /// The path rules that need no content: known prefix, no duplicate, nothing below a
@@ -435,22 +462,7 @@ impl Checker {
         })?;
         let snapshot =
             snapshot.ok_or_else(|| mismatch(format!("no {SNAPSHOT_PATH} in the bundle")))?;
-        match snapshot.trailer {
-            TrailerStatus::Valid => {}
-            TrailerStatus::Invalid => {
-                return Err(mismatch(
-                    "the snapshot's sha256 trailer does not match its content".into(),
-                ));
-            }
-            TrailerStatus::Absent => {
-                return Err(mismatch("the snapshot has no sha256 trailer".into()));
-            }
-        }
-        if let Some(e) = &snapshot.meta_error {
-            return Err(mismatch(format!(
-                "the snapshot's bbolt meta pages are invalid: {e}"
-            )));
-        }
+        snapshot_is_whole(&snapshot)?;
         let entries = seen.len();
         let mut files = 0;
         let mut listed = BTreeSet::new();
@@ -477,32 +489,8 @@ impl Checker {
                     "{path} is in the manifest but missing from the bundle"
                 )));
             };
-            if s.kind != m.kind {
-                return Err(mismatch(format!(
-                    "{path}: manifest says {:?}, bundle holds {:?}",
-                    m.kind, s.kind
-                )));
-            }
-            match s.kind {
-                EntryKind::File => {
-                    files += 1;
-                    if s.size != m.size || s.sha256 != m.sha256 {
-                        return Err(mismatch(format!(
-                            "{path}: SHA-256 {} ({} bytes) differs from the manifest's {} ({} bytes)",
-                            s.sha256.unwrap_or_default(),
-                            s.size,
-                            m.sha256.clone().unwrap_or_default(),
-                            m.size
-                        )));
-                    }
-                }
-                EntryKind::Symlink if s.link != m.link_target => {
-                    return Err(mismatch(format!(
-                        "{path}: symlink target differs from the manifest"
-                    )));
-                }
-                _ => {}
-            }
+            files += usize::from(s.kind == EntryKind::File);
+            matches_manifest(&path, s, m)?;
         }
         if let Some(extra) = seen.keys().next() {
             return Err(mismatch(format!(
@@ -519,6 +507,51 @@ impl Checker {
             snapshot,
             manifest,
         })
+    }
+}
+
+/// The snapshot's sha256 trailer and bbolt meta pages checked out.
+fn snapshot_is_whole(snapshot: &SnapshotSummary) -> Result<(), VerifyError> {
+    match snapshot.trailer {
+        TrailerStatus::Valid => {}
+        TrailerStatus::Invalid => {
+            return Err(mismatch(
+                "the snapshot's sha256 trailer does not match its content".into(),
+            ));
+        }
+        TrailerStatus::Absent => {
+            return Err(mismatch("the snapshot has no sha256 trailer".into()));
+        }
+    }
+    match &snapshot.meta_error {
+        Some(e) => Err(mismatch(format!(
+            "the snapshot's bbolt meta pages are invalid: {e}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An entry as read against its manifest line: same kind, a file's size and SHA-256, a
+/// symlink's target.
+fn matches_manifest(path: &str, s: Seen, m: &crate::bundle::manifest::Entry) -> Result<(), VerifyError> {
+    if s.kind != m.kind {
+        return Err(mismatch(format!(
+            "{path}: manifest says {:?}, bundle holds {:?}",
+            m.kind, s.kind
+        )));
+    }
+    match s.kind {
+        EntryKind::File if s.size != m.size || s.sha256 != m.sha256 => Err(mismatch(format!(
+            "{path}: SHA-256 {} ({} bytes) differs from the manifest's {} ({} bytes)",
+            s.sha256.unwrap_or_default(),
+            s.size,
+            m.sha256.clone().unwrap_or_default(),
+            m.size
+        ))),
+        EntryKind::Symlink if s.link != m.link_target => Err(mismatch(format!(
+            "{path}: symlink target differs from the manifest"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -44,9 +44,23 @@ pub fn find(namespace: &str, members: &[Object], cluster: &[Object]) -> Vec<Depe
     let mut n = Needs {
         wanted: BTreeMap::new(),
     };
-    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
-    let sa_prefix = format!("system:serviceaccount:{namespace}:");
     for o in members {
+        n.of_member(o);
+    }
+    for c in cluster {
+        n.naming(namespace, c);
+    }
+    n.resolve(cluster)
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or("").to_owned()
+}
+
+impl Needs {
+    /// What one of the namespace's objects names: volumes, classes, roles, its CRD.
+    fn of_member(&mut self, o: &Object) {
+        let n = self;
         let me = o.display();
         match (o.kind(), o.group()) {
             ("PersistentVolumeClaim", "") => {
@@ -99,7 +113,11 @@ pub fn find(namespace: &str, members: &[Object], cluster: &[Object]) -> Vec<Depe
             );
         }
     }
-    for c in cluster {
+
+    /// Whether a cluster-scoped object names the namespace (claims, bindings, webhooks, SCCs).
+    fn naming(&mut self, namespace: &str, c: &Object) {
+        let n = self;
+        let sa_prefix = format!("system:serviceaccount:{namespace}:");
         let me = c.display();
         match c.kind() {
             "PersistentVolume" if c.json["spec"]["claimRef"]["namespace"] == namespace => {
@@ -167,22 +185,26 @@ pub fn find(namespace: &str, members: &[Object], cluster: &[Object]) -> Vec<Depe
             _ => {}
         }
     }
-    n.wanted
-        .into_iter()
-        .map(|((kind, name), mut reasons)| {
-            reasons.sort();
-            reasons.dedup();
-            let found = cluster
-                .iter()
-                .position(|c| c.kind() == kind && c.name() == name);
-            Dependency {
-                object: format!("{}/{name}", kind.to_ascii_lowercase()),
-                reasons,
-                found,
-                in_snapshot: found.is_some(),
-            }
-        })
-        .collect()
+
+    /// Each needed object, found in the snapshot or not.
+    fn resolve(self, cluster: &[Object]) -> Vec<Dependency> {
+        self.wanted
+            .into_iter()
+            .map(|((kind, name), mut reasons)| {
+                reasons.sort();
+                reasons.dedup();
+                let found = cluster
+                    .iter()
+                    .position(|c| c.kind() == kind && c.name() == name);
+                Dependency {
+                    object: format!("{}/{name}", kind.to_ascii_lowercase()),
+                    reasons,
+                    found,
+                    in_snapshot: found.is_some(),
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

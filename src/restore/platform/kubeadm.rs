@@ -122,87 +122,119 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     let data_dir = host.path(&etcd.data_dir_host);
     let stopped = p.work_dir.join("manifests-stopped");
     let apiserver = host.path(format!("{KUBEADM_MANIFESTS}/kube-apiserver.yaml"));
-    let mut steps = Vec::new();
-    let api_step = apiserver.exists().then(|| {
-        (
-            apiserver.clone(),
-            stopped.join("kube-apiserver.yaml"),
-            apiserver_watch(),
-        )
+    let api = apiserver.exists().then(|| StopPod {
+        component: "kube-apiserver".into(),
+        manifest: apiserver.clone(),
+        aside: stopped.join("kube-apiserver.yaml"),
+        watch: apiserver_watch(),
     });
-    if let Some((m, a, w)) = &api_step {
-        steps.push(Step::StopPod(StopPod {
-            component: "kube-apiserver".into(),
-            manifest: m.clone(),
-            aside: a.clone(),
-            watch: w.clone(),
-        }));
-    }
-    let watch = etcd_watch(&etcd.data_dir_host, &data_dir, false);
-    let etcd_aside = stopped.join("etcd.yaml");
-    steps.push(Step::StopPod(StopPod {
+    let stop_etcd = StopPod {
         component: "etcd".into(),
         manifest: etcd.manifest.clone(),
-        aside: etcd_aside.clone(),
-        watch: watch.clone(),
-    }));
-    let mount = is_mount_point(&data_dir);
-    let dir_name = data_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "etcd".into());
-    let parent = data_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let scratch = if mount {
-        data_dir.join(format!(".cpbackup-restore-{}", p.id))
-    } else {
-        parent.join(format!(".{dir_name}.cpbackup-restore-{}", p.id))
+        aside: stopped.join("etcd.yaml"),
+        watch: etcd_watch(&etcd.data_dir_host, &data_dir, false),
     };
-    if data_dir.exists() {
-        if mount {
-            steps.push(Step::MoveContents(MoveContents {
-                from: data_dir.clone(),
-                to: data_dir.join(format!(".cpbackup-before-restore-{}", p.id)),
-            }));
-        } else {
-            steps.push(Step::MoveAside(MoveAside {
-                from: data_dir.clone(),
-                to: parent.join(format!("{dir_name}.before-restore-{}", p.id)),
-            }));
-        }
-    }
+    let mut steps: Vec<Step> = api.iter().cloned().map(Step::StopPod).collect();
+    steps.push(Step::StopPod(stop_etcd.clone()));
+    let scratch = set_data_dir_aside(p, &data_dir, &mut steps);
     steps.push(Step::PlaceFiles(PlaceFiles {
         staged: p.staged.to_path_buf(),
         target: place_into,
         replaced: p.work_dir.join("replaced"),
         select: Selection::KubeadmPkiAndConfs,
     }));
-    let snapshot = p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
     let revision = p.manifest.etcd.status.revision;
+    steps.push(restore_snapshot(p, &etcd, &scratch, &data_dir)?);
+    steps.push(Step::StartPod(start(stop_etcd)));
+    let access = etcd_access(p, &etcd)?;
+    let bumped = if tool.bump_revision {
+        bump_amount(revision) as i64
+    } else {
+        0
+    };
+    // While etcd starts: nothing needs the plaintext copy any more.
+    steps.push(Step::RemoveStaged(RemoveStaged {
+        staged: p.staged.to_path_buf(),
+    }));
+    steps.push(Step::WaitServing(WaitServing {
+        target: target(access),
+        min_revision: revision + bumped,
+    }));
+    steps.extend(api.map(|a| Step::StartPod(start(a))));
+    Ok(steps)
+}
+
+/// The step that starts again what `stop` stopped.
+fn start(stop: StopPod) -> StartPod {
+    StartPod {
+        component: stop.component,
+        manifest: stop.manifest,
+        aside: stop.aside,
+        watch: stop.watch,
+    }
+}
+
+/// Moves etcd's data directory aside (its contents, when it is a mount point); returns the
+/// scratch directory the snapshot is restored into, on the same file system.
+fn set_data_dir_aside(p: &PlanInput, data_dir: &Path, steps: &mut Vec<Step>) -> PathBuf {
+    let mount = is_mount_point(data_dir);
+    let dir_name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "etcd".into());
+    let parent = data_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    if data_dir.exists() {
+        steps.push(if mount {
+            Step::MoveContents(MoveContents {
+                from: data_dir.to_path_buf(),
+                to: data_dir.join(format!(".cpbackup-before-restore-{}", p.id)),
+            })
+        } else {
+            Step::MoveAside(MoveAside {
+                from: data_dir.to_path_buf(),
+                to: parent.join(format!("{dir_name}.before-restore-{}", p.id)),
+            })
+        });
+    }
+    if mount {
+        data_dir.join(format!(".cpbackup-restore-{}", p.id))
+    } else {
+        parent.join(format!(".{dir_name}.cpbackup-restore-{}", p.id))
+    }
+}
+
+/// etcdutl/etcdctl restoring the staged snapshot as this member, with a revision bump.
+fn restore_snapshot(
+    p: &PlanInput,
+    etcd: &KubeadmEtcd,
+    scratch: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<Step> {
+    let tool = p.tool.context("no restore tool")?;
+    let snapshot = p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
     let args = tool.args(&RestoreArgs {
         snapshot: &snapshot,
-        data_dir: &scratch,
+        data_dir: scratch,
         name: &etcd.name,
         peer_url: &etcd.peer_url,
         token: p.token,
-        bump: Some(bump_amount(revision)),
+        bump: Some(bump_amount(p.manifest.etcd.status.revision)),
     });
-    steps.push(Step::RestoreSnapshot(RestoreSnapshot {
+    Ok(Step::RestoreSnapshot(RestoreSnapshot {
         program: tool.path.clone(),
         args,
-        scratch,
-        data_dir: data_dir.clone(),
+        scratch: scratch.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         staged: snapshot_sha256(p.manifest).map(|sha256| StagedSnapshot {
             path: snapshot.clone(),
             sha256,
         }),
-    }));
-    steps.push(Step::StartPod(StartPod {
-        component: "etcd".into(),
-        manifest: etcd.manifest.clone(),
-        aside: etcd_aside,
-        watch,
-    }));
-    let mut access = discover::etcd_access(host, Platform::Kubeadm, p.etcd, None).unwrap_or(
+    }))
+}
+
+/// How to reach the restored member: the flags or discovery, else its manifest's client URL.
+fn etcd_access(p: &PlanInput, etcd: &KubeadmEtcd) -> anyhow::Result<discover::EtcdAccess> {
+    let mut access = discover::etcd_access(p.host, Platform::Kubeadm, p.etcd, None).unwrap_or(
         discover::EtcdAccess {
             endpoint: String::new(),
             cacert: None,
@@ -221,26 +253,5 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
             "cannot tell etcd's client URL from its manifest: pass --etcd-endpoint",
         ));
     }
-    let bumped = if tool.bump_revision {
-        bump_amount(revision) as i64
-    } else {
-        0
-    };
-    // While etcd starts: nothing needs the plaintext copy any more.
-    steps.push(Step::RemoveStaged(RemoveStaged {
-        staged: p.staged.to_path_buf(),
-    }));
-    steps.push(Step::WaitServing(WaitServing {
-        target: target(access),
-        min_revision: revision + bumped,
-    }));
-    if let Some((m, a, w)) = api_step {
-        steps.push(Step::StartPod(StartPod {
-            component: "kube-apiserver".into(),
-            manifest: m,
-            aside: a,
-            watch: w,
-        }));
-    }
-    Ok(steps)
+    Ok(access)
 }

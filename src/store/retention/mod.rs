@@ -54,6 +54,7 @@ pub struct Decision {
 /// Maps a backup's time to its hour/day/week/month bucket.
 type BucketOf = fn(OffsetDateTime) -> String;
 
+/// Decides, per group, which backups stay and why (newest first within each group).
 pub fn plan(backups: &[Candidate], policy: &Policy, now: OffsetDateTime) -> Vec<Decision> {
     let mut groups: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
     for b in backups {
@@ -62,120 +63,105 @@ pub fn plan(backups: &[Candidate], policy: &Policy, now: OffsetDateTime) -> Vec<
     let mut out = Vec::new();
     for (_, mut list) in groups {
         list.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
-        let complete: Vec<&Candidate> = list.iter().copied().filter(|b| b.complete).collect();
-        let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        if let Some(newest) = complete.first() {
+        let reasons = keep_reasons(&list, policy);
+        out.extend(
+            list.into_iter()
+                .map(|b| decide(b, reasons.get(b.name.as_str()), policy, now)),
+        );
+    }
+    out
+}
+
+const NEWEST: &str = "newest complete backup";
+
+/// Why each complete backup of one group (newest first) is kept, by the rules that select it.
+fn keep_reasons<'a>(list: &[&'a Candidate], policy: &Policy) -> BTreeMap<&'a str, Vec<String>> {
+    let complete: Vec<&Candidate> = list.iter().copied().filter(|b| b.complete).collect();
+    let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    if let Some(newest) = complete.first() {
+        reasons.entry(&newest.name).or_default().push(NEWEST.into());
+    }
+    if let Some(n) = policy.keep_last {
+        for b in complete.iter().take(n as usize) {
             reasons
-                .entry(&newest.name)
+                .entry(&b.name)
                 .or_default()
-                .push("newest complete backup".into());
+                .push(format!("keep_last {n}"));
         }
-        if let Some(n) = policy.keep_last {
-            for b in complete.iter().take(n as usize) {
+    }
+    let buckets: [(Option<u32>, &str, BucketOf); 4] = [
+        (policy.keep_hourly, "hourly", |t| {
+            format!("{}-{}", t.date(), t.hour())
+        }),
+        (policy.keep_daily, "daily", |t| t.date().to_string()),
+        (policy.keep_weekly, "weekly", |t| {
+            format!("{}-W{}", t.year(), t.iso_week())
+        }),
+        (policy.keep_monthly, "monthly", |t| {
+            format!("{}-{}", t.year(), u8::from(t.month()))
+        }),
+    ];
+    for (n, what, bucket) in buckets {
+        let Some(n) = n else { continue };
+        let mut seen = HashSet::new();
+        for b in &complete {
+            if seen.len() >= n as usize {
+                break;
+            }
+            if seen.insert(bucket(b.time)) {
                 reasons
                     .entry(&b.name)
                     .or_default()
-                    .push(format!("keep_last {n}"));
+                    .push(format!("keep_{what} {n}"));
             }
-        }
-        let buckets: [(Option<u32>, &str, BucketOf); 4] = [
-            (policy.keep_hourly, "hourly", |t| {
-                format!("{}-{}", t.date(), t.hour())
-            }),
-            (policy.keep_daily, "daily", |t| t.date().to_string()),
-            (policy.keep_weekly, "weekly", |t| {
-                format!("{}-W{}", t.year(), t.iso_week())
-            }),
-            (policy.keep_monthly, "monthly", |t| {
-                format!("{}-{}", t.year(), u8::from(t.month()))
-            }),
-        ];
-        for (n, what, bucket) in buckets {
-            let Some(n) = n else { continue };
-            let mut seen = HashSet::new();
-            for b in &complete {
-                if seen.len() >= n as usize {
-                    break;
-                }
-                if seen.insert(bucket(b.time)) {
-                    reasons
-                        .entry(&b.name)
-                        .or_default()
-                        .push(format!("keep_{what} {n}"));
-                }
-            }
-        }
-        let any_rule = !policy.is_empty();
-        let keep_rules = policy.keep_last.is_some()
-            || policy.keep_hourly.is_some()
-            || policy.keep_daily.is_some()
-            || policy.keep_weekly.is_some()
-            || policy.keep_monthly.is_some();
-        for b in list {
-            let age = now - b.time;
-            let too_old = policy
-                .max_age_days
-                .is_some_and(|d| age > Duration::days(i64::from(d)));
-            let why = reasons.get(b.name.as_str());
-            let newest = why.is_some_and(|r| r.iter().any(|x| x == "newest complete backup"));
-            let d = if !b.complete {
-                if age > Duration::days(1) {
-                    Decision {
-                        name: b.name.clone(),
-                        keep: false,
-                        reason: "incomplete for over a day".into(),
-                    }
-                } else {
-                    Decision {
-                        name: b.name.clone(),
-                        keep: true,
-                        reason: "incomplete, may still be in progress".into(),
-                    }
-                }
-            } else if newest {
-                Decision {
-                    name: b.name.clone(),
-                    keep: true,
-                    reason: why.map(|r| r.join(", ")).unwrap_or_default(),
-                }
-            } else if too_old {
-                Decision {
-                    name: b.name.clone(),
-                    keep: false,
-                    reason: format!(
-                        "older than max_age_days {}",
-                        policy.max_age_days.unwrap_or(0)
-                    ),
-                }
-            } else if let Some(r) = why {
-                Decision {
-                    name: b.name.clone(),
-                    keep: true,
-                    reason: r.join(", "),
-                }
-            } else if !any_rule {
-                Decision {
-                    name: b.name.clone(),
-                    keep: true,
-                    reason: "no retention rule configured".into(),
-                }
-            } else if !keep_rules {
-                Decision {
-                    name: b.name.clone(),
-                    keep: true,
-                    reason: "younger than max_age_days".into(),
-                }
-            } else {
-                Decision {
-                    name: b.name.clone(),
-                    keep: false,
-                    reason: "selected by no keep rule".into(),
-                }
-            };
-            out.push(d);
         }
     }
-    out
+    reasons
+}
+
+/// One backup's fate: incomplete ones go after a day, the newest complete one always stays,
+/// then max age, then the keep rules.
+fn decide(
+    b: &Candidate,
+    why: Option<&Vec<String>>,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Decision {
+    let age = now - b.time;
+    let too_old = policy
+        .max_age_days
+        .is_some_and(|d| age > Duration::days(i64::from(d)));
+    let newest = why.is_some_and(|r| r.iter().any(|x| x == NEWEST));
+    let keep_rules = policy.keep_last.is_some()
+        || policy.keep_hourly.is_some()
+        || policy.keep_daily.is_some()
+        || policy.keep_weekly.is_some()
+        || policy.keep_monthly.is_some();
+    let (keep, reason) = if !b.complete {
+        if age > Duration::days(1) {
+            (false, "incomplete for over a day".to_owned())
+        } else {
+            (true, "incomplete, may still be in progress".to_owned())
+        }
+    } else if newest {
+        (true, why.map(|r| r.join(", ")).unwrap_or_default())
+    } else if too_old {
+        let days = policy.max_age_days.unwrap_or(0);
+        (false, format!("older than max_age_days {days}"))
+    } else if let Some(r) = why {
+        (true, r.join(", "))
+    } else if policy.is_empty() {
+        (true, "no retention rule configured".to_owned())
+    } else if !keep_rules {
+        (true, "younger than max_age_days".to_owned())
+    } else {
+        (false, "selected by no keep rule".to_owned())
+    };
+    Decision {
+        name: b.name.clone(),
+        keep,
+        reason,
+    }
 }
 
 #[cfg(test)]
