@@ -533,7 +533,11 @@ fn snapshot_is_whole(snapshot: &SnapshotSummary) -> Result<(), VerifyError> {
 
 /// An entry as read against its manifest line: same kind, a file's size and SHA-256, a
 /// symlink's target.
-fn matches_manifest(path: &str, s: Seen, m: &crate::bundle::manifest::Entry) -> Result<(), VerifyError> {
+fn matches_manifest(
+    path: &str,
+    s: Seen,
+    m: &crate::bundle::manifest::Entry,
+) -> Result<(), VerifyError> {
     if s.kind != m.kind {
         return Err(mismatch(format!(
             "{path}: manifest says {:?}, bundle holds {:?}",

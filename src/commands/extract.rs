@@ -69,34 +69,9 @@ impl<'a> Report<'a> {
 /// Extracts, writes or applies; the report goes to stderr when the objects go to stdout.
 pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
     let format = s.output;
-    let filter = match (&args.namespace, &args.prefix) {
-        (Some(ns), None) => Filter::Namespace(ns.clone()),
-        (None, Some(p)) => Filter::Prefix(p.clone()),
-        _ => {
-            return Err(usage(
-                "give exactly one of --namespace NS or --prefix KEYPREFIX",
-            ));
-        }
-    };
-    if let Some(to) = &args.to_namespace
-        && !is_dns_label(to)
-    {
-        return Err(usage(format!(
-            "--to-namespace {to:?} is not a valid namespace name: lower-case letters, digits and '-', \
-             starting and ending with a letter or digit, at most 63 characters"
-        )));
-    }
+    let filter = filter(args)?;
     let source = open_source(args, s)?;
-    let keys = match (&args.encryption_config, &source.bundled_encryption) {
-        (Some(path), _) => Keyring::load(path)?,
-        (None, Some((origin, text))) => Keyring::parse(text, origin)?,
-        (None, None) => Keyring::empty(),
-    };
-    let mut schema = Schema::builtin()?;
-    for dir in &args.proto_path {
-        schema.add_proto_dir(dir)?;
-    }
-    let decoder = Decoder::new(schema, keys);
+    let decoder = decoder(args, &source)?;
     let opts = Options {
         raw: args.raw,
         keep_status: args.keep_status,
@@ -159,6 +134,40 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
         (OutputFormat::Text, false) => eprintln!("{text}"),
     }
     Ok(())
+}
+
+/// `--namespace NS` or `--prefix P`, and a valid `--to-namespace`.
+fn filter(args: &ExtractArgs) -> anyhow::Result<Filter> {
+    if let Some(to) = &args.to_namespace
+        && !is_dns_label(to)
+    {
+        return Err(usage(format!(
+            "--to-namespace {to:?} is not a valid namespace name: lower-case letters, digits and '-', \
+             starting and ending with a letter or digit, at most 63 characters"
+        )));
+    }
+    match (&args.namespace, &args.prefix) {
+        (Some(ns), None) => Ok(Filter::Namespace(ns.clone())),
+        (None, Some(p)) => Ok(Filter::Prefix(p.clone())),
+        _ => Err(usage(
+            "give exactly one of --namespace NS or --prefix KEYPREFIX",
+        )),
+    }
+}
+
+/// The schema (built in, plus `--proto-path`) and the keys for values encrypted at rest
+/// (`--encryption-config`, else the backup's own).
+fn decoder(args: &ExtractArgs, source: &Source) -> anyhow::Result<Decoder> {
+    let keys = match (&args.encryption_config, &source.bundled_encryption) {
+        (Some(path), _) => Keyring::load(path)?,
+        (None, Some((origin, text))) => Keyring::parse(text, origin)?,
+        (None, None) => Keyring::empty(),
+    };
+    let mut schema = Schema::builtin()?;
+    for dir in &args.proto_path {
+        schema.add_proto_dir(dir)?;
+    }
+    Ok(Decoder::new(schema, keys))
 }
 
 fn apply(

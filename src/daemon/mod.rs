@@ -44,22 +44,7 @@ pub async fn run(
         cfg.schedule.mode == ScheduleMode::OnePerCluster,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = if listen == "off" {
-        None
-    } else {
-        let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
-            usage(format!(
-                "cannot listen on {listen} for metrics: {e}; pick another address with --metrics-address (or \"off\")"
-            ))
-        })?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "serving /metrics and /healthz");
-        Some(tokio::spawn(http::serve(
-            listener,
-            status.clone(),
-            stop_rx.clone(),
-        )))
-    };
+    let server = serve_metrics(&listen, &status, &stop_rx).await?;
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -89,17 +74,11 @@ pub async fn run(
                 worker = Some(tokio::spawn(slot::run(cfg.clone(), at, status.clone(), stop_rx.clone())));
             }
             _ = hup.recv() => {
-                match reload() {
-                    Ok(new) => {
-                        scheduler = restart_scheduler(scheduler, &new.schedule, &tick_tx).await?;
-                        *status.interval.lock().expect("status lock") = new.schedule.interval(Utc::now());
-                        *status.one_per_cluster.lock().expect("status lock") = new.schedule.mode == ScheduleMode::OnePerCluster;
-                        offset = new.schedule.utc_offset_seconds(Utc::now());
-                        cfg = Arc::new(new);
-                        tracing::info!("configuration reloaded");
-                        announce(&cfg);
-                    }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: the new configuration is invalid; keeping the old one"),
+                if let Some(new) = reloaded(&reload, &status) {
+                    scheduler = restart_scheduler(scheduler, &new.schedule, &tick_tx).await?;
+                    offset = new.schedule.utc_offset_seconds(Utc::now());
+                    cfg = Arc::new(new);
+                    announce(&cfg);
                 }
             }
             _ = zone_check.tick() => {
@@ -126,6 +105,49 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the metrics address and serves /metrics and /healthz until `stop`; `off`: nothing.
+async fn serve_metrics(
+    listen: &str,
+    status: &Arc<Status>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<anyhow::Result<()>>>> {
+    if listen == "off" {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        usage(format!(
+            "cannot listen on {listen} for metrics: {e}; pick another address with --metrics-address (or \"off\")"
+        ))
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    Ok(Some(tokio::spawn(http::serve(
+        listener,
+        status.clone(),
+        stop.clone(),
+    ))))
+}
+
+/// SIGHUP: the new configuration, with the health settings updated; `None` keeps the old one.
+fn reloaded(
+    reload: &impl Fn() -> anyhow::Result<SlotConfig>,
+    status: &Status,
+) -> Option<SlotConfig> {
+    match reload() {
+        Ok(new) => {
+            *status.interval.lock().expect("status lock") = new.schedule.interval(Utc::now());
+            *status.one_per_cluster.lock().expect("status lock") =
+                new.schedule.mode == ScheduleMode::OnePerCluster;
+            tracing::info!("configuration reloaded");
+            Some(new)
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "SIGHUP: the new configuration is invalid; keeping the old one");
+            None
+        }
+    }
 }
 
 fn announce(cfg: &SlotConfig) {

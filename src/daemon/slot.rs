@@ -68,21 +68,8 @@ pub async fn run(
     job.slot = Some(name.clone());
     let result = backup_with_retries(&cfg, &job, deadline, &status, &cancel).await;
 
-    if let Some((mut el, held)) = election {
-        let marker = match &result {
-            Ok(r) if r.failed_stores() == 0 => Some(SlotMarker {
-                node: BundleName::parse(&r.name)
-                    .map(|b| b.node)
-                    .unwrap_or_default(),
-                backup: r.name.clone(),
-                finished: slot_name(Utc::now()),
-            }),
-            _ => None,
-        };
-        let keep = (cfg.schedule.interval(slot) * 3).max(Duration::from_secs(3600));
-        if let Err(e) = el.finish(held, &name, marker.as_ref(), keep).await {
-            tracing::error!(slot = %name, error = %format!("{e:#}"), "could not record the slot in etcd; another node may back it up again");
-        }
+    if let Some((el, held)) = election {
+        record_slot(&cfg, slot, el, held, &result).await;
     }
     let outcome = match &result {
         Ok(r) if r.failed_stores() == 0 => SlotOutcome::BackedUp,
@@ -90,27 +77,55 @@ pub async fn run(
     };
     update(&status, |s| s.slot(outcome));
     if let Ok(r) = &result
-        && !cfg.retention.is_empty()
         && !*cancel.borrow()
     {
-        // Only this cluster's backups: per node in per-node mode, the cluster as a whole when
-        // one node per slot takes them.
-        let name = BundleName::parse(&r.name);
-        let one = cfg.schedule.mode == ScheduleMode::OnePerCluster;
-        let scope = crate::store::retention::apply::Scope {
-            cluster: name.as_ref().map(|n| n.cluster.clone()),
-            node: name.filter(|_| !one).map(|n| n.node),
-            by_cluster: one,
-        };
-        run_retention(&cfg, &status, scope).await;
-    }
-    if let Ok(r) = &result
-        && !*cancel.borrow()
-        && let Some(name) = BundleName::parse(&r.name)
-    {
-        check_newest(&cfg, &status, name.cluster).await;
+        after_backup(&cfg, &status, r).await;
     }
     finish_slot(&cfg, &status);
+}
+
+/// One-per-cluster: marks the slot done in etcd (with the backup, when it reached every store),
+/// so no other node backs it up again.
+async fn record_slot(
+    cfg: &SlotConfig,
+    slot: DateTime<Utc>,
+    mut el: Election,
+    held: crate::etcd::election::Leadership,
+    result: &Result<BackupReport, Failure>,
+) {
+    let name = slot_name(slot);
+    let marker = match result {
+        Ok(r) if r.failed_stores() == 0 => Some(SlotMarker {
+            node: BundleName::parse(&r.name)
+                .map(|b| b.node)
+                .unwrap_or_default(),
+            backup: r.name.clone(),
+            finished: slot_name(Utc::now()),
+        }),
+        _ => None,
+    };
+    let keep = (cfg.schedule.interval(slot) * 3).max(Duration::from_secs(3600));
+    if let Err(e) = el.finish(held, &name, marker.as_ref(), keep).await {
+        tracing::error!(slot = %name, error = %format!("{e:#}"), "could not record the slot in etcd; another node may back it up again");
+    }
+}
+
+/// After a backup: retention over this cluster's backups (per node in per-node mode, the
+/// cluster as a whole when one node per slot takes them), then the newest one checked.
+async fn after_backup(cfg: &SlotConfig, status: &Status, r: &BackupReport) {
+    let Some(name) = BundleName::parse(&r.name) else {
+        return;
+    };
+    if !cfg.retention.is_empty() {
+        let one = cfg.schedule.mode == ScheduleMode::OnePerCluster;
+        let scope = crate::store::retention::apply::Scope {
+            cluster: Some(name.cluster.clone()),
+            node: (!one).then(|| name.node.clone()),
+            by_cluster: one,
+        };
+        run_retention(cfg, status, scope).await;
+    }
+    check_newest(cfg, status, name.cluster).await;
 }
 
 /// The newest backup of the cluster in every store, checked without the key (bytes against

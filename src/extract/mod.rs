@@ -67,54 +67,13 @@ pub fn extract(
 ) -> Result<Extraction, ExtractError> {
     let db = Db::open(data).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
     let scan = select::scan(&db, filter).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
-    let mut members = Vec::new();
-    let mut cluster = Vec::new();
-    let mut undecoded = Vec::new();
-    let mut warnings = Vec::new();
-    for (role, kv) in &scan.entries {
-        let key = String::from_utf8_lossy(kv.key).into_owned();
-        match decoder.decode(kv.key, kv.value) {
-            Ok(mut json) => {
-                // as the API server does on read: the object's version is the key's revision
-                if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert(
-                        "resourceVersion".into(),
-                        Value::String(kv.mod_revision.to_string()),
-                    );
-                }
-                let o = Object::new(&key, json);
-                match (role, filter) {
-                    (Role::Member, Filter::Namespace(ns)) if o.namespace() != Some(ns.as_str()) => {
-                        warnings.push(format!(
-                            "{key}: its key names namespace {ns} but the object says {:?}; left out",
-                            o.namespace().unwrap_or("")
-                        ));
-                    }
-                    (Role::Cluster, _) => cluster.push(o),
-                    _ => members.push(o),
-                }
-            }
-            Err(e) if *role == Role::Cluster => {
-                warnings.push(format!(
-                    "{key}: {e} (needed only for the dependency report)"
-                ));
-            }
-            Err(e) => undecoded.push(Undecoded {
-                key,
-                reason: e.to_string(),
-                value: kv.value.to_vec(),
-            }),
-        }
-    }
-    for o in &members {
-        if RETIRED_VERSIONS.contains(&o.api_version()) {
-            warnings.push(format!(
-                "{} is stored as {}, which current clusters do not serve; convert it before applying",
-                o.display(),
-                o.api_version()
-            ));
-        }
-    }
+    let Decoded {
+        members,
+        cluster,
+        undecoded,
+        mut warnings,
+    } = decode_all(&scan, filter, decoder);
+    warnings.extend(members.iter().filter_map(retired));
     let Filter::Namespace(ns) = filter else {
         // a prefix dump is the objects as stored, in key order
         return Ok(Extraction {
@@ -133,24 +92,16 @@ pub fn extract(
         .collect();
     let (mut objects, skipped) = reapply::prepare(members, opts);
     if with_cluster_deps {
-        for d in &dependencies {
-            if let Some(i) = d.found {
-                let mut o = cluster[i].clone();
-                if !opts.raw {
-                    reapply::clean(&mut o, &uids, opts);
-                }
-                if let Some(to) = &opts.to_namespace {
-                    reapply::move_namespace_refs(&mut o, ns, to);
-                }
-                if RETIRED_VERSIONS.contains(&o.api_version()) {
-                    warnings.push(format!(
-                        "{} is stored as {}, which current clusters do not serve; convert it before applying",
-                        o.display(),
-                        o.api_version()
-                    ));
-                }
-                objects.push(o);
+        for i in dependencies.iter().filter_map(|d| d.found) {
+            let mut o = cluster[i].clone();
+            if !opts.raw {
+                reapply::clean(&mut o, &uids, opts);
             }
+            if let Some(to) = &opts.to_namespace {
+                reapply::move_namespace_refs(&mut o, ns, to);
+            }
+            warnings.extend(retired(&o));
+            objects.push(o);
         }
         reapply::sort_for_apply(&mut objects);
     }
@@ -161,5 +112,72 @@ pub fn extract(
         dependencies,
         revision: scan.revision,
         warnings,
+    })
+}
+
+/// The selected keys, decoded.
+struct Decoded {
+    /// The namespace's objects (or every object under the prefix).
+    members: Vec<Object>,
+    /// Cluster-scoped objects, for the dependency report.
+    cluster: Vec<Object>,
+    /// Values that could not be decoded, kept raw.
+    undecoded: Vec<Undecoded>,
+    warnings: Vec<String>,
+}
+
+fn decode_all(scan: &select::Scan<'_>, filter: &Filter, decoder: &Decoder) -> Decoded {
+    let mut d = Decoded {
+        members: Vec::new(),
+        cluster: Vec::new(),
+        undecoded: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (role, kv) in &scan.entries {
+        let key = String::from_utf8_lossy(kv.key).into_owned();
+        match decoder.decode(kv.key, kv.value) {
+            Ok(mut json) => {
+                // as the API server does on read: the object's version is the key's revision
+                if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert(
+                        "resourceVersion".into(),
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                }
+                let o = Object::new(&key, json);
+                match (role, filter) {
+                    (Role::Member, Filter::Namespace(ns)) if o.namespace() != Some(ns.as_str()) => {
+                        d.warnings.push(format!(
+                            "{key}: its key names namespace {ns} but the object says {:?}; left out",
+                            o.namespace().unwrap_or("")
+                        ));
+                    }
+                    (Role::Cluster, _) => d.cluster.push(o),
+                    _ => d.members.push(o),
+                }
+            }
+            Err(e) if *role == Role::Cluster => {
+                d.warnings.push(format!(
+                    "{key}: {e} (needed only for the dependency report)"
+                ));
+            }
+            Err(e) => d.undecoded.push(Undecoded {
+                key,
+                reason: e.to_string(),
+                value: kv.value.to_vec(),
+            }),
+        }
+    }
+    d
+}
+
+/// A warning for an object stored in an API version current clusters no longer serve.
+fn retired(o: &Object) -> Option<String> {
+    RETIRED_VERSIONS.contains(&o.api_version()).then(|| {
+        format!(
+            "{} is stored as {}, which current clusters do not serve; convert it before applying",
+            o.display(),
+            o.api_version()
+        )
     })
 }

@@ -210,6 +210,19 @@ pub fn clean(o: &mut Object, exported_uids: &HashSet<String>, opts: &Options) {
     let kind = o.kind().to_owned();
     let group = o.group().to_owned();
     let json = &mut o.json;
+    strip_metadata(json, exported_uids);
+    if !opts.keep_status
+        && let Some(obj) = json.as_object_mut()
+    {
+        obj.remove("status");
+    }
+    fix_up(json, &kind, &group);
+    drop_empty(json, "spec");
+}
+
+/// Server-set metadata, `generateName` beside a name, owners that are not exported (their
+/// uids would be stale, and the garbage collector would delete us).
+fn strip_metadata(json: &mut Value, exported_uids: &HashSet<String>) {
     if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in SERVER_METADATA {
             meta.remove(*f);
@@ -221,7 +234,6 @@ pub fn clean(o: &mut Object, exported_uids: &HashSet<String>, opts: &Options) {
         {
             meta.remove("generateName");
         }
-        // owners not exported would be stale uids, and the garbage collector would delete us
         if let Some(Value::Array(owners)) = meta.get_mut("ownerReferences") {
             owners.retain(|r| r["uid"].as_str().is_some_and(|u| exported_uids.contains(u)));
             if owners.is_empty() {
@@ -229,13 +241,12 @@ pub fn clean(o: &mut Object, exported_uids: &HashSet<String>, opts: &Options) {
             }
         }
     }
-    if !opts.keep_status
-        && let Some(obj) = json.as_object_mut()
-    {
-        obj.remove("status");
-    }
+}
+
+/// The per-kind fix-ups: what the API server or a controller would set again, or refuse.
+fn fix_up(json: &mut Value, kind: &str, group: &str) {
     let spec = json.get_mut("spec").and_then(Value::as_object_mut);
-    match (kind.as_str(), group.as_str()) {
+    match (kind, group) {
         ("Service", "") => {
             if let Some(spec) = spec {
                 if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
@@ -296,7 +307,6 @@ pub fn clean(o: &mut Object, exported_uids: &HashSet<String>, opts: &Options) {
         }
         _ => {}
     }
-    drop_empty(json, "spec");
 }
 
 fn remove_annotations(json: &mut Value, names: &[&str]) {

@@ -193,6 +193,39 @@ pub fn directory(
     undecoded: &[Undecoded],
     format: Format,
 ) -> anyhow::Result<Written> {
+    usable_out(dir)?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    remove_abandoned_staging(parent);
+    let staging = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    std::fs::set_permissions(
+        staging.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let written = write_all(staging.path(), dir, objects, undecoded, format)?;
+    // Renamed only when every file is written, so an interrupted run leaves no directory that
+    // looks complete. No fsync: this is a working copy for `kubectl apply`, not a backup, and a
+    // flush per file (or of the whole file system) would cost more than the extraction itself.
+    // On any failure the staging directory (decrypted objects) goes with `staging`'s drop.
+    if dir.exists() {
+        std::fs::remove_dir(dir)
+            .with_context(|| format!("cannot replace the empty directory {}", dir.display()))?;
+    }
+    std::fs::rename(staging.path(), dir)
+        .with_context(|| format!("cannot move the output to {}", dir.display()))?;
+    let _renamed = staging.keep();
+    Ok(written)
+}
+
+/// `--out` must be a new or empty real directory (not a link, not a mount point).
+fn usable_out(dir: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
             "{} is a symlink; give a new directory (the real path) with --out, nothing is written through a link",
@@ -219,21 +252,17 @@ pub fn directory(
             dir.display()
         );
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    remove_abandoned_staging(parent);
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
-        .tempdir_in(parent)
-        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
-    std::fs::set_permissions(
-        staging.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
+    Ok(())
+}
+
+/// Every object (and every undecoded value, under `undecoded/`) as a file in `staging`.
+fn write_all(
+    staging: &Path,
+    dir: &Path,
+    objects: &[Object],
+    undecoded: &[Undecoded],
+    format: Format,
+) -> anyhow::Result<Written> {
     let mut written = Written {
         dir: dir.to_owned(),
         files: 0,
@@ -243,7 +272,7 @@ pub fn directory(
     for (i, o) in objects.iter().enumerate() {
         let mode = if o.is_secret() { 0o600 } else { 0o644 };
         write_file(
-            &staging.path().join(file_name(i + 1, o, format)),
+            &staging.join(file_name(i + 1, o, format)),
             render(&o.json, format)?.as_bytes(),
             mode,
         )?;
@@ -251,7 +280,7 @@ pub fn directory(
         written.secret_files += usize::from(o.is_secret());
     }
     if !undecoded.is_empty() {
-        let raw = staging.path().join("undecoded");
+        let raw = staging.join("undecoded");
         std::fs::DirBuilder::new().mode(0o700).create(&raw)?;
         for u in undecoded {
             let name = safe_name(&u.key.trim_start_matches('/').replace('/', "~"), MAX_NAME);
@@ -260,17 +289,6 @@ pub fn directory(
             written.undecoded_files += 1;
         }
     }
-    // Renamed only when every file is written, so an interrupted run leaves no directory that
-    // looks complete. No fsync: this is a working copy for `kubectl apply`, not a backup, and a
-    // flush per file (or of the whole file system) would cost more than the extraction itself.
-    // On any failure the staging directory (decrypted objects) goes with `staging`'s drop.
-    if dir.exists() {
-        std::fs::remove_dir(dir)
-            .with_context(|| format!("cannot replace the empty directory {}", dir.display()))?;
-    }
-    std::fs::rename(staging.path(), dir)
-        .with_context(|| format!("cannot move the output to {}", dir.display()))?;
-    let _renamed = staging.keep();
     Ok(written)
 }
 

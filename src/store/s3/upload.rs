@@ -135,43 +135,7 @@ impl Upload for S3Upload {
         let mut record = record.clone();
         record.bundle_version_id = done.version_id().map(str::to_owned);
         if let Some((mode, until)) = self.retention.clone() {
-            // Explicit retention on the finished version: a no-op on AWS, needed where the
-            // server ignores the lock of multipart uploads.
-            block(
-                self.client
-                    .put_object_retention()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .set_version_id(done.version_id().map(str::to_owned))
-                    .retention(
-                        ObjectLockRetention::builder()
-                            .mode(ObjectLockRetentionMode::from(mode.as_str()))
-                            .retain_until_date(until)
-                            .build(),
-                    )
-                    .send(),
-            )
-            .map_err(|e| {
-                anyhow::anyhow!("setting the retention of {}: {}", self.key, describe(&e))
-            })?;
-            let h = block(
-                self.client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .send(),
-            )
-            .map_err(|e| anyhow::anyhow!("HeadObject {}: {}", self.key, describe(&e)))?;
-            if h.object_lock_mode().is_none() {
-                anyhow::bail!(
-                    "{} was written but the server reports no Object Lock on it; the backup is NOT immutable",
-                    self.key
-                );
-            }
-            record.lock_mode = h.object_lock_mode().map(|m| m.as_str().to_owned());
-            record.retain_until = h
-                .object_lock_retain_until_date()
-                .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok());
+            self.lock_version(done.version_id(), mode, until, &mut record)?;
         }
         let json = serde_json::to_vec_pretty(&record)?;
         let rec_key = format!("{}.json", self.key);
@@ -191,6 +155,53 @@ impl Upload for S3Upload {
         }
         block(put.send())
             .map_err(|e| anyhow::anyhow!("writing the record {rec_key}: {}", describe(&e)))?;
+        Ok(())
+    }
+}
+
+impl S3Upload {
+    /// Sets the retention on the finished version (a no-op on AWS, needed where the server
+    /// ignores the lock of multipart uploads), reads it back, and notes it in the record.
+    pub(super) fn lock_version(
+        &self,
+        version_id: Option<&str>,
+        mode: ObjectLockMode,
+        until: DateTime,
+        record: &mut Record,
+    ) -> anyhow::Result<()> {
+        block(
+            self.client
+                .put_object_retention()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .set_version_id(version_id.map(str::to_owned))
+                .retention(
+                    ObjectLockRetention::builder()
+                        .mode(ObjectLockRetentionMode::from(mode.as_str()))
+                        .retain_until_date(until)
+                        .build(),
+                )
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("setting the retention of {}: {}", self.key, describe(&e)))?;
+        let h = block(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("HeadObject {}: {}", self.key, describe(&e)))?;
+        if h.object_lock_mode().is_none() {
+            anyhow::bail!(
+                "{} was written but the server reports no Object Lock on it; the backup is NOT immutable",
+                self.key
+            );
+        }
+        record.lock_mode = h.object_lock_mode().map(|m| m.as_str().to_owned());
+        record.retain_until = h
+            .object_lock_retain_until_date()
+            .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok());
         Ok(())
     }
 }
