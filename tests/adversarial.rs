@@ -6,7 +6,7 @@
 //! extract --out) must exit 1 naming the entry, and leave a marker tree outside the host root
 //! and the host tree itself byte-, mode- and owner-identical.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::io::{Read, Write};

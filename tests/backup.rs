@@ -1,7 +1,7 @@
 //! `cpbackup backup` against real etcd members (3.4 and 3.5, mTLS), checked with the upstream
 //! tools an operator would use on a bad day: the age CLI, GNU tar and etcdutl/etcdctl.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -474,8 +474,7 @@ fn etcd_killed_mid_stream_leaves_no_bundle_and_no_temp_file() {
     let mut f = frozen_backup_local();
     f.f.etcd.kill();
     let o = f.f.child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("snapshot stream"), "{}", stderr(&o));
+    fails_with(&o, 1, "snapshot stream");
     assert_eq!(
         files_under(&f.store),
         Vec::<String>::new(),
@@ -488,8 +487,7 @@ fn sigterm_mid_stream_aborts_and_publishes_nothing() {
     let f = frozen_backup_local();
     f.f.sigterm();
     let o = f.f.child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    fails_with(&o, 1, "interrupted");
     assert_eq!(files_under(&f.store), Vec::<String>::new());
 }
 
@@ -511,12 +509,7 @@ fn missing_static_pod_revision_directory_is_named_before_etcd_is_touched() {
         .args(["backup", "--recipient", &r, "--store"])
         .arg(&store);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("kube-scheduler-pod-5 does not exist"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "kube-scheduler-pod-5 does not exist");
     assert!(files_under(&store).is_empty());
 }
 
@@ -557,8 +550,7 @@ fn a_broken_store_fails_the_run_but_the_good_store_keeps_its_backup() {
     etcd_backup(&mut c, &etcd.endpoint, &r);
     c.arg("--store").arg(&bad).arg("--store").arg(&good);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not writable"), "{}", stderr(&o));
+    fails_with(&o, 1, "not writable");
     assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
     let mut c = cpbackup(dir);
     c.args(["verify", "--latest", "--identity"])
@@ -572,12 +564,7 @@ fn a_broken_store_fails_the_run_but_the_good_store_keeps_its_backup() {
     etcd_backup(&mut c, &etcd.endpoint, &r);
     c.arg("--store").arg(&bad);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no store could take the backup"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "no store could take the backup");
 }
 
 #[test]
@@ -607,12 +594,7 @@ fn a_second_concurrent_backup_is_refused() {
     ]);
     c.arg(dir.join("s"));
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("another cpbackup backup is running"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "another cpbackup backup is running");
     drop(held);
 }
 
@@ -641,12 +623,7 @@ fn openshift_backup_waits_for_rollouts_unless_forced() {
         run(c)
     };
     let o = backup(false);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("kube-scheduler (Progressing=True)"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "kube-scheduler (Progressing=True)");
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     assert!(files_under(&store).is_empty(), "nothing written");
     let asked = api.asked.lock().unwrap().clone();
@@ -679,10 +656,5 @@ fn openshift_backup_waits_for_rollouts_unless_forced() {
     )
     .unwrap();
     let o = backup(false);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("is the API server running"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "is the API server running");
 }

@@ -1,7 +1,7 @@
 //! The CLI contract: help text, config precedence (flags > environment > file), and config
 //! errors that name the key and exit 2.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 

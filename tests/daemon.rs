@@ -2,7 +2,7 @@
 //! daemons sharing one store; metrics scraped over HTTP and parsed as Prometheus text; signals
 //! sent by PID; S3 on moto.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -3,7 +3,7 @@
 //! subcommands exist, values are valid), and the `bash` blocks of docs/operations.md run, in
 //! order, against a real etcd.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! independent implementations: Python `cryptography` for AES-CBC/GCM and PyNaCl for secretbox),
 //! snapshotted with `etcdctl`, then extracted offline from the bare file and from a backup.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,7 +1,7 @@
 //! `extract --apply`, tested the kube-rs way: a mock API server that asserts every request's
 //! method, path, query, content type and body, in order.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! `etcdutl snapshot status` (3.4: `etcdctl snapshot status`). Then `cpbackup inspect` on bare
 //! files, data-dir copies, bundles and broken files.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::collections::BTreeMap;
 use std::fs;

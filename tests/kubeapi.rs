@@ -1,7 +1,7 @@
 //! The OpenShift post-restore API calls, tested the kube-rs way: a mock service that asserts
 //! every request's method, path, query, content type and body, and answers it.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! ServiceAccount, SCC and RBAC names, the config a valid cpbackup config, the container's
 //! command line a valid cpbackup command line, and the alerts about metrics cpbackup exports.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,6 +1,6 @@
 //! `cpbackup prune` on a local store and on S3 buckets with and without Object Lock.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! serves; dry run, failures before anything is touched, a kill at every step followed by
 //! --continue and by --rollback; etcd 3.4 (etcdctl) and 3.5 (etcdutl).
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -336,12 +336,7 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     .arg("--etcdutl")
     .arg(n.tool());
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("nothing on this node was changed"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "nothing on this node was changed");
 
     // A flipped byte in the middle of the bundle.
     let bundle = files_under(&n.store)
@@ -354,12 +349,7 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     bytes[mid] ^= 0x40;
     fs::write(&copy, bytes).unwrap();
     let o = run(n.restore(&[copy.to_str().unwrap(), "--yes"]));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("nothing on this node was changed"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "nothing on this node was changed");
 
     let mut c = cpbackup(&n.dir);
     c.args([
@@ -375,8 +365,7 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     .arg(&n.store)
     .env("PATH", "/nonexistent");
     let o = run(c);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("etcdutl"), "{}", stderr(&o));
+    fails_with(&o, 2, "etcdutl");
 
     // /etc/kubernetes reached through a symlink: nothing is placed through it.
     let k8s = n.root.join("etc/kubernetes");
@@ -522,12 +511,7 @@ fn openshift_stages_what_cluster_restore_sh_stages_and_rolls_back() {
     bytes[100] ^= 1;
     fs::write(&staged, &bytes).unwrap();
     let o = run(restore(&["--continue"]));
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no longer matches the backup"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "no longer matches the backup");
     assert!(!root.join("var/lib/etcd-backup/snapshot.db").exists());
     ok(&run(restore(&["--rollback"])));
     assert_eq!(tree_digest(&root, &["var/lib/etcd-backup"]), before);

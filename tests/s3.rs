@@ -1,7 +1,7 @@
 //! The S3 store against a real S3 server with Object Lock (moto), checked with an independent
 //! client (boto3): retention on every object, early deletion refused, nothing partial left.
 
-mod support;
+use cpbackup_testkit as support;
 
 use support::*;
 
@@ -240,8 +240,7 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
     etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args(["--store", local_s, "--store", "s3://locked/prod"]);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
+    fails_with(&o, 1, "1 of 2 stores");
     let mut c = cpbackup(dir);
     c.args(["list", "--output", "json", "--store", local_s]);
     let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
@@ -319,8 +318,7 @@ fn s3_gone_mid_upload_fails_that_store_only_and_leaves_no_object() {
     .arg(&local);
     let o = run(c);
     assert!(proxy.is_down(), "the proxy must have cut the upload");
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("1 of 2 stores"), "{}", stderr(&o));
+    fails_with(&o, 1, "1 of 2 stores");
     // nothing visible in the bucket; the local copy is complete and owes S3 the backup
     assert_eq!(bucket_state(&moto, "locked").0, 0);
     let mut c = cpbackup(dir);
@@ -344,12 +342,7 @@ fn wrong_credentials_are_named() {
     etcd_backup(&mut c, &etcd.endpoint, &r);
     c.args(["--store", "s3://locked/prod"]);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("check the credentials"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "check the credentials");
 }
 
 /// Anyone with PutObject can write a new version over a locked key (S3 keeps the old one):

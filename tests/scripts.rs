@@ -2,7 +2,7 @@
 //! records its arguments; `debug` runs the command it was given, `/host` mapped to a directory,
 //! so the backup really happens).
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -85,8 +85,7 @@ fn install_is_idempotent_keeps_the_config_and_uninstalls_cleanly() {
     // A config cpbackup cannot read stops the install with the reason.
     fs::write(&cfg, "cluster_nme = \"typo\"\n").unwrap();
     let o = install(&[]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cluster_nme"), "{}", stderr(&o));
+    fails_with(&o, 2, "cluster_nme");
     fs::write(&cfg, "cluster_name = \"mine\"\n").unwrap();
 
     let o = install(&["--uninstall"]);
@@ -163,12 +162,7 @@ fn oc_backup_node_backs_up_every_master_and_names_the_failures() {
         c.output().unwrap()
     };
     let o = run_script(&["--all", "--image", "quay.io/x/cpbackup:1"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("the backup failed on: m1"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "the backup failed on: m1");
     let log = fs::read_to_string(dir.join("oc.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(

@@ -1,7 +1,7 @@
 //! The systemd units: `systemd-analyze verify` accepts them without a single warning, the
 //! hardening and timer settings the docs promise are there, and their command lines parse.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::process::Command;

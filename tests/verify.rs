@@ -1,7 +1,7 @@
 //! `cpbackup verify` and `list` on good and damaged bundles: each kind of damage gets its own
 //! clear error and exit code 1, and the age CLI interoperates in both directions.
 
-mod support;
+use cpbackup_testkit as support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -105,12 +105,7 @@ fn each_kind_of_damage_has_its_own_error() {
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
     let o = verify(&f, &f.key, &[&copy("flipped.cpb", &flipped, true)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("corrupted or was tampered with"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "corrupted or was tampered with");
 
     // a flipped byte in the header
     let mut hdr = original.clone();
@@ -146,8 +141,7 @@ fn each_kind_of_damage_has_its_own_error() {
         &f.key,
         &[&copy("short.cpb", &original[..original.len() - 1000], true)],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    fails_with(&o, 1, "truncated");
 
     // truncated at an age chunk boundary, without a record
     let header_len = original.windows(4).position(|w| w == b"\n---").unwrap();
@@ -163,8 +157,7 @@ fn each_kind_of_damage_has_its_own_error() {
         "fixture too small to cut at a chunk boundary"
     );
     let o = verify(&f, &f.key, &[&copy("short2.cpb", &original[..cut], false)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    fails_with(&o, 1, "truncated");
 
     // not a bundle at all
     let o = verify(
@@ -172,12 +165,7 @@ fn each_kind_of_damage_has_its_own_error() {
         &f.key,
         &[&copy("junk.cpb", b"hello, I am not an age file\n", false)],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not a cpbackup bundle"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "not a cpbackup bundle");
 
     // damage in the store itself: list flags it, verify names it
     fs::write(&f.bundle, &original[..original.len() / 2]).unwrap();
@@ -185,8 +173,7 @@ fn each_kind_of_damage_has_its_own_error() {
     c.args(["list", "--store"]).arg(&f.store);
     assert!(stdout(&run(c)).contains("size-mismatch"));
     let o = verify(&f, &f.key, &[&f.name]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    fails_with(&o, 1, "truncated");
 }
 
 #[test]
@@ -247,8 +234,7 @@ fn a_bundle_without_its_record_is_incomplete_and_never_the_latest() {
     let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
     assert_eq!(l[0]["state"], "incomplete");
     let o = verify(&f, &f.key, &["--latest"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no complete backup"), "{}", stderr(&o));
+    fails_with(&o, 1, "no complete backup");
     // by name it is still checkable, with a warning
     let o = verify(&f, &f.key, &[&f.name]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -266,12 +252,7 @@ fn export_openshift_refuses_a_non_openshift_backup_and_leaves_nothing() {
         .arg(&f.store);
     c.arg("--out").arg(&out);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no OpenShift static pod resources"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "no OpenShift static pod resources");
     assert_eq!(
         files_under(&out),
         Vec::<String>::new(),
@@ -286,8 +267,7 @@ fn export_openshift_refuses_a_non_openshift_backup_and_leaves_nothing() {
         .arg(&f.store);
     c.arg("--out").arg(&out);
     let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("wrong key"), "{}", stderr(&o));
+    fails_with(&o, 1, "wrong key");
     assert_eq!(files_under(&out), Vec::<String>::new());
 }
 
@@ -361,8 +341,7 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
     assert!(stderr(&o).contains(&format!("--latest chose {}", f.name)));
     // --node narrows to one node's backups.
     let o = verify(&f, &f.key, &["--latest", "--node", "n9"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("no complete backup"), "{}", stderr(&o));
+    fails_with(&o, 1, "no complete backup");
 
     // A plausible backup of another cluster: --latest does not guess.
     let file = now
@@ -376,8 +355,7 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
         .unwrap();
     plant("other", "m1", &file, Some(&created));
     let o = verify(&f, &f.key, &["--latest"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--cluster"), "{}", stderr(&o));
+    fails_with(&o, 2, "--cluster");
     let o = verify(&f, &f.key, &["--latest", "--cluster", "c1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -388,12 +366,7 @@ fn latest_is_this_clusters_newest_trustworthy_backup() {
     // The planted copy is the real bundle with a record that names another cluster: it does
     // not verify as cluster `other`.
     let o = verify(&f, &f.key, &["--latest", "--cluster", "other"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("record says cluster other"),
-        "{}",
-        stderr(&o)
-    );
+    fails_with(&o, 1, "record says cluster other");
 }
 
 /// A local bundle changed after its record was written is listed `tampered` (text and JSON),
@@ -529,8 +502,7 @@ fn trust_signer_accepts_only_signed_backups() {
 
     // The fixture's backup is unsigned: refused by name.
     let o = verify(&f, &f.key, &[&f.name, "--trust-signer", &public]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
+    fails_with(&o, 1, "not signed");
 
     // A signed backup, then an unsigned one made later (as anyone with the recipient could).
     let etcd = Etcd::start(Version::V35, &f.dir, "127.0.0.1", free_port(), None);
@@ -582,6 +554,5 @@ fn trust_signer_accepts_only_signed_backups() {
     rec["etcd_revision"] = 999_999.into();
     fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
     let o = verify(&f, &f.key, &[&signed, "--trust-signer", &public]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("forged"), "{}", stderr(&o));
+    fails_with(&o, 1, "forged");
 }

@@ -1,0 +1,210 @@
+//! TCP proxies that cut or freeze a stream at an exact byte count, and a backup frozen in
+//! the middle of its snapshot stream.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use crate::{Etcd, Version, free_port, keygen};
+
+
+/// A TCP proxy in front of `upstream`. Once `limit` bytes went server→client it either cuts
+/// both directions (`Cut`) or stops forwarding and reports on `frozen` (`Freeze`).
+pub struct Proxy {
+    pub addr: String,
+    pub forwarded: Arc<AtomicU64>,
+    pub reached: mpsc::Receiver<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Cut,
+    Freeze,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str, limit: u64, mode: ProxyMode) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel();
+        let upstream = upstream.to_owned();
+        let fwd = forwarded.clone();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = TcpStream::connect(&upstream).unwrap();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (c2, s2);
+                    let _ = std::io::copy(&mut c, &mut s);
+                });
+                let fwd = fwd.clone();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (server, client);
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match s.read(&mut buf) {
+                            Ok(0) | Err(_) => {
+                                let _ = c.shutdown(std::net::Shutdown::Both);
+                                break;
+                            }
+                            Ok(n) => n,
+                        };
+                        let before = fwd.load(Ordering::SeqCst);
+                        let allowed = limit.saturating_sub(before).min(n as u64) as usize;
+                        if c.write_all(&buf[..allowed]).is_err() {
+                            break;
+                        }
+                        fwd.fetch_add(allowed as u64, Ordering::SeqCst);
+                        if allowed < n {
+                            if let Some(t) = tx.lock().unwrap().take() {
+                                let _ = t.send(());
+                            }
+                            match mode {
+                                ProxyMode::Cut => {
+                                    let _ = c.shutdown(std::net::Shutdown::Both);
+                                    let _ = s.shutdown(std::net::Shutdown::Both);
+                                    break;
+                                }
+                                ProxyMode::Freeze => {
+                                    // Keep both sockets open and forward nothing more.
+                                    let mut sink = [0u8; 16384];
+                                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                                    // upstream died: pass the close on, as a real TCP peer would
+                                    let _ = c.shutdown(std::net::Shutdown::Both);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            forwarded,
+            reached: rx,
+        }
+    }
+}
+
+/// A backup frozen in the middle of the snapshot stream: etcd (with ~2 MB of data) behind a
+/// proxy that stops forwarding after 400 kB, and `base` (a cpbackup command) running
+/// `backup` into `stores`. Returned once the stream is frozen.
+pub struct Frozen {
+    pub etcd: Etcd,
+    _proxy: Proxy,
+    pub child: Child,
+}
+
+impl Frozen {
+    pub fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+}
+
+pub fn frozen_backup(dir: &Path, base: Command, stores: &[&str]) -> Frozen {
+    frozen(dir, base, &["backup"], stores)
+}
+
+/// Like `frozen_backup`, with `command` (e.g. `daemon --schedule …`) instead of `backup`.
+pub fn frozen(dir: &Path, mut base: Command, command: &[&str], stores: &[&str]) -> Frozen {
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/big/cm-", 1000, 2000);
+    let proxy = Proxy::start(
+        etcd.endpoint.trim_start_matches("http://"),
+        400_000,
+        ProxyMode::Freeze,
+    );
+    let (_, r) = keygen(dir, "frozen.key");
+    base.args(command);
+    base.args([
+        "--static-pods",
+        "none",
+        "--etcd-endpoint",
+        &format!("http://{}", proxy.addr),
+    ]);
+    base.args(["--recipient", &r]);
+    for s in stores {
+        base.args(["--store", s]);
+    }
+    base.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = base.spawn().unwrap();
+    proxy
+        .reached
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the snapshot stream started");
+    Frozen {
+        etcd,
+        _proxy: proxy,
+        child,
+    }
+}
+
+/// A TCP proxy that plays a server going away: once `limit` bytes went client→server it cuts
+/// every connection and refuses (closes) new ones until `heal()`.
+pub struct FlakyProxy {
+    pub addr: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: &str, limit: u64) -> FlakyProxy {
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let down = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (d, upstream) = (down.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (s2, c2);
+                    let _ = std::io::copy(&mut s, &mut c);
+                });
+                let (d, sent) = (d.clone(), sent.clone());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (client, server);
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        let n = match c.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if d.load(Ordering::SeqCst)
+                            || sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit
+                        {
+                            d.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FlakyProxy { addr, down }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+}
