@@ -14,20 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-SIZES_MIB="256 1024"
-ROUNDS=3
 LEVEL=""
-while [ $# -gt 0 ]; do
-  case $1 in
-    --sizes) SIZES_MIB=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --level) LEVEL=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+cpb_bench_args 2,14 "sizes=SIZES_MIB:256 1024" rounds=ROUNDS:3 level=LEVEL -- "$@"
 cpb_bench_setup bench
-ETCD=$CPBACKUP_TEST_ETCD35_DIR
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
 
 PORT=$(cpb_free_port)
@@ -37,31 +26,6 @@ PIDS+=("$(cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
 R=$(cat "$WORK/recipient")
 export ETCDCTL_API=3
 
-# seed KEYS_FROM KEYS_TO: ~4 KiB Kubernetes-like JSON objects, 100 per txn, 2 etcdctl at a time.
-seed() {
-  python3 - "$1" "$2" "$ETCD/etcdctl" "$EP" <<'PY'
-import json, random, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
-lo, hi, ctl, ep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-kinds = ["configmaps", "secrets", "pods", "events", "deployments", "services"]
-def obj(i):
-    r = random.Random(i)
-    ns = "ns-%d" % (i % 97)
-    kind = kinds[i % len(kinds)]
-    o = {"apiVersion": "v1", "kind": kind[:-1].capitalize(),
-         "metadata": {"name": "obj-%d" % i, "namespace": ns, "uid": "%032x" % r.getrandbits(128),
-                      "resourceVersion": str(i), "labels": {"app": "app-%d" % (i % 13), "tier": "backend"},
-                      "annotations": {"checksum": "%064x" % r.getrandbits(256)}},
-         "data": {"k%d" % j: "%x" % r.getrandbits(160) + "-value-" * 6 for j in range(40)}}
-    return "/registry/%s/%s/obj-%d" % (kind, ns, i), json.dumps(o, separators=(",", ":"))
-def batch(start):
-    lines = ["", *("put %s %s" % obj(i) for i in range(start, min(start + 100, hi))), "", "", ""]
-    subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(),
-                   stdout=subprocess.DEVNULL, check=True)
-with ThreadPoolExecutor(2) as ex:
-    list(ex.map(batch, range(lo, hi, 100)))
-PY
-}
 
 
 baseline() {
@@ -76,7 +40,7 @@ keys=0
 for size in $SIZES_MIB; do
   target=$((size * 1024 * 1024 / 4096))
   cpb_log "seeding etcd to ~${size} MiB of objects ($target keys)"
-  seed "$keys" "$target"
+  cpb_seed_etcd "$ETCD" "$EP" "$target" 0 json "$keys"
   keys=$target
   : >"$WORK/times"
   for round in $(seq 1 "$ROUNDS"); do

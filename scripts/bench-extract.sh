@@ -12,87 +12,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-KEYS=520000
-VALUE=1900
-ROUNDS=3
 NS=ns-7
-while [ $# -gt 0 ]; do
-  case $1 in
-    --keys) KEYS=$2; shift 2 ;;
-    --value-bytes) VALUE=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --keep-snapshot) KEEP=$2; shift 2 ;;
-    --snapshot) REUSE=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+KEEP=
+REUSE=
+cpb_bench_args 2,11 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 keep-snapshot=KEEP snapshot=REUSE -- "$@"
 cpb_bench_setup bench-extract
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
 export ETCDCTL_API=3
 if [ -n "${REUSE:-}" ]; then
   cp "$REUSE" "$WORK/snap.db"
 else
-PORT=$(cpb_free_port)
-EP=http://127.0.0.1:$PORT
-PIDS+=("$(CPB_ETCD_EXTRA="--max-txn-ops 2000 --max-request-bytes 16777216" cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
+cpb_bench_etcd
 
 cpb_log "seeding $KEYS Kubernetes objects of ~$VALUE bytes (1000 per txn)"
-python3 - "$KEYS" "$VALUE" "$ETCD/etcdctl" "$EP" <<'PY'
-import base64, json, random, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
-n, size, ctl, ep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-kinds = ["configmaps", "secrets", "pods", "events", "replicasets", "leases"]
-
-def varint(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-def field(num, payload):  # length-delimited field
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
-def protobuf(kind, name, ns, uid, blob):
-    meta = field(1, name.encode()) + field(3, ns.encode()) + field(5, uid.encode()) \
-        + field(8, varint(1 << 3) + varint(1700000000))
-    if kind == "ConfigMap":
-        body = field(1, meta) + field(2, field(1, b"blob") + field(2, blob.encode()))
-    else:
-        body = field(1, meta) + field(2, field(1, b"blob") + field(2, blob.encode())) + field(3, b"Opaque")
-    unknown = field(1, field(1, b"v1") + field(2, kind.encode())) + field(2, body) + field(3, b"") + field(4, b"")
-    return b"k8s\0" + unknown
-
-def value(kind, name, ns, uid, blob):
-    if kind == "configmaps":
-        return protobuf("ConfigMap", name, ns, uid, blob)
-    if kind == "secrets":
-        return protobuf("Secret", name, ns, uid, blob)
-    api, k = {"pods": ("v1", "Pod"), "events": ("v1", "Event"),
-              "replicasets": ("apps/v1", "ReplicaSet"), "leases": ("coordination.k8s.io/v1", "Lease")}[kind]
-    return json.dumps({"apiVersion": api, "kind": k, "metadata": {"name": name, "namespace": ns, "uid": uid},
-                       "spec": {"blob": blob}}).encode()
-
-def batch(start):
-    r = random.Random(start)
-    kvs = []
-    for i in range(start, min(start + 1000, n)):
-        kind, ns, name = kinds[i % len(kinds)], "ns-%d" % (i % 211), "obj-%d" % i
-        blob = ("%x" % r.getrandbits(size * 4 + 8))[:size]
-        kvs.append(("/registry/%s/%s/%s" % (kind, ns, name), value(kind, name, ns, "uid-%d" % i, blob)))
-    # etcdctl cannot pass binary values (the NUL in k8s\0): use etcd's JSON gateway
-    import urllib.request
-    ops = [{"requestPut": {"key": base64.b64encode(k.encode()).decode(), "value": base64.b64encode(v).decode()}}
-           for k, v in kvs]
-    req = urllib.request.Request(ep + "/v3/kv/txn", data=json.dumps({"success": ops}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
-with ThreadPoolExecutor(2) as ex:
-    list(ex.map(batch, range(0, n, 1000)))
-PY
+cpb_seed_etcd "$ETCD" "$EP" "$KEYS" "$VALUE" kube
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
 [ -z "${KEEP:-}" ] || cp "$WORK/snap.db" "$KEEP"
 fi

@@ -9,44 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-KEYS=520000
-VALUE=1900
-ROUNDS=3
-while [ $# -gt 0 ]; do
-  case $1 in
-    --keys) KEYS=$2; shift 2 ;;
-    --value-bytes) VALUE=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+cpb_bench_args 2,9 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 -- "$@"
 cpb_bench_setup bench-inspect
-ETCD=$CPBACKUP_TEST_ETCD35_DIR
-ETCD=$CPBACKUP_TEST_ETCD35_DIR
-export ETCDCTL_API=3
-PORT=$(cpb_free_port)
-EP=http://127.0.0.1:$PORT
-PIDS+=("$(CPB_ETCD_EXTRA="--max-txn-ops 2000 --max-request-bytes 16777216" cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
+cpb_bench_etcd
 
 cpb_log "seeding $KEYS keys of ~$VALUE bytes (1000 per txn)"
-python3 - "$KEYS" "$VALUE" "$ETCD/etcdctl" "$EP" <<'PY'
-import random, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
-n, size, ctl, ep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-kinds = ["configmaps", "secrets", "pods", "events", "replicasets", "leases"]
-def batch(start):
-    r = random.Random(start)
-    lines = [""]
-    for i in range(start, min(start + 1000, n)):
-        kind = kinds[i % len(kinds)]
-        body = "%x" % r.getrandbits(size * 4 + 8)
-        lines.append("put /registry/%s/ns-%d/obj-%d %s" % (kind, i % 211, i, body[:size]))
-    lines += ["", "", ""]
-    subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(), stdout=subprocess.DEVNULL, check=True)
-with ThreadPoolExecutor(2) as ex:
-    list(ex.map(batch, range(0, n, 1000)))
-PY
+cpb_seed_etcd "$ETCD" "$EP" "$KEYS" "$VALUE" raw
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
 SIZE=$(stat -c %s "$WORK/snap.db")
 cpb_log "snapshot: $((SIZE / 1024 / 1024)) MiB"

@@ -12,20 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-KEYS=520000
-VALUE=1900
-ROUNDS=3
 KEEP=
-while [ $# -gt 0 ]; do
-  case $1 in
-    --keys) KEYS=$2; shift 2 ;;
-    --value-bytes) VALUE=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --work) KEEP=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+cpb_bench_args 2,10 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 work=KEEP -- "$@"
 cpb_bench_setup bench-restore
 if [ -n "$KEEP" ]; then
   rm -rf "$WORK"
@@ -94,23 +82,7 @@ for _ in $(seq 1 300); do "$ETCD/etcdctl" --endpoints "$EP" endpoint health >/de
 KEY=$WORK/key.txt
 if [ -z "$PREPARED" ]; then
 cpb_log "seeding $KEYS keys of ~$VALUE bytes (1000 per txn)"
-python3 - "$KEYS" "$VALUE" "$ETCD/etcdctl" "$EP" <<'PY'
-import random, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
-n, size, ctl, ep = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-kinds = ["configmaps", "secrets", "pods", "events", "replicasets", "leases"]
-def batch(start):
-    r = random.Random(start)
-    lines = [""]
-    for i in range(start, min(start + 1000, n)):
-        kind = kinds[i % len(kinds)]
-        body = "%x" % r.getrandbits(size * 4 + 8)
-        lines.append("put /registry/%s/ns-%d/obj-%d %s" % (kind, i % 211, i, body[:size]))
-    lines += ["", "", ""]
-    subprocess.run([ctl, "--endpoints", ep, "txn"], input="\n".join(lines).encode(), stdout=subprocess.DEVNULL, check=True)
-with ThreadPoolExecutor(2) as ex:
-    list(ex.map(batch, range(0, n, 1000)))
-PY
+cpb_seed_etcd "$ETCD" "$EP" "$KEYS" "$VALUE" raw
 R=$("$BIN" keygen --out "$KEY" 2>&1 | grep -o 'age1[0-9a-z]*' | head -1)
 "$BIN" --host-root "$ROOT" backup --recipient "$R" --store "$WORK/store" --etcd-endpoint "$EP" --node-name cp-1 -q >/dev/null
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1

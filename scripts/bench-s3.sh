@@ -7,16 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-MIB=1024
-ROUNDS=3
-while [ $# -gt 0 ]; do
-  case $1 in
-    --mib) MIB=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+cpb_bench_args 2,6 mib=MIB:1024 rounds=ROUNDS:3 -- "$@"
 cpb_bench_setup bench-s3
 python3 -c 'import awscli' 2>/dev/null || python3 -m pip install -q awscli 2>&1 | grep -v 'Running pip as the' >&2 || true
 PORT=$(cpb_free_port)

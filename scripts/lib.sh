@@ -146,3 +146,51 @@ cpb_measure() {
   /usr/bin/time -f "$name %e %M" -a -o "$WORK/times" "$@" >/dev/null 2>"$WORK/last.err" || { cat "$WORK/last.err" >&2; exit 1; }
   [ -z "${CPB_SHOW_STDERR:-}" ] || cat "$WORK/last.err" >&2
 }
+
+# cpb_bench_args HELP_LINES FLAG=VAR[:DEFAULT]... -- "$@": a benchmark's flags. Each
+# `--FLAG VALUE` sets the shell variable VAR (else DEFAULT, when given); -h/--help prints lines
+# HELP_LINES (a sed range) of the calling script; anything else is refused (exit 2).
+cpb_bench_args() {
+  local help=$1 name spec
+  shift
+  local -A var=()
+  while [ "$1" != "--" ]; do
+    spec=${1#*=}
+    var[${1%%=*}]=${spec%%:*}
+    [ "$spec" = "${spec#*:}" ] || printf -v "${spec%%:*}" '%s' "${spec#*:}"
+    shift
+  done
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -h|--help) sed -n "${help}p" "$0"; exit 0 ;;
+      --*)
+        name=${1#--}
+        [ -n "${var[$name]:-}" ] || { echo "unknown argument $1 (see --help)" >&2; exit 2; }
+        [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }
+        printf -v "${var[$name]}" '%s' "$2"
+        shift 2 ;;
+      *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+  done
+}
+
+# cpb_bench_etcd: a scratch etcd 3.5 that takes large transactions, for seeding; sets ETCD, EP
+# (its PID joins PIDS, so it stops on exit).
+cpb_bench_etcd() {
+  ETCD=$CPBACKUP_TEST_ETCD35_DIR
+  export ETCDCTL_API=3
+  local port
+  port=$(cpb_free_port)
+  EP=http://127.0.0.1:$port
+  PIDS+=("$(CPB_ETCD_EXTRA="--max-txn-ops 2000 --max-request-bytes 16777216" cpb_start_etcd "$ETCD" "$WORK/etcd" "$port" "$WORK/etcd.log")")
+}
+
+# cpb_seed_etcd ETCD_DIR ENDPOINT KEYS VALUE_BYTES [STYLE] [FROM]: Kubernetes-like keys
+# (scripts/seed-etcd.py: STYLE raw, kube or json; keys FROM..KEYS).
+cpb_seed_etcd() {
+  local per_txn=1000
+  [ "${5:-raw}" != json ] || per_txn=100
+  python3 scripts/seed-etcd.py --etcdctl "$1/etcdctl" --endpoint "$2" --keys "$3" \
+    --value-bytes "$4" --style "${5:-raw}" --from "${6:-0}" --per-txn "$per_txn"
+}
