@@ -292,23 +292,31 @@ pub enum GroupBy {
     Namespace,
 }
 
+/// Where `inspect` and `extract` read a snapshot: a bare snapshot file, or a backup (by path,
+/// name or `--latest`) decrypted into a spool file.
 #[derive(Debug, Clone, Args)]
-pub struct InspectArgs {
+pub struct SnapshotArgs {
     #[command(flatten)]
     pub which: BackupRef,
     #[command(flatten)]
     pub identities: IdentityArgs,
     #[command(flatten)]
     pub stores: StoreArgs,
+    /// Where a snapshot from a bundle is spooled (an unlinked 0600 file; default $TMPDIR).
+    #[arg(long, env = "CPBACKUP_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub source: SnapshotArgs,
     /// Group the live keys by Kubernetes resource or by namespace.
     #[arg(long, value_enum, default_value = "resource")]
     pub by: GroupBy,
     /// Show this many groups (JSON output always has all of them).
     #[arg(long, default_value_t = 15)]
     pub top: usize,
-    /// Where a snapshot from a bundle is spooled (an unlinked 0600 file; default $TMPDIR).
-    #[arg(long, env = "CPBACKUP_SPOOL_DIR", value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -336,11 +344,7 @@ pub enum DryRun {
 #[derive(Debug, Clone, Args)]
 pub struct ExtractArgs {
     #[command(flatten)]
-    pub which: BackupRef,
-    #[command(flatten)]
-    pub identities: IdentityArgs,
-    #[command(flatten)]
-    pub stores: StoreArgs,
+    pub source: SnapshotArgs,
     /// The namespace to extract (its objects, its Namespace object, its dependency report).
     #[arg(long, short = 'n', value_name = "NS", conflicts_with = "prefix")]
     pub namespace: Option<String>,
@@ -386,9 +390,6 @@ pub struct ExtractArgs {
     /// With --apply: `server` sends every object as a server-side dry run.
     #[arg(long, value_enum, value_name = "server|none", requires = "apply", num_args = 0..=1, default_missing_value = "server")]
     pub dry_run: Option<DryRun>,
-    /// Where a snapshot from a bundle is spooled (an unlinked 0600 file; default $TMPDIR).
-    #[arg(long, env = "CPBACKUP_SPOOL_DIR", value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

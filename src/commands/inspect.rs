@@ -21,13 +21,7 @@ struct Output {
 
 /// Reads the snapshot and prints its summary.
 pub fn run(args: &InspectArgs, s: &Settings) -> anyhow::Result<()> {
-    let input = snapshot_input(
-        &args.which,
-        &args.identities,
-        &args.stores,
-        args.spool_dir.as_deref(),
-        s,
-    )?;
+    let input = snapshot_input(&args.source, s)?;
     let (name, mapped) = match input {
         SnapshotInput::Bare(path) => {
             let mapped = map(File::open(&path)?, &path)?;

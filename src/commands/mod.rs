@@ -22,7 +22,7 @@ use anyhow::Context;
 use crate::cli::{BackupRef, Command};
 use crate::error::usage;
 use crate::settings::Settings;
-use crate::settings::flags::{IdentityArgs, StoreArgs};
+use crate::settings::flags::StoreArgs;
 use crate::store::{self, Store};
 
 /// Runs one command.
@@ -46,9 +46,9 @@ pub fn run(command: &Command, s: &Settings) -> anyhow::Result<()> {
 pub fn apply_file_defaults(command: &mut Command, s: &Settings) {
     let given = match command {
         Command::Verify(a) => &mut a.which.trust.trust_signers,
-        Command::Inspect(a) => &mut a.which.trust.trust_signers,
+        Command::Inspect(a) => &mut a.source.which.trust.trust_signers,
         Command::ExportOpenshift(a) => &mut a.which.trust.trust_signers,
-        Command::Extract(a) => &mut a.which.trust.trust_signers,
+        Command::Extract(a) => &mut a.source.which.trust.trust_signers,
         Command::Restore(a) => &mut a.trust.trust_signers,
         _ => return,
     };
@@ -125,12 +125,10 @@ pub struct BackupInput {
 
 /// Resolves `BACKUP | FILE | --latest` for the commands that read snapshots.
 pub fn snapshot_input(
-    which: &BackupRef,
-    identities: &IdentityArgs,
-    stores: &StoreArgs,
-    spool_dir: Option<&Path>,
+    args: &crate::cli::SnapshotArgs,
     s: &Settings,
 ) -> anyhow::Result<SnapshotInput> {
+    let which = &args.which;
     let given = which.backup.as_deref();
     let is_file = given.is_some_and(|s| Path::new(s).is_file());
     if let Some(path) = given.filter(|_| is_file)
@@ -138,10 +136,10 @@ pub fn snapshot_input(
     {
         return Ok(SnapshotInput::Bare(path.to_owned()));
     }
-    let ids = crate::keys::Identities::load(&s.identities(identities)?)?;
-    let stores = store::open_all(&stores_for(which, stores, s)?)?;
+    let ids = crate::keys::Identities::load(&s.identities(&args.identities)?)?;
+    let stores = store::open_all(&stores_for(which, &args.stores, s)?)?;
     let chosen = choose(which, &stores)?;
-    let spool_dir = s.spool_dir(spool_dir);
+    let spool_dir = s.spool_dir(args.spool_dir.as_deref());
     let spool = tempfile::tempfile_in(&spool_dir).with_context(|| {
         format!(
             "cannot create a spool file in {}; pass --spool-dir DIR",

@@ -242,13 +242,28 @@ impl State {
                 1.0,
             )],
         );
-        self.backup_families(&mut o);
+        for (name, kind, help, value) in self.singles() {
+            o.one(name, kind, help, value);
+        }
+        o.labelled(
+            "cpbackup_backup_failures_total",
+            "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election, precheck).",
+            "reason",
+            FailureReason::ALL.map(|r| r.as_str()),
+            &self.failures,
+        );
+        o.labelled(
+            "cpbackup_schedule_slots_total",
+            "Schedule slots by outcome (missed: the previous backup was still running).",
+            "outcome",
+            SlotOutcome::ALL.map(|s| s.as_str()),
+            &self.slots,
+        );
         o.histograms(
             "cpbackup_stage_duration_seconds",
             "Duration of each stage: snapshot (streamed from etcd into the stores), upload (publishing), prune.",
             &self.durations,
         );
-        self.store_families(&mut o);
         if let Some(l) = live {
             let flag = |b: bool| if b { 1.0 } else { 0.0 };
             o.one(
@@ -273,10 +288,12 @@ impl State {
         o.text
     }
 
-    /// Last success and attempt, counters by outcome, sizes of the last backup.
-    fn backup_families(&self, o: &mut Exposition) {
+    /// Every family of one unlabelled sample: last success and attempt, what the last backup
+    /// and retention run saw, the ciphertext check, pending copies.
+    fn singles(&self) -> Vec<(&'static str, &'static str, &'static str, Option<f64>)> {
         let num = |v: Option<u64>| v.map(|v| v as f64);
-        for (name, kind, help, value) in [
+        let flag = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
+        vec![
             (
                 "cpbackup_last_success_timestamp_seconds",
                 GAUGE,
@@ -299,7 +316,7 @@ impl State {
                 "cpbackup_last_attempt_success",
                 GAUGE,
                 "1 if this node's last backup attempt succeeded, 0 if it failed.",
-                self.last_attempt_ok.map(|b| if b { 1.0 } else { 0.0 }),
+                flag(self.last_attempt_ok),
             ),
             (
                 "cpbackup_backups_succeeded_total",
@@ -307,46 +324,30 @@ impl State {
                 "Backups that reached every store.",
                 Some(self.backups_ok as f64),
             ),
-        ] {
-            o.one(name, kind, help, value);
-        }
-        o.labelled(
-            "cpbackup_backup_failures_total",
-            "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election, precheck).",
-            "reason",
-            FailureReason::ALL.map(|r| r.as_str()),
-            &self.failures,
-        );
-        for (name, help, value) in [
             (
                 "cpbackup_bundle_size_bytes",
+                GAUGE,
                 "Size of the last encrypted bundle.",
                 num(self.bundle_bytes),
             ),
             (
                 "cpbackup_snapshot_size_bytes",
+                GAUGE,
                 "Size of the last etcd snapshot.",
                 num(self.snapshot_bytes),
             ),
             (
                 "cpbackup_etcd_db_size_bytes",
+                GAUGE,
                 "etcd's database size (dbSize) at the last backup; compare with the backend quota.",
                 self.etcd_db_bytes.map(|v| v as f64),
             ),
             (
                 "cpbackup_etcd_revision",
+                GAUGE,
                 "etcd revision of the last backup.",
                 self.etcd_revision.map(|v| v as f64),
             ),
-        ] {
-            o.one(name, GAUGE, help, value);
-        }
-    }
-
-    /// Retention, the ciphertext check, pending copies, schedule slots.
-    fn store_families(&self, o: &mut Exposition) {
-        let num = |v: Option<u64>| v.map(|v| v as f64);
-        for (name, kind, help, value) in [
             (
                 "cpbackup_pruned_backups_total",
                 COUNTER,
@@ -395,16 +396,7 @@ impl State {
                 "Local copies still waiting to reach a store that failed.",
                 Some(self.pending_uploads as f64),
             ),
-        ] {
-            o.one(name, kind, help, value);
-        }
-        o.labelled(
-            "cpbackup_schedule_slots_total",
-            "Schedule slots by outcome (missed: the previous backup was still running).",
-            "outcome",
-            SlotOutcome::ALL.map(|s| s.as_str()),
-            &self.slots,
-        );
+        ]
     }
 }
 

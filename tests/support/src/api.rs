@@ -6,7 +6,6 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-
 /// A stand-in for the OpenShift API server (plain HTTP on 127.0.0.1) answering
 /// `GET /apis/config.openshift.io/v1/clusteroperators/<name>` with a ClusterOperator whose
 /// Progressing condition is `progressing[name]` (default "False"), and server-side apply

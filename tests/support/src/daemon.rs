@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::{cpbackup, free_port};
 
-
 /// A running `cpbackup daemon`; killed by PID on drop.
 pub struct Daemon {
     pub child: Child,

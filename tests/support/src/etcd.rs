@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-
 /// Which etcd release to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {

@@ -6,12 +6,11 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::{Pki, Version, settled_api};
-
 
 /// Lays out an OpenShift master under `root`: etcd.env naming `node`'s peer cert and IP, the
 /// four manifests pointing at revision `rev`, a newer unreferenced revision, secrets with 0600,

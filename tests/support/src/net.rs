@@ -3,7 +3,6 @@
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-
 /// A unique loopback address per test process and call: 127.0.<pid-ish>.<n>.
 pub fn unique_loopback_ip() -> String {
     static N: AtomicU16 = AtomicU16::new(2);

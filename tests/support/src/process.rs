@@ -4,7 +4,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-
 /// The cpbackup binary cargo built for the tests: `CARGO_BIN_EXE_cpbackup` when the runner
 /// sets it, else beside the test binary's `deps/` directory.
 pub fn bin() -> PathBuf {

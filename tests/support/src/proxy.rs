@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use crate::{Etcd, Version, free_port, keygen};
 
-
 /// A TCP proxy in front of `upstream`. Once `limit` bytes went server→client it either cuts
 /// both directions (`Cut`) or stops forwarding and reports on `frozen` (`Freeze`).
 pub struct Proxy {

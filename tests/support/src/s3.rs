@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::{cpbackup, free_port};
 
-
 /// A moto S3 server on 127.0.0.1 (PyPI `moto[server]`), killed on drop.
 pub struct Moto {
     child: Child,
