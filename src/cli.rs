@@ -2,7 +2,8 @@
 //!
 //! Every setting is a flag, an environment variable (`CPBACKUP_…`) and a key in the config file;
 //! flags win over the environment, which wins over the file. Values left unset here are `None`
-//! so that `config` can tell "not given" from "given as the default".
+//! so that `settings` can tell "not given" from "given as the default".
+#![allow(missing_docs)] // clap turns doc comments into --help text: the flags carry theirs; flattened groups and the structs that hold them need none
 
 use std::path::PathBuf;
 

@@ -13,27 +13,27 @@
 //!          ─> extract::reapply + deps ─> extract::write | kubeapi::apply
 //! ```
 
-pub mod backup;
-pub mod beneath;
+pub(crate) mod backup;
+pub(crate) mod beneath;
 pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod error;
-pub mod etcd;
+pub(crate) mod etcd;
 pub mod extract;
-pub mod fsutil;
-pub mod host;
+pub(crate) mod fsutil;
+pub(crate) mod host;
 pub mod k8s;
-pub mod keys;
+pub(crate) mod keys;
 pub mod kubeapi;
-pub mod lock;
+pub(crate) mod lock;
 pub mod logging;
-pub mod output;
-pub mod progress;
-pub mod restore;
+pub(crate) mod output;
+pub(crate) mod progress;
+pub(crate) mod restore;
 pub mod settings;
-pub mod signing;
+pub(crate) mod signing;
 pub mod snapshot;
 pub mod store;
 

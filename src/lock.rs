@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -14,7 +14,6 @@ use anyhow::Context;
 #[derive(Debug)]
 pub struct NodeLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 impl NodeLock {
@@ -56,7 +55,7 @@ impl NodeLock {
         file.set_len(0)?;
         file.rewind()?;
         write!(file, "{} {what}", std::process::id())?;
-        Ok(NodeLock { _file: file, path })
+        Ok(NodeLock { _file: file })
     }
 }
 

@@ -6,13 +6,17 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human text (coloured on a terminal).
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// Sets up logging: `-v` debug, `-vv` trace, `-q` warnings only; `RUST_LOG` overrides.
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",

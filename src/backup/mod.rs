@@ -22,7 +22,7 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-pub use outcome::{BackupReport, Failure, FailureReason, StoreOutcome, describe_failures};
+pub use outcome::{BackupReport, Failure, FailureReason, describe_failures};
 
 use crate::etcd::{self, EtcdSettings};
 use crate::host::static_pods::StaticPodsMode;

@@ -107,10 +107,12 @@ impl Sink for Discard {}
 /// What the reader knows about a bundle besides its bytes: its record, if any.
 #[derive(Debug, Default, Clone)]
 pub struct Expectation {
+    /// The record found beside the bundle; the manifest must agree with it.
     pub record: Option<Record>,
 }
 
 impl Expectation {
+    /// What to check a bundle against: its record, if it has one.
     pub fn from_record(record: Option<&Record>) -> Self {
         Expectation {
             record: record.cloned(),

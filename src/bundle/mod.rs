@@ -1,17 +1,16 @@
 //! The bundle format: an age-encrypted, gzip-compressed tar holding `etcd/snapshot.db`, the
 //! static pod resources and, last, `cpbackup/manifest.json` with the SHA-256 of every entry.
 
-pub mod check;
+pub(crate) mod check;
 pub mod codec;
-pub mod export;
-pub mod manifest;
-pub mod readahead;
+pub(crate) mod export;
+pub(crate) mod manifest;
+pub(crate) mod readahead;
 pub mod reader;
 pub mod unpack;
-pub mod writer;
+pub(crate) mod writer;
 
-pub use manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
-pub use writer::BundleWriter;
+pub(crate) use writer::BundleWriter;
 
 #[cfg(test)]
 mod tests {
@@ -28,6 +27,7 @@ mod tests {
     use crate::host::Platform;
     use crate::host::static_pods::Source;
     use crate::keys::{Identities, Recipients};
+    use manifest::Manifest;
 
     fn snapshot_file() -> Vec<u8> {
         let mut f = crate::snapshot::meta::tests::fake_image(4096, 40, 9);

@@ -21,6 +21,7 @@ use crate::bundle::manifest::{EntryKind, Manifest};
 use crate::keys::Identities;
 use crate::snapshot::SnapshotSummary;
 
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Error)]
 pub enum VerifyError {
     #[error(
@@ -49,12 +50,19 @@ pub enum VerifyError {
 /// What a successful verification saw.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifyReport {
+    /// Tar entries read, the manifest included.
     pub entries: usize,
+    /// Of those, regular files.
     pub files: usize,
+    /// Bytes of file content after decryption and decompression.
     pub plaintext_bytes: u64,
+    /// Bytes of the encrypted bundle read.
     pub ciphertext_bytes: u64,
+    /// SHA-256 of the encrypted bundle as read.
     pub ciphertext_sha256: String,
+    /// The snapshot's size, trailer and meta pages.
     pub snapshot: SnapshotSummary,
+    /// The bundle's manifest.
     pub manifest: Manifest,
 }
 
@@ -343,6 +351,7 @@ impl Sink for SpoolSink<'_> {
 
 /// What [`extract_snapshot`] read besides the snapshot.
 pub struct Extracted {
+    /// What verifying the whole bundle on the way saw.
     pub report: VerifyReport,
     /// Files of at most `small` bytes that `keep` wanted, by bundle path.
     pub kept: HashMap<String, Vec<u8>>,

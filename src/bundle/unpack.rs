@@ -24,9 +24,11 @@ use crate::snapshot::SnapshotSummary;
 
 /// What `unpack` wrote, verified.
 pub struct Unpacked {
+    /// The bundle's manifest, checked.
     pub manifest: Manifest,
     /// `<dest>/etcd/snapshot.db`.
     pub snapshot: PathBuf,
+    /// The staged snapshot's size, trailer and meta pages, checked.
     pub snapshot_check: SnapshotSummary,
 }
 

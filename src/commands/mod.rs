@@ -2,17 +2,17 @@
 //! `main`, calls the engines below (`backup`, `restore`, `store::…`, `extract`, `bundle`) and
 //! reports. [`run`] dispatches.
 
-pub mod backup;
-pub mod daemon;
-pub mod export_openshift;
-pub mod extract;
-pub mod inspect;
-pub mod keygen;
-pub mod list;
-pub mod prune;
-pub mod restore;
-pub mod upload_pending;
-pub mod verify;
+pub(crate) mod backup;
+pub(crate) mod daemon;
+pub(crate) mod export_openshift;
+pub(crate) mod extract;
+pub(crate) mod inspect;
+pub(crate) mod keygen;
+pub(crate) mod list;
+pub(crate) mod prune;
+pub(crate) mod restore;
+pub(crate) mod upload_pending;
+pub(crate) mod verify;
 
 use std::io::Read;
 use std::path::Path;
@@ -57,7 +57,7 @@ pub fn apply_file_defaults(command: &mut Command, s: &Settings) {
 
 /// The stores a `BACKUP | --latest` argument needs: none for a path to a file; a path that
 /// does not exist is said to be missing (not "no store configured").
-pub fn stores_for(
+pub(crate) fn stores_for(
     which: &BackupRef,
     stores: &StoreArgs,
     s: &Settings,
@@ -76,10 +76,10 @@ pub fn stores_for(
     s.stores(stores)
 }
 
-pub use crate::store::Chosen;
+pub(crate) use crate::store::Chosen;
 
 /// Resolves `BACKUP | --latest` against the stores (or a path to a `.cpb` file).
-pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Chosen> {
+pub(crate) fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Chosen> {
     let selector = store::select::Selector {
         backup: which.backup.clone(),
         latest: which.latest,
@@ -93,14 +93,14 @@ pub fn choose(which: &BackupRef, stores: &[Box<dyn Store>]) -> anyhow::Result<Ch
 const AGE_MAGIC: &[u8] = b"age-encryption.org/";
 
 /// Whether a file is an age-encrypted bundle (rather than a bare snapshot).
-pub fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
+pub(crate) fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
     let mut head = [0u8; 19];
     let n = std::fs::File::open(p)?.read(&mut head)?;
     Ok(&head[..n] == AGE_MAGIC)
 }
 
 /// Maps a snapshot file (read-only).
-pub fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
+pub(crate) fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
     // SAFETY: the file is opened read-only (or is our own unlinked spool); if another process
     // truncates it while mapped, reads may fault — the same contract every mmap reader has.
     // `populate` faults the whole file in with one call instead of one fault per page.
@@ -109,7 +109,7 @@ pub fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
 }
 
 /// Where `inspect` and `extract` read a snapshot from.
-pub enum SnapshotInput {
+pub(crate) enum SnapshotInput {
     /// A bare snapshot file (not age-encrypted): its path.
     Bare(String),
     /// A backup, the identities that decrypt it, and an unlinked 0600 spool file for its snapshot.
@@ -117,14 +117,14 @@ pub enum SnapshotInput {
 }
 
 /// A backup to read: the chosen bundle, the identities that decrypt it, the spool file.
-pub struct BackupInput {
+pub(crate) struct BackupInput {
     pub chosen: Chosen,
     pub ids: crate::keys::Identities,
     pub spool: std::fs::File,
 }
 
 /// Resolves `BACKUP | FILE | --latest` for the commands that read snapshots.
-pub fn snapshot_input(
+pub(crate) fn snapshot_input(
     args: &crate::cli::SnapshotArgs,
     s: &Settings,
 ) -> anyhow::Result<SnapshotInput> {

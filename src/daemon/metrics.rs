@@ -80,14 +80,17 @@ impl SlotOutcome {
 
 const STATE_FILE: &str = "metrics.json";
 
+/// A duration histogram as saved: counts per bucket of [`BUCKETS`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Histogram {
     /// Non-cumulative counts per bucket of `BUCKETS`, plus one for +Inf.
     pub counts: Vec<u64>,
+    /// Sum of every value observed.
     pub sum: f64,
 }
 
 impl Histogram {
+    /// Counts one value.
     pub fn observe(&mut self, v: f64) {
         if self.counts.len() != BUCKETS.len() + 1 {
             self.counts = vec![0; BUCKETS.len() + 1];
@@ -105,6 +108,7 @@ impl Histogram {
     }
 }
 
+/// What the metrics say, saved in `<state_dir>/metrics.json` between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct State {
@@ -112,24 +116,40 @@ pub struct State {
     pub last_success: Option<f64>,
     /// Unix seconds of the last successful backup of the cluster by any node (one-per-cluster).
     pub last_cluster_success: Option<f64>,
+    /// Unix seconds of this node's last backup attempt.
     pub last_attempt: Option<f64>,
+    /// Whether that attempt reached every store.
     pub last_attempt_ok: Option<bool>,
+    /// Backups that reached every store.
     pub backups_ok: u64,
+    /// Failed attempts by [`FailureReason`] label.
     pub failures: BTreeMap<String, u64>,
+    /// Duration histograms by [`Stage`] label.
     pub durations: BTreeMap<String, Histogram>,
+    /// Size of the last encrypted bundle.
     pub bundle_bytes: Option<u64>,
+    /// Size of the last snapshot.
     pub snapshot_bytes: Option<u64>,
+    /// etcd's dbSize at the last backup.
     pub etcd_db_bytes: Option<i64>,
+    /// Revision of the last backup.
     pub etcd_revision: Option<i64>,
+    /// Backups deleted by retention.
     pub pruned_total: u64,
+    /// Backups kept by the last retention run.
     pub prune_kept: Option<u64>,
+    /// Backups due for deletion but still locked at the last retention run.
     pub prune_locked: Option<u64>,
+    /// Backups retention could not delete.
     pub prune_failures_total: u64,
+    /// Local copies still owed to a store.
     pub pending_uploads: u64,
+    /// Slots by [`SlotOutcome`] label.
     pub slots: BTreeMap<String, u64>,
     /// Creation time (Unix seconds) of the newest backup whose stored bytes checked out
     /// against their record and lock, without the key.
     pub last_verified: Option<f64>,
+    /// Backups whose stored bytes or lock failed the check after a slot.
     pub verify_failures_total: u64,
     /// Backups of this cluster listed `tampered` at the last check.
     pub tampered_backups: Option<u64>,
@@ -137,11 +157,15 @@ pub struct State {
 
 /// Values only a running daemon has.
 pub struct Live {
+    /// Shortest interval between two scheduled backups.
     pub schedule_interval_seconds: f64,
+    /// Whether the last success is younger than twice that interval.
     pub healthy: bool,
+    /// Whether the nodes elect one of them per slot.
     pub leader_mode: bool,
 }
 
+/// Now, in Unix seconds.
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -202,6 +226,7 @@ impl State {
         }
     }
 
+    /// Counts a failed attempt.
     pub fn fail(&mut self, reason: FailureReason) {
         *self.failures.entry(reason.as_str().into()).or_default() += 1;
     }

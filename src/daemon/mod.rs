@@ -8,10 +8,10 @@
 //! which aborts its uploads, then the daemon exits 0. [`metrics`] keeps the state that survives
 //! restarts; [`http`] serves it.
 
-pub mod http;
+pub(crate) mod http;
 pub mod metrics;
 pub mod schedule;
-pub mod slot;
+pub(crate) mod slot;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -27,6 +27,7 @@ pub enum ScheduleMode {
 }
 
 impl ScheduleMode {
+    /// The value as flags and the config file write it.
     pub fn as_str(self) -> &'static str {
         match self {
             ScheduleMode::PerNode => "per-node",
@@ -38,16 +39,23 @@ impl ScheduleMode {
 /// A tick is matched to a scheduled time at most this far before it.
 const SLOT_TOLERANCE: chrono::Duration = chrono::Duration::seconds(30);
 
+/// When the daemon backs up and how its slots run.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     /// Six-field expressions, as the scheduler takes them.
     pub crons: Vec<String>,
     parsed: Vec<Cron>,
+    /// The time zone the expressions are read in.
     pub tz: Tz,
+    /// Random delay 0..jitter after each scheduled time.
     pub jitter: Duration,
+    /// How the masters share the slots.
     pub mode: ScheduleMode,
+    /// Extra attempts after a failed backup, within the slot.
     pub retries: u32,
+    /// First retry delay; doubles each time.
     pub backoff: Duration,
+    /// Lease of the one-per-cluster lock.
     pub election_ttl: Duration,
 }
 

@@ -6,7 +6,6 @@ pub mod election;
 pub mod snapshot;
 
 pub use client::{EtcdStatus, connect};
-pub use snapshot::SnapshotStream;
 
 use std::path::PathBuf;
 use std::time::Duration;

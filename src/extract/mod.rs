@@ -5,12 +5,12 @@
 //! `deps` reports the cluster-scoped objects the namespace needs, `write` writes the result, and
 //! `kubeapi::apply` applies it.
 
-pub mod crd;
-pub mod deps;
+pub(crate) mod crd;
+pub(crate) mod deps;
 pub mod object;
 pub mod reapply;
 pub mod select;
-pub mod write;
+pub(crate) mod write;
 
 use std::collections::HashSet;
 
@@ -29,15 +29,20 @@ use write::Undecoded;
 pub struct Extraction {
     /// The objects to write, in apply order.
     pub objects: Vec<Object>,
+    /// Objects left out, and why (owned by a controller, auto-created, …).
     pub skipped: Vec<Skipped>,
+    /// Values that could not be decoded, kept raw.
     pub undecoded: Vec<Undecoded>,
+    /// The cluster-scoped objects the namespace needs.
     pub dependencies: Vec<Dependency>,
     /// Head revision of the snapshot.
     pub revision: i64,
+    /// Everything else the user should know (retired API versions, mismatched namespaces, …).
     pub warnings: Vec<String>,
 }
 
 /// Why a snapshot could not be read at all.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error("not a readable etcd snapshot: {0}")]

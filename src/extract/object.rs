@@ -8,15 +8,18 @@ use crate::snapshot::stats;
 /// One decoded object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object {
+    /// The etcd key it was stored under.
     pub key: String,
     /// The REST resource, e.g. `deployments`, `services`, `widgets` (custom resources).
     pub plural: String,
     /// The API group from the key for custom resources (built-ins take it from `apiVersion`).
     pub key_group: Option<String>,
+    /// The object as the API server would return it.
     pub json: Value,
 }
 
 impl Object {
+    /// The object stored under `key`.
     pub fn new(key: &str, json: Value) -> Self {
         let path = stats::classify(key);
         let (group, plural) = rest_resource(path.resource);
@@ -28,14 +31,17 @@ impl Object {
         }
     }
 
+    /// `kind`.
     pub fn kind(&self) -> &str {
         self.json["kind"].as_str().unwrap_or("")
     }
 
+    /// `apiVersion`.
     pub fn api_version(&self) -> &str {
         self.json["apiVersion"].as_str().unwrap_or("")
     }
 
+    /// The API group (`""` for the core group).
     pub fn group(&self) -> &str {
         self.api_version()
             .rsplit_once('/')
@@ -43,20 +49,24 @@ impl Object {
             .unwrap_or("")
     }
 
+    /// `metadata.name`.
     pub fn name(&self) -> &str {
         self.json["metadata"]["name"].as_str().unwrap_or("")
     }
 
+    /// `metadata.namespace`, if namespaced.
     pub fn namespace(&self) -> Option<&str> {
         self.json["metadata"]["namespace"]
             .as_str()
             .filter(|s| !s.is_empty())
     }
 
+    /// `metadata.uid`.
     pub fn uid(&self) -> Option<&str> {
         self.json["metadata"]["uid"].as_str()
     }
 
+    /// Whether it is a Secret (written 0600).
     pub fn is_secret(&self) -> bool {
         self.kind() == "Secret" && self.group().is_empty()
     }

@@ -23,6 +23,7 @@ use crate::extract::object::Object;
 pub struct Options {
     /// Keep everything as stored: no skipping, no stripping, no fix-ups.
     pub raw: bool,
+    /// Keep `status` (the API server ignores it on apply).
     pub keep_status: bool,
     /// Keep objects a controller would recreate.
     pub keep_owned: bool,
@@ -33,7 +34,9 @@ pub struct Options {
 /// An object left out, and why.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Skipped {
+    /// `kind/name` of the object left out.
     pub object: String,
+    /// Why it was left out.
     pub reason: String,
 }
 

@@ -12,7 +12,9 @@ use crate::snapshot::stats;
 /// What to extract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
+    /// A namespace: its objects, its Namespace object, and the cluster-scoped objects it may need.
     Namespace(String),
+    /// Every key under an etcd key prefix.
     Prefix(String),
 }
 
@@ -44,6 +46,7 @@ pub enum Role {
 
 /// The newest revision of every wanted key.
 pub struct Scan<'a> {
+    /// Every live key selected, and why.
     pub entries: Vec<(Role, KeyValue<'a>)>,
     /// Head revision of the snapshot.
     pub revision: i64,

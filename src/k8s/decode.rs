@@ -15,6 +15,7 @@ use crate::k8s::schema::Schema;
 const MAX_NESTING: usize = 8;
 
 /// Why a value did not become a JSON object.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Undecodable {
     #[error("no schema for {api_version} {kind} (add its .proto files with --proto-path)")]
@@ -40,6 +41,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder with this schema and these keys.
     pub fn new(schema: Schema, keys: Keyring) -> Self {
         Decoder { schema, keys }
     }

@@ -16,6 +16,7 @@ use cbc::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
 use zeroize::Zeroizing;
 
 /// Why a value could not be decrypted.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecryptError {
     #[error(
@@ -34,6 +35,7 @@ pub enum DecryptError {
 }
 
 /// Why an EncryptionConfiguration is unusable.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {reason}")]
@@ -92,14 +94,17 @@ impl Keyring {
         Self::default()
     }
 
+    /// How many keys it holds.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
+    /// Reads an EncryptionConfiguration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),

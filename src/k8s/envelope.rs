@@ -58,6 +58,7 @@ pub enum Stored<'a> {
 }
 
 /// Why a value that claims an encoding does not parse as it.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EnvelopeError {
     #[error("protobuf envelope (k8s\\0 + runtime.Unknown) is malformed: {0}")]

@@ -3,6 +3,6 @@
 
 pub mod decode;
 pub mod encryption;
-pub mod envelope;
-pub mod json;
+pub(crate) mod envelope;
+pub(crate) mod json;
 pub mod schema;

@@ -10,6 +10,7 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 static BUILTIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-v1.35.fds"));
 
 /// Why a schema could not be loaded.
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("the built-in Kubernetes schema is damaged: {0}")]

@@ -37,19 +37,24 @@ impl Default for ApplyOptions {
 /// The outcome for one object.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
+    /// `kind/name` applied.
     pub object: String,
+    /// Its namespace, if namespaced.
     pub namespace: Option<String>,
     /// `applied`, `applied (dry run)` or `failed`.
     pub result: String,
+    /// Why the API server refused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl Applied {
+    /// Whether the API server refused it.
     pub fn failed(&self) -> bool {
         self.error.is_some()
     }
 
+    /// One line for the report.
     pub fn line(&self) -> String {
         let ns = self
             .namespace

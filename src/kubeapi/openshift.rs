@@ -17,8 +17,11 @@ use serde_json::{Value, json};
 /// How long to wait, and for how long the cluster must stay settled.
 #[derive(Debug, Clone, Copy)]
 pub struct Settle {
+    /// How long to wait for the cluster to settle.
     pub timeout: Duration,
+    /// How long every cluster operator must stay settled.
     pub stable_for: Duration,
+    /// How often to look.
     pub poll: Duration,
 }
 

@@ -17,35 +17,53 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpbackup/config.toml";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `host_root`: where host paths are read (`--host-root`).
     pub host_root: Option<PathBuf>,
+    /// `output`: text or json.
     pub output: Option<OutputFormat>,
+    /// `log_format`: text or json.
     pub log_format: Option<LogFormat>,
+    /// `cluster_name`: the cluster's name in backup names (default `etcd-<cluster id>`).
     pub cluster_name: Option<String>,
+    /// `node_name`: this node's name (default from the etcd certificate, else the hostname).
     pub node_name: Option<String>,
+    /// `state_dir`: node lock, metrics state, restore journal.
     pub state_dir: Option<PathBuf>,
+    /// `static_pods`: auto, openshift, kubeadm or none.
     pub static_pods: Option<StaticPodsMode>,
+    /// `extra_paths`: more host paths to bundle.
     #[serde(default)]
     pub extra_paths: Vec<PathBuf>,
+    /// `recipients`: age recipients (`age1…`) to encrypt to.
     #[serde(default)]
     pub recipients: Vec<String>,
+    /// `recipients_file`: a file of recipients, one per line.
     pub recipients_file: Option<PathBuf>,
+    /// `identities`: age identity files that decrypt backups.
     #[serde(default)]
     pub identities: Vec<PathBuf>,
+    /// `compression_level`: 1 (fastest) to 9 (smallest).
     pub compression_level: Option<u32>,
     /// ed25519 key that signs each record (`backup --signing-key`).
     pub signing_key: Option<PathBuf>,
     /// Public keys whose signatures readers accept (`--trust-signer`).
     #[serde(default)]
     pub trusted_signers: Vec<String>,
+    /// `spool_dir`: where `inspect` and `extract` spool a backup's snapshot.
     pub spool_dir: Option<PathBuf>,
+    /// `[retention]`: the keep rules `prune` and the daemon apply.
     #[serde(default)]
     pub retention: crate::store::retention::Policy,
+    /// `[etcd]`: how to reach the local member.
     #[serde(default)]
     pub etcd: FileEtcd,
+    /// `[[store]]`: where backups go, each with its own settings.
     #[serde(default, rename = "store")]
     pub stores: Vec<FileStore>,
+    /// `[schedule]`: when the daemon backs up.
     #[serde(default)]
     pub schedule: FileSchedule,
+    /// `[metrics]`: where the daemon's metrics go.
     #[serde(default)]
     pub metrics: FileMetrics,
 }
@@ -57,8 +75,11 @@ pub struct FileSchedule {
     /// One cron expression or a list of them.
     #[serde(default)]
     pub cron: OneOrMany,
+    /// IANA time zone of the expressions (default UTC).
     pub timezone: Option<String>,
+    /// Random delay 0..N seconds after each scheduled time.
     pub jitter_seconds: Option<u64>,
+    /// per-node or one-per-cluster.
     pub mode: Option<crate::daemon::schedule::ScheduleMode>,
     /// Extra attempts after a failed backup, within the slot (default 3).
     pub retries: Option<u32>,
@@ -73,13 +94,17 @@ pub struct FileSchedule {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// Not given.
     #[default]
     None,
+    /// One value.
     One(String),
+    /// A list.
     Many(Vec<String>),
 }
 
 impl OneOrMany {
+    /// The values, as a list.
     pub fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::None => Vec::new(),
@@ -103,11 +128,17 @@ pub struct FileMetrics {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEtcd {
+    /// The local member's client URL.
     pub endpoint: Option<String>,
+    /// CA of etcd's serving certificate.
     pub cacert: Option<PathBuf>,
+    /// Client certificate (mTLS).
     pub cert: Option<PathBuf>,
+    /// Client key (mTLS).
     pub key: Option<PathBuf>,
+    /// Seconds to wait for etcd to answer.
     pub connect_timeout: Option<u64>,
+    /// Seconds the snapshot stream may send nothing.
     pub stall_timeout: Option<u64>,
 }
 
@@ -117,12 +148,19 @@ pub struct FileEtcd {
 pub struct FileStore {
     /// A directory (local store) or `s3://bucket/prefix`.
     pub url: String,
+    /// S3 endpoint for S3-compatible servers.
     pub endpoint: Option<String>,
+    /// S3 region.
     pub region: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET.
     pub path_style: Option<bool>,
+    /// Extra CA certificates (PEM) for the endpoint.
     pub ca_bundle: Option<PathBuf>,
+    /// Object Lock mode for new backups.
     pub lock_mode: Option<crate::store::s3::LockMode>,
+    /// Days each backup stays locked.
     pub retain_days: Option<u32>,
+    /// Accept a bucket without Object Lock.
     pub allow_mutable: Option<bool>,
 }
 

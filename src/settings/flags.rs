@@ -1,6 +1,7 @@
 //! The flag groups several commands share, as clap parses them (the low layer of the settings:
 //! `None` means "not given", so the file and the defaults can fill in). `cli` composes them into
 //! the command tree; [`super`] resolves them with the config file.
+#![allow(missing_docs)] // clap turns doc comments into --help text: the flags carry theirs; flattened groups and the structs that hold them need none
 
 use std::path::PathBuf;
 

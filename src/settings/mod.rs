@@ -5,12 +5,12 @@
 //! (`StoreSpec`, `EtcdSettings`, `BackupJob`, `Schedule`, `Policy`), built here and nowhere
 //! else. Every error names the key and says how to fix it, and maps to exit code 2.
 
-pub mod backup;
-pub mod daemon;
-pub mod etcd;
+pub(crate) mod backup;
+pub(crate) mod daemon;
+pub(crate) mod etcd;
 pub mod file;
 pub mod flags;
-pub mod store;
+pub(crate) mod store;
 
 use std::path::{Path, PathBuf};
 

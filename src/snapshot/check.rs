@@ -8,15 +8,20 @@ use crate::snapshot::meta::{self, Meta, MetaError};
 /// Bytes kept from the start of the file for the meta pages (two pages of up to 64 KiB).
 const HEAD_KEEP: usize = 2 * 65536 + 4096;
 
+/// Whether a snapshot ends with the SHA-256 of what precedes it (`etcdctl snapshot save` adds it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrailerStatus {
+    /// Present and matching.
     Valid,
+    /// Present, not matching: the file was changed or damaged.
     Invalid,
+    /// Not there (a copied `member/snap/db`).
     Absent,
 }
 
 impl TrailerStatus {
+    /// The word reports use.
     pub fn as_str(self) -> &'static str {
         match self {
             TrailerStatus::Valid => "valid",
@@ -29,13 +34,17 @@ impl TrailerStatus {
 /// What the checks found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SnapshotSummary {
+    /// Bytes of the file, trailer included.
     pub size: u64,
+    /// The trailer's verdict.
     pub trailer: TrailerStatus,
     /// SHA-256 of the bbolt image (the trailer's expected value).
     pub image_sha256: String,
     /// SHA-256 of the whole file, trailer included.
     pub file_sha256: String,
+    /// The newer valid bbolt meta page, if any.
     pub meta: Option<Meta>,
+    /// Why the meta pages are not valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta_error: Option<String>,
 }
@@ -53,6 +62,7 @@ pub struct SnapshotCheck {
 }
 
 impl SnapshotCheck {
+    /// A check of a snapshot of `total` bytes.
     pub fn new(total: u64) -> Self {
         let has_trailer = total % 512 == 32;
         SnapshotCheck {
@@ -66,10 +76,12 @@ impl SnapshotCheck {
         }
     }
 
+    /// Whether the snapshot is long enough to carry a trailer.
     pub fn has_trailer(&self) -> bool {
         self.image_len != self.total
     }
 
+    /// Feeds the next bytes.
     pub fn update(&mut self, mut data: &[u8]) {
         if self.head.len() < HEAD_KEEP {
             let n = data.len().min(HEAD_KEEP - self.head.len());
@@ -102,6 +114,7 @@ impl SnapshotCheck {
         self.seen
     }
 
+    /// The verdict, once every byte was fed.
     pub fn finish(self) -> SnapshotSummary {
         let file_digest: [u8; 32] = self.hash.clone().finalize().into();
         // A file shorter than its image has no separate image digest.

@@ -18,6 +18,7 @@ const BUCKET_LEAF_FLAG: u32 = 0x01;
 /// bbolt trees of etcd are a few levels deep; anything deeper is corruption.
 const MAX_DEPTH: usize = 64;
 
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DbError {
     #[error(transparent)]
@@ -43,6 +44,7 @@ pub enum DbError {
 /// Where a bucket's tree starts.
 #[derive(Debug, Clone, Copy)]
 pub enum BucketRoot<'a> {
+    /// A tree of its own, starting at this page.
     Page(u64),
     /// An inline bucket: a complete leaf page stored inside its parent's value.
     Inline(&'a [u8]),
@@ -57,9 +59,11 @@ struct Page<'a> {
     data: &'a [u8],
 }
 
+/// A bbolt database read in place (read-only, over a memory map or a buffer).
 pub struct Db<'a> {
     data: &'a [u8],
     image_len: usize,
+    /// The meta page in force.
     pub meta: Meta,
 }
 

@@ -6,19 +6,28 @@
 
 use thiserror::Error;
 
+/// The magic number of a bbolt meta page.
 pub const MAGIC: u32 = 0xED0C_DAED;
+/// The bbolt file format version etcd writes.
 pub const VERSION: u32 = 2;
 const META_END: usize = 80;
 
+/// A bbolt meta page: where the tree and freelist start, and the last transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Meta {
+    /// Bytes per page.
     pub page_size: u32,
+    /// Page of the root bucket.
     pub root: u64,
+    /// Page of the freelist.
     pub freelist: u64,
+    /// High-water mark: pages in use.
     pub pgid: u64,
+    /// Id of the last committed transaction.
     pub txid: u64,
 }
 
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum MetaError {
     #[error("file too short for a bbolt meta page ({0} bytes)")]

@@ -7,6 +7,6 @@ pub mod db;
 pub mod meta;
 pub mod mvcc;
 pub mod report;
-pub mod stats;
+pub(crate) mod stats;
 
 pub use check::{SnapshotCheck, SnapshotSummary, TrailerStatus};

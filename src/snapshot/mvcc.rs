@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::snapshot::db::{Db, DbError};
 
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum MvccError {
     #[error(transparent)]
@@ -25,22 +26,32 @@ pub enum MvccError {
 /// One key's newest state, borrowing from the mapped file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyValue<'a> {
+    /// The key.
     pub key: &'a [u8],
+    /// The value as stored.
     pub value: &'a [u8],
+    /// Revision that created the key.
     pub create_revision: i64,
+    /// Revision of the last change.
     pub mod_revision: i64,
+    /// Changes since the key was created.
     pub version: i64,
+    /// Lease id, 0 without a lease.
     pub lease: i64,
 }
 
 /// A parsed revision key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revision {
+    /// Main revision (one per transaction).
     pub main: i64,
+    /// Sub revision (the change within the transaction).
     pub sub: i64,
+    /// Whether this revision deleted the key.
     pub tombstone: bool,
 }
 
+/// Parses a `key` bucket key (`main_sub` big-endian, `t` for a tombstone).
 pub fn parse_revision(k: &[u8]) -> Option<Revision> {
     if !(k.len() == 17 || (k.len() == 18 && k[17] == b't')) || k[8] != b'_' {
         return None;
@@ -127,6 +138,7 @@ pub fn decode_kv(b: &[u8]) -> Result<KeyValue<'_>, String> {
 pub struct Live<'a> {
     /// The encoded `mvccpb.KeyValue` (decode with [`decode_kv`]).
     pub raw: &'a [u8],
+    /// Bytes of its value.
     pub value_len: u32,
 }
 
@@ -162,6 +174,7 @@ impl<'a> Keyspace<'a> {
         ks
     }
 
+    /// An empty keyspace.
     pub fn new() -> Self {
         Keyspace {
             live: HashMap::default(),

@@ -9,21 +9,27 @@ use crate::snapshot::db::{Db, DbError};
 use crate::snapshot::mvcc::{self, MvccError};
 use crate::snapshot::stats::{self, Breakdown};
 
+/// One bbolt bucket and how many entries it holds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BucketCount {
+    /// The bucket's name.
     pub name: String,
+    /// Its entries.
     pub entries: u64,
 }
 
+/// What `inspect` says of a snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     /// Bytes of the file, trailer included.
     pub file_size: u64,
+    /// Whether the SHA-256 trailer matches.
     pub hash_trailer: TrailerStatus,
     /// Main revision of the last entry of the `key` bucket (what `etcdutl snapshot status` says).
     pub revision: i64,
     /// The head revision etcd would start at (also counts compaction markers).
     pub head_revision: i64,
+    /// The last compaction's revision.
     pub compact_revision: i64,
     /// Entries in all buckets (what `etcdutl snapshot status` calls total keys).
     pub total_keys: u64,
@@ -35,13 +41,18 @@ pub struct Report {
     pub total_size: u64,
     /// crc32c over bucket names, keys and values: `etcdutl snapshot status`'s hash.
     pub hash: String,
+    /// bbolt page size.
     pub page_size: u32,
+    /// bbolt transaction id.
     pub txid: u64,
+    /// Entries per bucket.
     pub buckets: Vec<BucketCount>,
+    /// Live keys and bytes by resource and namespace.
     #[serde(flatten)]
     pub breakdown: Breakdown,
 }
 
+#[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]

@@ -2,29 +2,31 @@
 //! complete (`commit`), lists what it holds with each backup's state, and streams a bundle back.
 //! The local directory store is here; remote stores implement the same trait.
 
-pub mod bridge;
-pub mod fanout;
-pub mod integrity;
-pub mod local;
-pub mod naming;
-pub mod pending;
+pub(crate) mod bridge;
+pub(crate) mod fanout;
+pub(crate) mod integrity;
+pub(crate) mod local;
+pub(crate) mod naming;
+pub(crate) mod pending;
 pub mod record;
-pub mod registry;
-pub mod retention;
-pub mod s3;
-pub mod select;
+pub(crate) mod registry;
+pub(crate) mod retention;
+pub(crate) mod s3;
+pub(crate) mod select;
 
 use std::io::{Read, Write};
 
-pub use local::LocalStore;
-pub use naming::BundleName;
+pub(crate) use local::LocalStore;
+pub(crate) use naming::BundleName;
 pub use record::Record;
-pub use registry::{open, open_all};
+pub(crate) use registry::{open, open_all};
 
 /// A store location with its settings, flags applied over the file's.
 #[derive(Debug, Clone)]
 pub struct StoreSpec {
+    /// A directory, or a URL of a registered scheme (`s3://bucket/prefix`).
     pub url: String,
+    /// Settings an S3 store uses (ignored by a local one).
     pub s3: s3::S3Settings,
 }
 
@@ -40,10 +42,13 @@ impl StoreSpec {
 pub struct Listing {
     /// The name `list` prints and `verify` accepts: `<cluster>/<node>/<file>.cpb`.
     pub name: String,
+    /// The location of the store that holds it.
     pub store: String,
     /// Size of the bundle object, if it exists.
     pub size: Option<u64>,
+    /// Whether it is whole.
     pub state: BackupState,
+    /// The record beside the bundle, if readable.
     pub record: Option<Record>,
     /// Stores this (local) copy still has to reach (`backup --upload-pending`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -60,6 +65,7 @@ pub struct Listing {
     pub version_id: Option<String>,
 }
 
+/// How whole a backup in a store is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackupState {
@@ -77,6 +83,7 @@ pub enum BackupState {
 }
 
 impl BackupState {
+    /// The word `list` prints.
     pub fn as_str(self) -> &'static str {
         match self {
             BackupState::Complete => "complete",
@@ -100,9 +107,11 @@ pub struct Chosen {
 /// What `delete` could do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deleted {
+    /// Deleted.
     Gone,
     /// At least one object version is locked until this time; nothing locked was touched.
     Locked {
+        /// When the lock ends.
         until: String,
     },
 }
@@ -113,6 +122,7 @@ pub trait Upload: Write + Send {
     fn commit(self: Box<Self>, record: &Record) -> anyhow::Result<()>;
 }
 
+/// Where bundles live: written once, listed, read back, deleted by retention.
 pub trait Store: Send + Sync {
     /// Human description (the path or URL).
     fn location(&self) -> String;

@@ -4,16 +4,26 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The unencrypted `.cpb.json` beside each bundle: what `list` shows and readers check against.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
+    /// Format of the record (and of the bundle).
     pub format_version: u32,
+    /// `cluster/node/file.cpb`.
     pub name: String,
+    /// When the backup was taken (RFC 3339, UTC).
     pub created: String,
+    /// The cluster's name.
     pub cluster: String,
+    /// The node that took it.
     pub node: String,
+    /// The snapshot's revision.
     pub etcd_revision: i64,
+    /// etcd's version.
     pub etcd_version: String,
+    /// The member the snapshot came from.
     pub etcd_member_id: String,
+    /// The etcd cluster id.
     pub etcd_cluster_id: String,
     /// Bytes of the snapshot file inside the bundle.
     pub snapshot_size: u64,
@@ -21,12 +31,16 @@ pub struct Record {
     pub bundle_size: u64,
     /// SHA-256 of the encrypted bundle object.
     pub bundle_sha256: String,
+    /// Fingerprints of the age recipients.
     pub recipients: Vec<String>,
+    /// Taken with `--force` (possibly dirty).
     pub forced: bool,
+    /// cpbackup's version.
     pub tool_version: String,
     /// Object Lock retention, for stores that have it.
     #[serde(default)]
     pub lock_mode: Option<String>,
+    /// When the lock ends (RFC 3339).
     #[serde(default)]
     pub retain_until: Option<String>,
     /// The S3 VersionId of the bundle as written: reads are pinned to it, and any other
@@ -45,6 +59,7 @@ pub struct Record {
 pub const MAX_RECORD_BYTES: u64 = 1 << 20;
 
 impl Record {
+    /// Parses a record; the error says what is wrong.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<Self> {
         Ok(serde_json::from_slice(bytes)?)
     }

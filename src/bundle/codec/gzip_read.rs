@@ -105,6 +105,7 @@ enum Mode<R: Read> {
     Done,
 }
 
+/// A reader that gunzips on worker threads (see the module doc).
 pub struct ParGzReader<R: Read> {
     mode: Mode<R>,
     header: Option<[u8; 10]>,
@@ -127,6 +128,7 @@ pub struct ParGzReader<R: Read> {
 }
 
 impl<R: Read> ParGzReader<R> {
+    /// Decompresses `inner` on `threads` workers.
     pub fn new(inner: R, threads: usize) -> Self {
         let threads = threads.max(1);
         let pool: Pool = Arc::default();

@@ -22,6 +22,7 @@ struct Worker {
     handle: Option<JoinHandle<()>>,
 }
 
+/// A writer that gzips on worker threads, one independent member per block.
 pub struct ParGzWriter<W: Write> {
     /// `None` only after `finish` moved it out.
     inner: Option<W>,
@@ -35,6 +36,7 @@ pub struct ParGzWriter<W: Write> {
 }
 
 impl<W: Write> ParGzWriter<W> {
+    /// Compresses into `inner` at `level` (0–9) on `threads` workers.
     pub fn new(inner: W, level: u32, threads: usize) -> Self {
         let threads = threads.max(1);
         let workers = (0..threads)
