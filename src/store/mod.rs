@@ -3,6 +3,8 @@
 //! The local directory store is here; remote stores implement the same trait.
 
 pub(crate) mod bridge;
+#[cfg(test)]
+mod contract;
 pub(crate) mod fanout;
 pub(crate) mod integrity;
 pub(crate) mod local;
