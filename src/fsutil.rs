@@ -26,3 +26,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+/// Whether `p` is a mount point (its device differs from its parent's).
+pub fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(m), Some(parent)) = (std::fs::metadata(p), p.parent()) else {
+        return false;
+    };
+    std::fs::metadata(parent).is_ok_and(|pm| pm.dev() != m.dev())
+}

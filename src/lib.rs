@@ -33,7 +33,6 @@ pub(crate) mod output;
 pub(crate) mod progress;
 pub(crate) mod restore;
 pub mod settings;
-pub(crate) mod signing;
 pub mod snapshot;
 pub mod store;
 

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 pub use outcome::{BackupReport, Failure, FailureReason, describe_failures};
 
-use crate::etcd::{self, EtcdSettings};
+use crate::etcd;
+use crate::host::EtcdSettings;
 use crate::host::static_pods::StaticPodsMode;
 use crate::host::{HostRoot, Platform, discover};
 use crate::keys::Recipients;

@@ -125,7 +125,7 @@ fn record(
         signature: None,
     };
     if let Some(k) = &job.signing_key {
-        let key = crate::signing::SigningKey::load(k).map_err(|e| {
+        let key = crate::store::signing::SigningKey::load(k).map_err(|e| {
             Failure::new(
                 R::Config,
                 e.context("cannot sign the record; nothing was published"),

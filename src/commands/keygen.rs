@@ -23,7 +23,7 @@ struct SigningReport {
 pub fn run(args: &KeygenArgs, s: &Settings) -> anyhow::Result<()> {
     let format = s.output;
     if args.signing {
-        let public = crate::signing::generate(&args.out)?;
+        let public = crate::store::signing::generate(&args.out)?;
         tracing::info!(
             file = %args.out.display(),
             "signing key written (mode 0600): it goes on the nodes (backup --signing-key); give readers the public key (--trust-signer)"

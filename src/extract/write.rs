@@ -235,7 +235,7 @@ fn usable_out(dir: &Path) -> anyhow::Result<()> {
             "{} exists and is not a directory; give a new directory with --out",
             dir.display()
         ),
-        Ok(_) if crate::restore::fsops::is_mount_point(dir) => anyhow::bail!(
+        Ok(_) if crate::fsutil::is_mount_point(dir) => anyhow::bail!(
             "{} is a mount point, which cannot be replaced by the finished output; give a new directory below it with --out",
             dir.display()
         ),

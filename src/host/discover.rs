@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::EtcdSettings;
 use crate::error::usage;
-use crate::etcd::EtcdSettings;
 use crate::host::HostRoot;
 
 pub const OPENSHIFT_ETCD_ENV: &str =

@@ -101,13 +101,7 @@ pub fn remove_tree(p: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("removing {}", p.display()))
 }
 
-/// Whether `p` is a mount point (its device differs from its parent's).
-pub fn is_mount_point(p: &Path) -> bool {
-    let (Ok(m), Some(parent)) = (fs::metadata(p), p.parent()) else {
-        return false;
-    };
-    fs::metadata(parent).is_ok_and(|pm| pm.dev() != m.dev())
-}
+pub use crate::fsutil::is_mount_point;
 
 /// Bytes available to root on the filesystem holding `p` (or its nearest existing ancestor).
 pub fn free_bytes(p: &Path) -> anyhow::Result<u64> {

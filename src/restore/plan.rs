@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::bundle::manifest::Manifest;
-use crate::etcd::EtcdSettings;
+use crate::host::EtcdSettings;
 use crate::host::{HostRoot, Platform, discover};
 use crate::restore::node::Watch;
 use crate::restore::steps::{EtcdTarget, Step};

@@ -15,7 +15,7 @@ use crate::bundle::manifest::Manifest;
 use crate::bundle::reader::{self, Expectation};
 use crate::bundle::unpack;
 use crate::error::usage;
-use crate::etcd::EtcdSettings;
+use crate::host::EtcdSettings;
 use crate::host::{HostRoot, Platform};
 use crate::keys::Identities;
 use crate::store::Chosen;

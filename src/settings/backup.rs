@@ -40,7 +40,7 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
         .clone()
         .or_else(|| file.signing_key.clone());
     if let Some(k) = &signing_key {
-        crate::signing::SigningKey::load(k)?;
+        crate::store::signing::SigningKey::load(k)?;
     }
     // Names given by the user must be usable in object names.
     BundleName::new(

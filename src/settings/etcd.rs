@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::file::FileEtcd;
 use super::flags::EtcdArgs;
 use crate::error::usage;
-use crate::etcd::EtcdSettings;
+use crate::host::EtcdSettings;
 
 /// Resolves and checks the etcd flags over the file.
 pub fn resolve(args: &EtcdArgs, file: &FileEtcd) -> anyhow::Result<EtcdSettings> {

@@ -15,6 +15,7 @@ pub(crate) mod registry;
 pub(crate) mod retention;
 pub(crate) mod s3;
 pub(crate) mod select;
+pub(crate) mod signing;
 
 use std::io::{Read, Write};
 

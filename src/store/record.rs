@@ -49,7 +49,7 @@ pub struct Record {
     pub bundle_version_id: Option<String>,
     /// The signing node's ed25519 signature over what identifies the backup (`signing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<crate::signing::Signature>,
+    pub signature: Option<crate::store::signing::Signature>,
     /// The schedule slot (RFC 3339) a daemon took this backup for; absent for manual backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,

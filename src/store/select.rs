@@ -36,7 +36,7 @@ pub fn choose(sel: &Selector, stores: &[Box<dyn Store>]) -> anyhow::Result<Chose
     let trust = sel
         .trust
         .iter()
-        .map(|s| crate::signing::parse_trusted(s))
+        .map(|s| crate::store::signing::parse_trusted(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(arg) = sel.backup.as_deref().filter(|a| Path::new(a).is_file()) {
         return from_file(arg, &trust);
@@ -107,7 +107,7 @@ fn trusted(l: &Listing, trust: &[String]) -> anyhow::Result<()> {
     }
     let why = match &l.record {
         None => "it has no record to carry a signature".to_owned(),
-        Some(r) => match crate::signing::check(r, trust) {
+        Some(r) => match crate::store::signing::check(r, trust) {
             Ok(()) => return Ok(()),
             Err(why) => why,
         },
@@ -148,7 +148,7 @@ fn ranked_time(
         return Err(format!("its record is that of {}", rec.name));
     }
     if !trust.is_empty() {
-        crate::signing::check(rec, trust)?;
+        crate::store::signing::check(rec, trust)?;
     }
     Ok(recorded)
 }

@@ -16,8 +16,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
+use super::Record;
 use crate::error::usage;
-use crate::store::Record;
 
 const PUBLIC_PREFIX: &str = "cpbsig1:";
 const PRIVATE_PREFIX: &str = "CPBACKUP-SIGNING-KEY-1:";
