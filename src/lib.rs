@@ -1,14 +1,16 @@
 //! cpbackup: encrypted, immutable backups of etcd and the control-plane static pod resources
 //! of Kubernetes and OpenShift masters.
 //!
-//! The library is usable without the binary: `commands` wires the modules below together, one
-//! file per CLI command, and every other module owns one stage of the data flow:
+//! `main` resolves the [`settings`] once and runs one of the [`commands`] (thin: flags in, a
+//! report out); the engines below them (`backup`, `restore`, [`daemon`], the `store` passes)
+//! drive the modules that each own one stage of the data flow:
 //!
 //! ```text
 //! backup:  etcd (snapshot stream) ─┐
-//!          host (static pods) ─────┴─> bundle::writer (tar → parallel gzip → age) ─> store(s)
-//! verify:  store ─> bundle::reader (age → gunzip → tar) ─> hashes + snapshot::meta checks
-//! daemon:  schedule (cron slots) ─> etcd::election ─> backup ─> prune ─> metrics (+ http)
+//!          host (static pods) ─────┴─> bundle::writer (tar → codec → age) ─> store(s)
+//! verify:  store::select ─> bundle::reader (age → codec → tar → check) ─> hashes + snapshot checks
+//! daemon:  daemon::schedule ─> daemon::slot (election ─> backup ─> retention ─> integrity) ─> metrics
+//! restore: store::select ─> bundle::unpack ─> restore::whole (platform plan ─> steps + journal)
 //! extract: snapshot (bbolt + mvcc) ─> extract::select ─> k8s::decode (decrypt, protobuf → JSON)
 //!          ─> extract::reapply + deps ─> extract::write | kubeapi::apply
 //! ```
