@@ -2,6 +2,7 @@
 //! daemon's retries and the `cpbackup_backup_failures_total{reason}` metric).
 
 use crate::host::Platform;
+use crate::store::BundleName;
 
 /// One store's part in a backup.
 #[derive(Debug, serde::Serialize)]
@@ -29,7 +30,7 @@ impl StoreOutcome {
 #[derive(Debug, serde::Serialize)]
 pub struct BackupReport {
     /// `cluster/node/file.cpb`.
-    pub name: String,
+    pub name: BundleName,
     /// Which static pod layout was bundled.
     pub platform: Platform,
     /// The etcd member the snapshot came from.

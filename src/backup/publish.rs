@@ -56,7 +56,7 @@ pub(crate) fn publish(
     mark_pending(&job.stores, stores, &outcomes, &record.name);
     let status = &source.status;
     let report = BackupReport {
-        name: record.name.clone(),
+        name: source.name.clone(),
         platform: source.plan.layout,
         etcd_endpoint: status.endpoint.clone(),
         etcd_revision: status.revision,

@@ -15,7 +15,6 @@ use crate::backup::{self, BackupJob, BackupReport, Failure, FailureReason};
 use crate::daemon::http::Status;
 use crate::etcd::election::{Claim, Election, SlotMarker};
 use crate::lock::NodeLock;
-use crate::store::BundleName;
 use crate::store::pending::upload as upload_pending;
 use crate::store::retention::Policy;
 use crate::store::retention::apply::Action;
@@ -96,10 +95,8 @@ async fn record_slot(
     let name = slot_name(slot);
     let marker = match result {
         Ok(r) if r.failed_stores() == 0 => Some(SlotMarker {
-            node: BundleName::parse(&r.name)
-                .map(|b| b.node)
-                .unwrap_or_default(),
-            backup: r.name.clone(),
+            node: r.name.node.clone(),
+            backup: r.name.key(),
             finished: slot_name(Utc::now()),
         }),
         _ => None,
@@ -113,9 +110,7 @@ async fn record_slot(
 /// After a backup: retention over this cluster's backups (per node in per-node mode, the
 /// cluster as a whole when one node per slot takes them), then the newest one checked.
 async fn after_backup(cfg: &SlotConfig, status: &Status, r: &BackupReport) {
-    let Some(name) = BundleName::parse(&r.name) else {
-        return;
-    };
+    let name = &r.name;
     if !cfg.retention.is_empty() {
         let one = cfg.schedule.mode == ScheduleMode::OnePerCluster;
         let scope = crate::store::retention::apply::Scope {
@@ -125,7 +120,7 @@ async fn after_backup(cfg: &SlotConfig, status: &Status, r: &BackupReport) {
         };
         run_retention(cfg, status, scope).await;
     }
-    check_newest(cfg, status, name.cluster).await;
+    check_newest(cfg, status, name.cluster.clone()).await;
 }
 
 /// The newest backup of the cluster in every store, checked without the key (bytes against

@@ -33,6 +33,13 @@ impl PartialOrd for BundleName {
     }
 }
 
+/// As its key, `cluster/node/file.cpb`.
+impl serde::Serialize for BundleName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for BundleName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.cluster, self.node, self.file)
