@@ -313,9 +313,15 @@ impl State {
         o.text
     }
 
-    /// Every family of one unlabelled sample: last success and attempt, what the last backup
-    /// and retention run saw, the ciphertext check, pending copies.
-    fn singles(&self) -> Vec<(&'static str, &'static str, &'static str, Option<f64>)> {
+    /// Every family of one unlabelled sample.
+    fn singles(&self) -> Vec<Single> {
+        let mut all = self.backup_singles();
+        all.extend(self.store_singles());
+        all
+    }
+
+    /// Unlabelled families of the last backup: success, attempt, sizes, revision.
+    fn backup_singles(&self) -> Vec<Single> {
         let num = |v: Option<u64>| v.map(|v| v as f64);
         let flag = |b: Option<bool>| b.map(|b| if b { 1.0 } else { 0.0 });
         vec![
@@ -373,6 +379,13 @@ impl State {
                 "etcd revision of the last backup.",
                 self.etcd_revision.map(|v| v as f64),
             ),
+        ]
+    }
+
+    /// Unlabelled families of retention, the ciphertext check and pending copies.
+    fn store_singles(&self) -> Vec<Single> {
+        let num = |v: Option<u64>| v.map(|v| v as f64);
+        vec![
             (
                 "cpbackup_pruned_backups_total",
                 COUNTER,
@@ -424,6 +437,9 @@ impl State {
         ]
     }
 }
+
+/// One unlabelled family: name, type, help, value (none while unknown).
+type Single = (&'static str, &'static str, &'static str, Option<f64>);
 
 const GAUGE: &str = "gauge";
 const COUNTER: &str = "counter";
