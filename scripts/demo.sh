@@ -49,7 +49,7 @@ for m in etcd kube-apiserver kube-controller-manager kube-scheduler; do echo "ki
 cpb_log "cpbackup keygen: an age identity (keep it off the node) and its recipient"
 "$BIN" keygen --out "$WORK/recovery.key" | tee "$WORK/recipient.txt"
 
-cpb_log "cpbackup backup: snapshot + static pod resources → tar → gzip → age → store"
+cpb_log "cpbackup backup: snapshot + static pod resources → tar → zstd → age → store"
 "$BIN" --host-root "$HOST" backup --etcd-endpoint "$EP" --recipient "$(cat "$WORK/recipient.txt")" \
   --store "$WORK/store" --state-dir "$WORK/state" --cluster-name demo --node-name master-0
 
@@ -71,7 +71,7 @@ grep -q 'updated' "$WORK/shop/"*-configmap-settings-1.yaml || { echo "extract di
 cpb_log "restoring: the age CLI decrypts, tar unpacks, etcdutl restores into a scratch directory"
 BUNDLE=$(find "$WORK/store" -name '*.cpb')
 mkdir -p "$WORK/unpacked"
-age -d -i "$WORK/recovery.key" "$BUNDLE" | tar -xzf - -C "$WORK/unpacked"
+age -d -i "$WORK/recovery.key" "$BUNDLE" | zstd -dq | tar -xf - -C "$WORK/unpacked"
 ls -l "$WORK/unpacked" "$WORK/unpacked/etcd"
 "$ETCD/etcdutl" snapshot restore "$WORK/unpacked/etcd/snapshot.db" --data-dir "$WORK/restored" >/dev/null 2>&1
 PORT2=$(cpb_free_port)

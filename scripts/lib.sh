@@ -15,6 +15,7 @@ cpb_install_debian() {
   [ -x /usr/bin/etcd ] || missing+=(etcd-server)
   [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
   command -v age >/dev/null || missing+=(age)
+  command -v zstd >/dev/null || missing+=(zstd)
   [ -x /usr/bin/time ] || missing+=(time)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)

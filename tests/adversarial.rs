@@ -95,6 +95,8 @@ fn base(dir: &Path) -> (Base, PathBuf, String) {
     let mut c = cpbackup(dir);
     c.args(["--output", "json"]);
     etcd_backup(&mut c, &etcd.endpoint, &recipient);
+    // gzip: the crafted bundles below are re-compressed with flate2.
+    c.args(["--compression", "gzip"]);
     c.args(["--node-name", "n1", "--cluster-name", "c1", "--store"])
         .arg(dir.join("store"));
     let name = backed_up(c);
@@ -157,6 +159,9 @@ struct Case {
     unlisted: Vec<usize>,
     /// A record beside the bundle that disagrees with it.
     lying_record: bool,
+    /// What the manifest says the bundle is compressed with (`None`: no such key, as bundles
+    /// written before zstd); the bytes are always gzip.
+    codec: Option<&'static str>,
     /// What every error must name.
     names: &'static str,
 }
@@ -169,6 +174,7 @@ fn case(name: &'static str, names: &'static str, entries: Vec<Raw>) -> Case {
         extra_listed: vec![],
         unlisted: vec![],
         lying_record: false,
+        codec: Some("gzip"),
         names,
     }
 }
@@ -194,6 +200,12 @@ fn craft(b: &Base, c: &Case, recipient: &str) -> Vec<u8> {
     let offset = all.len() - c.entries.len();
     let mut manifest = b.manifest.clone();
     manifest["platform"] = if c.openshift { "openshift" } else { "kubeadm" }.into();
+    match c.codec {
+        Some(codec) => manifest["compression"] = codec.into(),
+        None => {
+            manifest.as_object_mut().unwrap().remove("compression");
+        }
+    }
     manifest["entries"] = all
         .iter()
         .enumerate()
@@ -312,6 +324,14 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
             vec![file("pki/../../outside/x", b"x")],
         ),
         case("absolute path", "absolute", vec![file(abs, b"x")]),
+        Case {
+            codec: Some("zstd"),
+            ..case(
+                "manifest names another codec than the bytes",
+                "manifest says the bundle is zstd",
+                vec![],
+            )
+        },
         case(
             "hard link",
             "pki/hl",
@@ -431,6 +451,7 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
         },
         Case {
             lying_record: true,
+            codec: Some("gzip"),
             ..case("a record that lies", "record", vec![])
         },
         Case {
@@ -609,4 +630,34 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
         stderr(&o)
     );
     assert!(!d.join("state/restore/20200101T000000Z").exists());
+}
+
+#[test]
+fn gzip_bundles_of_the_format_before_zstd_are_still_read() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let (b, key, recipient) = base(d);
+    // A manifest without `compression`, gzip bytes, no record: what earlier releases wrote.
+    let old = Case {
+        codec: None,
+        ..case("old format", "", vec![])
+    };
+    let bundle = d.join("old.cpb");
+    fs::write(&bundle, craft(&b, &old, &recipient)).unwrap();
+    let mut verify = cpbackup(d);
+    verify
+        .args(["--output", "json", "verify", "--identity"])
+        .arg(&key)
+        .arg(&bundle);
+    let o = run(verify);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["details"]["manifest"]["compression"], "gzip");
+    let mut inspect = cpbackup(d);
+    inspect
+        .args(["inspect", "--identity"])
+        .arg(&key)
+        .arg(&bundle);
+    let o = run(inspect);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -18,7 +18,7 @@ fn json(o: &std::process::Output) -> serde_json::Value {
 /// Decrypts with the age CLI and unpacks with GNU tar into `out`; returns `tar -tv` lines.
 fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
     fs::create_dir_all(out).unwrap();
-    let plain = out.with_extension("tar.gz");
+    let plain = out.with_extension("tar.zst");
     let st = Command::new("age")
         .arg("-d")
         .arg("-i")
@@ -30,7 +30,8 @@ fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
         .unwrap();
     assert!(st.success(), "age CLI could not decrypt the bundle");
     let list = Command::new("tar")
-        .arg("-tvzf")
+        .arg("--zstd")
+        .arg("-tvf")
         .arg(&plain)
         .output()
         .unwrap();
@@ -40,7 +41,8 @@ fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
         stderr(&list)
     );
     let x = Command::new("tar")
-        .arg("-xzpf")
+        .arg("--zstd")
+        .arg("-xpf")
         .arg(&plain)
         .arg("-C")
         .arg(out)
@@ -52,13 +54,13 @@ fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
         stderr(&x)
     );
     assert!(
-        Command::new("gzip")
-            .arg("-t")
+        Command::new("zstd")
+            .args(["-q", "-t"])
             .arg(&plain)
             .status()
             .unwrap()
             .success(),
-        "gzip -t rejects the stream"
+        "zstd -t rejects the stream"
     );
     stdout(&list)
 }
@@ -657,4 +659,85 @@ fn openshift_backup_waits_for_rollouts_unless_forced() {
     .unwrap();
     let o = backup(false);
     fails_with(&o, 1, "is the API server running");
+}
+
+#[test]
+fn the_codec_is_a_property_of_the_bundle_and_gzip_stays_on_request() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/shop/cm-", 200, 500);
+    let (key, recipient) = keygen(dir, "k");
+    for (codec, flags) in [("zstd", &[][..]), ("gzip", &["--compression", "gzip"][..])] {
+        let store = dir.join(format!("store-{codec}"));
+        let mut c = cpbackup(dir);
+        c.args(["--output", "json"]);
+        etcd_backup(&mut c, &etcd.endpoint, &recipient);
+        c.args(flags).arg("--store").arg(&store);
+        let name = backed_up(c);
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.join(format!("{name}.json"))).unwrap()).unwrap();
+        assert_eq!(record["compression"], codec, "the record names the codec");
+        // The bytes say what they are, whatever the file is called.
+        let plain = dir.join(format!("plain-{codec}"));
+        let st = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&key)
+            .arg("-o")
+            .arg(&plain)
+            .arg(store.join(&name))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let tool = if codec == "zstd" { "zstd" } else { "gzip" };
+        let ok = Command::new(tool).arg("-t").arg(&plain).status().unwrap();
+        assert!(ok.success(), "{tool} -t rejects a {codec} bundle");
+        // Every reader reads both.
+        let mut verify = cpbackup(dir);
+        verify
+            .args(["--output", "json", "verify", "--identity"])
+            .arg(&key)
+            .arg(store.join(&name));
+        let o = run(verify);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report = json(&o);
+        assert_eq!(report["details"]["manifest"]["compression"], codec);
+        let mut inspect = cpbackup(dir);
+        inspect
+            .args(["--output", "json", "inspect", "--identity"])
+            .arg(&key)
+            .arg(store.join(&name));
+        let o = run(inspect);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(json(&o)["live_keys"].as_u64().unwrap() >= 200, "{codec}");
+    }
+    // As the README says: age, zstd and tar, one pipe.
+    let store = dir.join("store-zstd");
+    let bundle = only_bundle(&store);
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg("age -d -i \"$1\" \"$2\" | zstd -dq | tar -t")
+        .arg("sh")
+        .arg(&key)
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(
+        stdout(&piped).contains("etcd/snapshot.db"),
+        "{}",
+        stdout(&piped)
+    );
+    let mut bad = cpbackup(dir);
+    etcd_backup(&mut bad, &etcd.endpoint, &recipient);
+    bad.args([
+        "--compression",
+        "gzip",
+        "--compression-level",
+        "12",
+        "--store",
+    ])
+    .arg(&store);
+    fails_with(&run(bad), 2, "out of range for gzip");
 }

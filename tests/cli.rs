@@ -103,7 +103,7 @@ fn config_errors_name_the_key_and_exit_2() {
             "endpoint",
         ),
         (
-            "compression_level = 12\n[[store]]\nurl = \"/x\"\n",
+            "compression_level = 25\n[[store]]\nurl = \"/x\"\n",
             "compression_level",
         ),
     ];

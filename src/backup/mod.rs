@@ -44,7 +44,9 @@ pub struct BackupJob {
     pub recipients: Recipients,
     /// Every store the backup goes to.
     pub stores: Vec<StoreSpec>,
-    /// gzip level.
+    /// The compressor.
+    pub codec: crate::bundle::codec::Codec,
+    /// Its level.
     pub level: u32,
     /// Which static pod resources to bundle.
     pub mode: StaticPodsMode,

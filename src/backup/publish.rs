@@ -116,6 +116,7 @@ fn record(
         bundle_size: streamed.fan.bytes,
         bundle_sha256: streamed.fan.sha256(),
         recipients: job.recipients.fingerprints(),
+        compression: Some(job.codec.name().into()),
         forced: job.force,
         tool_version: crate::TOOL_VERSION.into(),
         lock_mode: None,

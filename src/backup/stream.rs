@@ -98,7 +98,7 @@ pub(crate) async fn bundle(
     let bar = crate::progress::bytes_bar(snapshot_size, progress, "snapshot");
     let manifest = manifest(job, source, created, snapshot_size);
     let sources = source.plan.sources.clone();
-    let (recipients, level) = (job.recipients.clone(), job.level);
+    let (recipients, codec, level) = (job.recipients.clone(), job.codec, job.level);
     let etcd_failed = Arc::new(AtomicBool::new(false));
     let snapshot = Watched {
         inner: stream,
@@ -107,7 +107,7 @@ pub(crate) async fn bundle(
     let (pbar, cancel_rx) = (bar.clone(), cancel.clone());
     let pipeline = tokio::task::spawn_blocking(move || -> anyhow::Result<(FanOut, usize)> {
         let threads = default_threads();
-        let mut w = BundleWriter::new(FanOut::new(uploads), &recipients, level, threads)?;
+        let mut w = BundleWriter::new(FanOut::new(uploads), &recipients, codec, level, threads)?;
         let snap = w.append_snapshot(snapshot_size, snapshot, |n| pbar.inc(n))?;
         pbar.finish_and_clear();
         for s in &sources {
@@ -173,6 +173,7 @@ fn manifest(job: &BackupJob, source: &Source, created: &str, snapshot_size: u64)
             bbolt_page_size: 0,
         },
         static_pod_revisions: source.plan.revisions.iter().cloned().collect(),
+        compression: job.codec.name().into(),
         entries: Vec::new(),
     }
 }

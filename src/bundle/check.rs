@@ -565,7 +565,7 @@ fn matches_manifest(
 /// authenticated ciphertext) must describe the same backup.
 fn agree_with_record(m: &Manifest, snap: &SnapshotSummary, r: &Record) -> Result<(), VerifyError> {
     let s = &m.etcd.status;
-    let pairs: [(&str, String, String); 6] = [
+    let mut pairs: Vec<(&str, String, String)> = vec![
         ("cluster", r.cluster.clone(), m.cluster.clone()),
         ("node", r.node.clone(), m.node.clone()),
         (
@@ -589,6 +589,9 @@ fn agree_with_record(m: &Manifest, snap: &SnapshotSummary, r: &Record) -> Result
             snap.size.to_string(),
         ),
     ];
+    if let Some(c) = &r.compression {
+        pairs.push(("compression", c.clone(), m.compression.clone()));
+    }
     for (what, rec, man) in pairs {
         if rec != man {
             return Err(VerifyError::Corrupted(format!(

@@ -62,5 +62,13 @@ pub struct Manifest {
     pub etcd: EtcdInfo,
     #[serde(default)]
     pub static_pod_revisions: BTreeMap<String, u64>,
+    /// The codec the tar is compressed with (`zstd`, `gzip`); bundles written before the
+    /// field existed are gzip.
+    #[serde(default = "gzip")]
+    pub compression: String,
     pub entries: Vec<Entry>,
+}
+
+fn gzip() -> String {
+    "gzip".into()
 }

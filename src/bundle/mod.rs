@@ -64,6 +64,7 @@ mod tests {
                 bbolt_page_size: 0,
             },
             static_pod_revisions: Default::default(),
+            compression: String::new(),
             entries: vec![],
         }
     }
@@ -78,7 +79,7 @@ mod tests {
         std::fs::create_dir_all(tree.path().join("pki/etcd"))?;
         std::fs::write(tree.path().join("pki/etcd/ca.crt"), b"CA-CONTENT")?;
         std::os::unix::fs::symlink("ca.crt", tree.path().join("pki/etcd/link"))?;
-        let mut w = BundleWriter::new(Vec::new(), &r, 1, 2)?;
+        let mut w = BundleWriter::new(Vec::new(), &r, codec::DEFAULT_CODEC, 3, 2)?;
         w.append_snapshot(snapshot.len() as u64, snapshot, |_| {})?;
         w.append_source(&Source {
             path: tree.path().join("pki"),
@@ -140,19 +141,15 @@ mod tests {
         )
         .unwrap();
         let mut tar_bytes = Vec::new();
-        std::io::copy(
-            &mut flate2::read::MultiGzDecoder::new(&plain[..]),
-            &mut tar_bytes,
-        )
-        .unwrap();
+        std::io::copy(&mut codec::Decoder::sequential(&plain[..]), &mut tar_bytes).unwrap();
         let pos = tar_bytes
             .windows(10)
             .position(|w| w == b"CA-CONTENT")
             .unwrap();
         tar_bytes[pos] = b'X';
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar_bytes).unwrap();
-        let e = reader::check_plaintext(&gz.finish().unwrap()[..]).unwrap_err();
+        let mut z = codec::DEFAULT_CODEC.encoder(Vec::new(), 3, 1).unwrap();
+        z.write_all(&tar_bytes).unwrap();
+        let e = reader::check_plaintext(&z.finish().unwrap()[..]).unwrap_err();
         assert!(
             matches!(e, VerifyError::Mismatch(ref m) if m.contains("pki/etcd/ca.crt")),
             "{e}"

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::bundle::codec::{Decoder, default_threads};
+use crate::bundle::codec::{Codec, Decoder, default_threads};
 use crate::bundle::readahead::ReadAhead;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -134,11 +134,10 @@ pub fn read_bundle(
         &taps,
     )?;
     let result = std::thread::scope(|s| {
-        check_tar(
-            Decoder::parallel(ReadAhead::spawn(s, plain), default_threads()),
-            sink,
-            expect,
-        )
+        let mut plain = Decoder::parallel(ReadAhead::spawn(s, plain), default_threads());
+        let checked = check_tar(&mut plain, sink, expect)?;
+        codec_as_named(&checked.manifest, plain.codec())?;
+        Ok(checked)
     });
     let checked = result.map_err(|e| taps.classify(e))?;
 
@@ -276,15 +275,28 @@ fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
     }
 }
 
-/// Checks an already-decrypted bundle (the gzip'd tar) with the checker. The entry point for
+/// The manifest (inside the authenticated ciphertext) names the codec the bytes are in.
+fn codec_as_named(manifest: &Manifest, found: Option<Codec>) -> Result<(), VerifyError> {
+    match found {
+        Some(c) if c.name() == manifest.compression => Ok(()),
+        Some(c) => Err(VerifyError::Mismatch(format!(
+            "the manifest says the bundle is {}, its bytes are {}",
+            manifest.compression,
+            c.name()
+        ))),
+        None => Err(VerifyError::Mismatch(
+            "the bundle's compression could not be told".into(),
+        )),
+    }
+}
+
+/// Checks an already-decrypted bundle (the compressed tar) with the checker. The entry point for
 /// fuzzing the untrusted-bytes parsers.
 pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
-    check_tar(
-        Decoder::sequential(input),
-        &mut Discard,
-        &Expectation::default(),
-    )
-    .map(|c| c.manifest)
+    let mut plain = Decoder::sequential(input);
+    let checked = check_tar(&mut plain, &mut Discard, &Expectation::default())?;
+    codec_as_named(&checked.manifest, plain.codec())?;
+    Ok(checked.manifest)
 }
 
 /// Every tar entry through the checker and into `sink`, then the checker's verdict.

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::codec::{DEFAULT_CODEC, Encoder};
+use crate::bundle::codec::{Codec, Encoder};
 use crate::bundle::manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
 use crate::host::static_pods::Source;
 use crate::keys::Recipients;
@@ -23,6 +23,7 @@ const MAX_DEPTH: usize = 64;
 
 pub struct BundleWriter<W: Write> {
     tar: tar::Builder<Encoder<age::stream::StreamWriter<W>>>,
+    codec: Codec,
     entries: Vec<Entry>,
 }
 
@@ -30,6 +31,7 @@ impl<W: Write> BundleWriter<W> {
     pub fn new(
         out: W,
         recipients: &Recipients,
+        codec: Codec,
         level: u32,
         threads: usize,
     ) -> anyhow::Result<Self> {
@@ -38,10 +40,15 @@ impl<W: Write> BundleWriter<W> {
         )
         .context("setting up age encryption")?;
         let sealed = enc.wrap_output(out).context("writing the age header")?;
-        let mut tar = tar::Builder::new(DEFAULT_CODEC.encoder(sealed, level, threads));
+        let mut tar = tar::Builder::new(
+            codec
+                .encoder(sealed, level, threads)
+                .context("setting up the compressor")?,
+        );
         tar.follow_symlinks(false);
         Ok(BundleWriter {
             tar,
+            codec,
             entries: Vec::new(),
         })
     }
@@ -177,6 +184,7 @@ impl<W: Write> BundleWriter<W> {
     /// Writes the manifest (with every entry appended so far) and closes tar, gzip and age.
     pub fn finish(mut self, mut manifest: Manifest) -> anyhow::Result<W> {
         manifest.entries = std::mem::take(&mut self.entries);
+        manifest.compression = self.codec.name().into();
         let json = serde_json::to_vec_pretty(&manifest)?;
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
@@ -184,8 +192,10 @@ impl<W: Write> BundleWriter<W> {
         h.set_mode(0o600);
         h.set_mtime(now_secs());
         self.tar.append_data(&mut h, MANIFEST_PATH, &json[..])?;
-        let gz = self.tar.into_inner().context("closing the tar stream")?;
-        let sealed = gz.finish().context("flushing gzip")?;
+        let packed = self.tar.into_inner().context("closing the tar stream")?;
+        let sealed = packed
+            .finish()
+            .with_context(|| format!("flushing {}", self.codec.name()))?;
         sealed.finish().context("closing the age stream")
     }
 }

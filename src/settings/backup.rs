@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::Settings;
 use super::flags::{BackupSettings, RetentionFlags};
 use crate::backup::BackupJob;
-use crate::bundle::codec;
+use crate::bundle::codec::{self, Codec};
 use crate::error::usage;
 use crate::host::static_pods::StaticPodsMode;
 use crate::keys::Recipients;
@@ -54,7 +54,8 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
         etcd: super::etcd::resolve(&args.etcd, &file.etcd)?,
         recipients,
         stores: s.stores(&args.stores)?,
-        level: compression_level(args.compression_level, s)?,
+        codec: codec(args, s),
+        level: compression_level(codec(args, s), args.compression_level, s)?,
         mode: args
             .static_pods
             .or(file.static_pods)
@@ -69,15 +70,23 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
     })
 }
 
-/// gzip level, 1..=9.
-pub fn compression_level(flag: Option<u32>, s: &Settings) -> anyhow::Result<u32> {
+/// The compressor of new bundles: flag, file, else zstd.
+pub fn codec(args: &BackupSettings, s: &Settings) -> Codec {
+    args.compression
+        .or(s.file.compression)
+        .unwrap_or(codec::DEFAULT_CODEC)
+}
+
+/// The codec's level: flag, file, else the codec's default; in the codec's range.
+pub fn compression_level(codec: Codec, flag: Option<u32>, s: &Settings) -> anyhow::Result<u32> {
     let level = flag
         .or(s.file.compression_level)
-        .unwrap_or(codec::DEFAULT_LEVEL);
-    let levels = codec::DEFAULT_CODEC.levels();
+        .unwrap_or(codec.default_level());
+    let levels = codec.levels();
     if !levels.contains(&level) {
         return Err(usage(format!(
-            "compression_level = {level} is out of range: use {} (fastest) to {} (smallest)",
+            "compression_level = {level} is out of range for {}: use {} (fastest) to {} (smallest)",
+            codec.name(),
             levels.start(),
             levels.end()
         )));
@@ -105,7 +114,12 @@ mod tests {
     #[test]
     fn compression_level_range() {
         let s = Settings::with_file(&Default::default(), Default::default());
-        assert!(compression_level(Some(0), &s).is_err());
-        assert_eq!(compression_level(Some(9), &s).unwrap(), 9);
+        assert!(compression_level(Codec::Gzip, Some(0), &s).is_err());
+        assert_eq!(compression_level(Codec::Gzip, Some(9), &s).unwrap(), 9);
+        let e = compression_level(Codec::Gzip, Some(19), &s).unwrap_err();
+        assert!(e.to_string().contains("for gzip"), "{e}");
+        assert_eq!(compression_level(Codec::Zstd, Some(19), &s).unwrap(), 19);
+        assert_eq!(compression_level(Codec::Zstd, None, &s).unwrap(), 3);
+        assert!(compression_level(Codec::Zstd, Some(23), &s).is_err());
     }
 }

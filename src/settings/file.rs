@@ -42,7 +42,9 @@ pub struct FileConfig {
     /// `identities`: age identity files that decrypt backups.
     #[serde(default)]
     pub identities: Vec<PathBuf>,
-    /// `compression_level`: 1 (fastest) to 9 (smallest).
+    /// `compression`: zstd (default) or gzip.
+    pub compression: Option<crate::bundle::codec::Codec>,
+    /// `compression_level`: zstd 1–19 (default 3), gzip 1–9 (default 1).
     pub compression_level: Option<u32>,
     /// ed25519 key that signs each record (`backup --signing-key`).
     pub signing_key: Option<PathBuf>,

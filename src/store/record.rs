@@ -33,6 +33,9 @@ pub struct Record {
     pub bundle_sha256: String,
     /// Fingerprints of the age recipients.
     pub recipients: Vec<String>,
+    /// The bundle's codec (`zstd`, `gzip`); absent in records written before it was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
     /// Taken with `--force` (possibly dirty).
     pub forced: bool,
     /// cpbackup's version.
@@ -92,6 +95,7 @@ impl Record {
             bundle_size,
             bundle_sha256: "00".into(),
             recipients: vec![],
+            compression: None,
             forced: false,
             tool_version: "0".into(),
             lock_mode: None,
