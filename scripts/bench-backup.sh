@@ -1,66 +1,89 @@
 #!/usr/bin/env bash
 # Benchmark of `cpbackup backup` against what an operator scripts today, in one run, as ratios.
 #
-#   floor:    etcdctl snapshot save                      (just reading etcd's stream to disk)
-#   baseline: etcdctl snapshot save; gzip -c | age -r    (the shell-script way; default gzip -6)
-#   cpbackup: cpbackup backup --static-pods none         (stream → tar → gzip → age → store)
+#   floor:      etcdctl snapshot save                          (reading etcd's stream to disk)
+#   zstd pipe:  etcdctl snapshot save; zstd -T0 -3 | age -r    (the careful script, as talos-backup)
+#   gzip pipe:  etcdctl snapshot save; gzip -c | age -r        (the usual script; gzip -6)
+#   cpbackup:   cpbackup backup --static-pods none             (stream → tar → zstd → age → store)
+#   cpb-gzip:   the same with --compression gzip               (for comparison)
 #
-# etcd 3.5 is seeded with Kubernetes-like objects to each size in SIZES_MIB (default 256 and
-# 1024 MiB of data), and at each size every contender runs ROUNDS times, interleaved; the median
-# wall time and the peak RSS (GNU time) are reported. Goals (issue 2): cpbackup ≤ 0.7× baseline,
-# ≤ 1.3× floor, peak RSS ≤ 64 MiB at every size.
+# etcd 3.5 is seeded with real Kubernetes objects (the serialization fixtures in ../shared: every
+# built-in type in protobuf, a quarter as JSON like custom resources, each copy with its own
+# name, namespace and uid) to each database size in SIZES_MIB (default 256 and 1024 MiB). At each
+# size every contender runs ROUNDS times, interleaved; median wall time, peak RSS (GNU time) and
+# bundle size are reported, then `cpbackup verify` of the zstd and the gzip bundle. Goals
+# (issue 17): bundle ≤ 1.0× the zstd pipe's; wall ≤ 1.0× floor and ≤ 0.7× the zstd pipe; peak
+# RSS ≤ 64 MiB; verify of a zstd bundle ≥ 1.5× faster than of a gzip one.
 #
 # Usage: scripts/bench-backup.sh [--sizes "256 1024"] [--rounds 3] [--level N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 LEVEL=""
-cpb_bench_args 2,14 "sizes=SIZES_MIB:256 1024" rounds=ROUNDS:3 level=LEVEL -- "$@"
+cpb_bench_args 2,19 "sizes=SIZES_MIB:256 1024" rounds=ROUNDS:3 level=LEVEL -- "$@"
 cpb_bench_setup bench
-ETCD=$CPBACKUP_TEST_ETCD35_DIR
-
-PORT=$(cpb_free_port)
-EP=http://127.0.0.1:$PORT
-PIDS+=("$(cpb_start_etcd "$ETCD" "$WORK/etcd" "$PORT" "$WORK/etcd.log")")
+[ -n "${CPBACKUP_K8S_FIXTURES:-}" ] || { echo "the Kubernetes serialization fixtures are needed (../shared/fixtures)" >&2; exit 1; }
+cpb_bench_etcd
 "$BIN" keygen --out "$WORK/key" >"$WORK/recipient" 2>/dev/null
 R=$(cat "$WORK/recipient")
-export ETCDCTL_API=3
 
-
-
-baseline() {
-  "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/base.db" >/dev/null
-  gzip -c "$WORK/base.db" | age -r "$R" >"$WORK/base.db.gz.age"
+zstd_pipe() {
+  "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/zpipe.db" >/dev/null
+  zstd -q -T0 -3 -c "$WORK/zpipe.db" | age -r "$R" >"$WORK/zpipe.db.zst.age"
 }
-export -f baseline
+gzip_pipe() {
+  "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/gpipe.db" >/dev/null
+  gzip -c "$WORK/gpipe.db" | age -r "$R" >"$WORK/gpipe.db.gz.age"
+}
+export -f zstd_pipe gzip_pipe
 export ETCD EP WORK R
 
-printf '\n%-6s %-9s %9s %9s %9s %12s %12s %10s %10s\n' "data" "db" "floor s" "base s" "cpb s" "cpb/base" "cpb/floor" "RSS MiB" "bundle"
 keys=0
 for size in $SIZES_MIB; do
-  target=$((size * 1024 * 1024 / 4096))
-  cpb_log "seeding etcd to ~${size} MiB of objects ($target keys)"
-  cpb_seed_etcd "$ETCD" "$EP" "$target" 0 json "$keys"
+  target=$((size * 1024 * 1024 / 3500)) # ~3.5 KiB of database per object
+  cpb_log "seeding etcd to a ~${size} MiB database of Kubernetes objects ($target keys)"
+  cpb_seed_etcd "$ETCD" "$EP" "$target" 0 fixtures "$keys"
   keys=$target
   : >"$WORK/times"
   for round in $(seq 1 "$ROUNDS"); do
-    rm -rf "$WORK/store" "$WORK/floor.db" "$WORK/base.db" "$WORK/base.db.gz.age"
+    rm -rf "$WORK/store" "$WORK/store-gzip" "$WORK"/*.db "$WORK"/*.age
     cpb_measure floor "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/floor.db"
-    cpb_measure baseline bash -c baseline
+    cpb_measure zstd_pipe bash -c zstd_pipe
+    cpb_measure gzip_pipe bash -c gzip_pipe
     cpb_measure cpbackup "$BIN" -q backup --static-pods none --etcd-endpoint "$EP" --recipient "$R" \
       --store "$WORK/store" --state-dir "$WORK/state" ${LEVEL:+--compression-level "$LEVEL"}
-    [ "$round" -lt "$ROUNDS" ] || "$BIN" -q verify --store "$WORK/store" --identity "$WORK/key" --latest >/dev/null
+    cpb_measure cpb_gzip "$BIN" -q backup --static-pods none --etcd-endpoint "$EP" --recipient "$R" \
+      --store "$WORK/store-gzip" --state-dir "$WORK/state" --compression gzip
+    cpb_measure verify_zstd "$BIN" -q verify --store "$WORK/store" --identity "$WORK/key" --latest
+    cpb_measure verify_gzip "$BIN" -q verify --store "$WORK/store-gzip" --identity "$WORK/key" --latest
   done
-  dbsize=$(stat -c %s "$WORK/floor.db")
-  bundle=$(find "$WORK/store" -name '*.cpb' -printf '%s\n' | head -1)
-  python3 - "$WORK/times" "$size" "$dbsize" "$bundle" <<'PY'
+  db=$(stat -c %s "$WORK/floor.db")
+  cpb=$(find "$WORK/store" -name '*.cpb' -printf '%s\n' | head -1)
+  cpbg=$(find "$WORK/store-gzip" -name '*.cpb' -printf '%s\n' | head -1)
+  zp=$(stat -c %s "$WORK/zpipe.db.zst.age")
+  gp=$(stat -c %s "$WORK/gpipe.db.gz.age")
+  python3 - "$WORK/times" "$size" "$db" "$cpb" "$cpbg" "$zp" "$gp" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 med = lambda n: statistics.median(float(r[1]) for r in rows if r[0] == n)
 rss = lambda n: max(int(r[2]) for r in rows if r[0] == n) / 1024
-f, b, c = med("floor"), med("baseline"), med("cpbackup")
-db, bundle = int(sys.argv[3]), int(sys.argv[4])
-print("%-6s %-9s %9.2f %9.2f %9.2f %12.2f %12.2f %10.1f %9.1f%%" % (
-    sys.argv[2] + "M", "%.0fMiB" % (db / 2**20), f, b, c, c / b, c / f, rss("cpbackup"), 100 * bundle / db))
+size, db, cpb, cpbg, zp, gp = sys.argv[2], *map(int, sys.argv[3:8])
+mib = lambda b: b / 2**20
+print("\nseeded for %s MiB: database %.0f MiB" % (size, mib(db)))
+print("%-34s %8s %9s %11s %9s" % ("", "seconds", "peak RSS", "bundle", "of db"))
+for name, label, b in [("floor", "etcdctl snapshot save", None), ("zstd_pipe", "... ; zstd -T0 -3 | age", zp),
+                       ("gzip_pipe", "... ; gzip | age", gp), ("cpbackup", "cpbackup backup (zstd)", cpb),
+                       ("cpb_gzip", "cpbackup backup --compression gzip", cpbg)]:
+    size_s = ("%8.1f MiB %8.1f%%" % (mib(b), 100 * b / db)) if b else ""
+    print("%-34s %8.2f %5.0f MiB %s" % (label, med(name), rss(name), size_s))
+c, f, z = med("cpbackup"), med("floor"), med("zstd_pipe")
+vz, vg = med("verify_zstd"), med("verify_gzip")
+print("cpbackup bundle / zstd pipe bundle:  %.2fx (goal <= 1.0)" % (cpb / zp))
+print("cpbackup wall / etcdctl save:        %.2fx (goal <= 1.0)" % (c / f))
+print("cpbackup wall / zstd pipe:           %.2fx (goal <= 0.7)" % (c / z))
+print("cpbackup peak RSS:                   %.0f MiB (goal <= 64)" % rss("cpbackup"))
+print("verify: zstd %.2f s (%.0f MiB), gzip %.2f s (%.0f MiB): gzip/zstd %.2fx (goal >= 1.5)" % (
+    vz, rss("verify_zstd"), vg, rss("verify_gzip"), vg / vz))
+print("gzip for comparison: bundle %.2fx the zstd pipe's, wall %.2fx etcdctl save" % (cpbg / zp, med("cpb_gzip") / f))
 PY
 done

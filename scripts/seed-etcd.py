@@ -6,9 +6,13 @@ transactions of --per-txn keys, two at a time. Styles:
   raw   values are hex blobs of --value-bytes (what `inspect` and `restore` measure);
   kube  values as the API server stores them: ConfigMaps and Secrets as protobuf envelopes
         (k8s\\0 + runtime.Unknown), the other kinds as JSON, through etcd's JSON gateway;
-  json  ~4 KiB Kubernetes-style JSON objects (labels, annotations, 40 data keys).
+  json  ~4 KiB Kubernetes-style JSON objects (labels, annotations, 40 data keys);
+  fixtures  real Kubernetes objects: the serialization fixtures (--fixtures DIR, every
+        built-in type as kube-apiserver stores it in protobuf, and as JSON for a quarter of the
+        keys, like custom resources), each key's copy with its own name, namespace and uid
+        (same-length substitutions, so the protobuf stays valid).
 Usage: seed-etcd.py --etcdctl PATH --endpoint URL --keys N [--from N] [--value-bytes N]
-                    [--style raw|kube|json] [--per-txn N]
+                    [--style raw|kube|json|fixtures] [--fixtures DIR] [--per-txn N]
 """
 import argparse
 import base64
@@ -69,11 +73,44 @@ def json_object(i):
     return "/registry/%s/%s/obj-%d" % (kind, ns, i), json.dumps(o, separators=(",", ":")).encode()
 
 
+_FIXTURES = []
+
+
+def fixtures(d):
+    if not _FIXTURES:
+        import os
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".pb") or name.endswith(".json"):
+                kind = name.rsplit(".", 2)[-2].lower() + "s"
+                _FIXTURES.append((kind, name.endswith(".json"), open(os.path.join(d, name), "rb").read()))
+    return _FIXTURES
+
+
+def same_length(value, placeholder, token):
+    token = (token * (len(placeholder) // len(token) + 1))[:len(placeholder)]
+    return value.replace(placeholder, token.encode())
+
+
+def fixture_pair(a, i):
+    objs = fixtures(a.fixtures)
+    pb = [o for o in objs if not o[1]]
+    js = [o for o in objs if o[1]]
+    kind, _, value = js[i % len(js)] if i % 4 == 3 else pb[i % len(pb)]
+    ns = "ns-%d" % (i % 211)
+    value = same_length(value, b"namespaceValue", ns + "-")
+    value = same_length(value, b"nameValue", "o%x-" % i)
+    value = same_length(value, b"uidValue", "%08x" % (i * 2654435761 % 2**32))
+    return "/registry/%s/%s/obj-%d" % (kind, ns, i), value
+
+
 def pairs(a, start, end):
     r = random.Random(start)
     for i in range(start, end):
         if a.style == "json":
             yield json_object(i)
+            continue
+        if a.style == "fixtures":
+            yield fixture_pair(a, i)
             continue
         kind, ns, name = RAW_KINDS[i % len(RAW_KINDS)], "ns-%d" % (i % 211), "obj-%d" % i
         blob = ("%x" % r.getrandbits(a.value_bytes * 4 + 8))[:a.value_bytes]
@@ -82,7 +119,7 @@ def pairs(a, start, end):
 
 
 def put(a, kvs):
-    if a.style == "kube":
+    if a.style in ("kube", "fixtures"):
         # etcdctl cannot pass binary values (the NUL in k8s\0): etcd's JSON gateway can
         ops = [{"requestPut": {"key": base64.b64encode(k.encode()).decode(), "value": base64.b64encode(v).decode()}}
                for k, v in kvs]
@@ -102,7 +139,8 @@ def main():
     p.add_argument("--keys", type=int, required=True, help="write keys below this index")
     p.add_argument("--from", dest="start", type=int, default=0, help="first key index")
     p.add_argument("--value-bytes", type=int, default=1900)
-    p.add_argument("--style", choices=["raw", "kube", "json"], default="raw")
+    p.add_argument("--style", choices=["raw", "kube", "json", "fixtures"], default="raw")
+    p.add_argument("--fixtures", help="the serialization fixtures (style fixtures)")
     p.add_argument("--per-txn", type=int, default=1000)
     a = p.parse_args()
     starts = range(a.start, a.keys, a.per_txn)
