@@ -6,14 +6,17 @@
 # what an operator does by hand: that restore, then etcd started on it until it serves.
 # Median of ROUNDS runs; peak RSS from GNU time.
 # Usage: scripts/bench-restore.sh [--keys 520000] [--value-bytes 1900] [--rounds 3] [--work DIR]
+#        [--compression zstd|gzip] [--style raw|fixtures]
 #   --work DIR: keep the seeded node, store and snapshot in DIR and reuse them next time
+#   --compression: the bundle's codec; --style: what the keys hold (fixtures: real objects)
 #   The restore's phases (from its JSON log) are reported as medians too.
 #   CPBACKUP_BENCH_BIN=/path/to/other/cpbackup measures another build on the same node (--work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 KEEP=
-cpb_bench_args 2,10 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 work=KEEP -- "$@"
+cpb_bench_args 2,12 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 work=KEEP \
+  compression=COMPRESSION:zstd style=STYLE:raw -- "$@"
 cpb_bench_setup bench-restore
 if [ -n "$KEEP" ]; then
   rm -rf "$WORK"
@@ -82,9 +85,10 @@ for _ in $(seq 1 300); do "$ETCD/etcdctl" --endpoints "$EP" endpoint health >/de
 KEY=$WORK/key.txt
 if [ -z "$PREPARED" ]; then
 cpb_log "seeding $KEYS keys of ~$VALUE bytes (1000 per txn)"
-cpb_seed_etcd "$ETCD" "$EP" "$KEYS" "$VALUE" raw
+cpb_seed_etcd "$ETCD" "$EP" "$KEYS" "$VALUE" "$STYLE"
 R=$("$BIN" keygen --out "$KEY" 2>&1 | grep -o 'age1[0-9a-z]*' | head -1)
-"$BIN" --host-root "$ROOT" backup --recipient "$R" --store "$WORK/store" --etcd-endpoint "$EP" --node-name cp-1 -q >/dev/null
+"$BIN" --host-root "$ROOT" backup --recipient "$R" --store "$WORK/store" --etcd-endpoint "$EP" --node-name cp-1 \
+  --compression "$COMPRESSION" -q >/dev/null
 "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/snap.db" >/dev/null 2>&1
 echo "$PORT $PEER" >"$WORK/ports"
 touch "$WORK/prepared"

@@ -134,9 +134,11 @@ pub fn read_bundle(
         &taps,
     )?;
     let result = std::thread::scope(|s| {
-        let mut plain = Decoder::parallel(ReadAhead::spawn(s, plain), default_threads());
-        let checked = check_tar(&mut plain, sink, expect)?;
-        codec_as_named(&checked.manifest, plain.codec())?;
+        let plain = Decoder::parallel(ReadAhead::spawn(s, plain), default_threads());
+        let detected = plain.detected();
+        // Decompression on a thread of its own too, ahead of tar, hashing and the sink.
+        let checked = check_tar(ReadAhead::spawn(s, plain), sink, expect)?;
+        codec_as_named(&checked.manifest, detected.get().copied())?;
         Ok(checked)
     });
     let checked = result.map_err(|e| taps.classify(e))?;

@@ -9,6 +9,7 @@ pub mod gzip_read;
 pub mod gzip_write;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::{Arc, OnceLock};
 
 use clap::ValueEnum;
 use gzip_read::ParGzReader;
@@ -144,6 +145,7 @@ impl<W: Write> Write for Encoder<W> {
 pub struct Decoder<R: Read> {
     state: State<R>,
     threads: usize,
+    detected: Arc<OnceLock<Codec>>,
 }
 
 enum State<R: Read> {
@@ -165,6 +167,7 @@ impl<R: Read> Decoder<R> {
         Decoder {
             state: State::Undetected(BufReader::with_capacity(256 * 1024, input)),
             threads: threads.max(1),
+            detected: Arc::default(),
         }
     }
 
@@ -173,7 +176,14 @@ impl<R: Read> Decoder<R> {
         Decoder {
             state: State::Undetected(BufReader::with_capacity(64 * 1024, input)),
             threads: 0,
+            detected: Arc::default(),
         }
+    }
+
+    /// Where the codec will be, once the first read told it (for a caller that hands the
+    /// decoder to another thread).
+    pub fn detected(&self) -> Arc<OnceLock<Codec>> {
+        self.detected.clone()
     }
 
     /// The codec of the stream, once the first read told it.
@@ -190,6 +200,9 @@ impl<R: Read> Decoder<R> {
             return Ok(());
         };
         let head = input.fill_buf()?;
+        if let Some(c) = Codec::detect(head) {
+            let _ = self.detected.set(c);
+        }
         self.state = match Codec::detect(head) {
             Some(Codec::Zstd) => State::Zstd(zstd::stream::read::Decoder::with_buffer(input)?),
             Some(Codec::Gzip) if self.threads == 0 => {
