@@ -160,7 +160,7 @@ h = med("by-hand")
 print("%-44s %8.2f %7.0f MiB" % ("etcdutl restore, then etcd until it serves", h, rss("by-hand")))
 print("%-44s %8.2f" % ("  of which etcdutl (median above)", e))
 print("%-44s %8.2f %7.0f MiB" % ("cpbackup restore (bundle -> etcd serving)", c, rss("cpbackup")))
-for p, what in [("unpack", "fetch, decrypt, gunzip, verify, stage"), ("stop", "stop etcd"),
+for p, what in [("unpack", "fetch, decrypt, decompress, verify, stage"), ("stop", "stop etcd"),
                 ("etcdutl", "etcdutl snapshot restore --skip-hash-check"), ("serve", "etcd start until it serves")]:
     print("%-44s %8.2f" % ("  " + what, med("phase-" + p)))
 print("cpbackup restore / etcdutl restore: %.2fx (goal <= 1.2)" % (c / e))
