@@ -115,6 +115,26 @@ pub struct Etcd {
     ctl_tls: Vec<String>,
 }
 
+/// `etcd --name NAME --data-dir DIR` listening and advertising on `client` and `peer`.
+fn member(version: Version, name: &str, data_dir: &Path, client: &str, peer: &str) -> Command {
+    let mut cmd = Command::new(version.bin("etcd"));
+    cmd.args(["--name", name, "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+        ]);
+    cmd
+}
+
 impl Etcd {
     /// Starts a single member listening on `ip:client_port` (plain or mTLS) and waits until it serves.
     pub fn start(
@@ -129,22 +149,8 @@ impl Etcd {
         let scheme = if pki.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{ip}:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let mut cmd = Command::new(version.bin("etcd"));
-        cmd.args(["--name", "m0", "--data-dir"])
-            .arg(&data_dir)
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("m0={peer}")])
+        let mut cmd = member(version, "m0", &data_dir, &endpoint, &peer);
+        cmd.args(["--initial-cluster", &format!("m0={peer}")])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
             .args(["--quota-backend-bytes", &(8u64 << 30).to_string()])
             .env("ETCD_UNSUPPORTED_ARCH", "")
@@ -296,21 +302,7 @@ impl EtcdCluster {
             let endpoint = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let data_dir = dir.join(format!("etcd-m{i}"));
-            let child = Command::new(version.bin("etcd"))
-                .args(["--name", &format!("m{i}"), "--data-dir"])
-                .arg(&data_dir)
-                .args([
-                    "--listen-client-urls",
-                    &endpoint,
-                    "--advertise-client-urls",
-                    &endpoint,
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer_url,
-                    "--initial-advertise-peer-urls",
-                    &peer_url,
-                ])
+            let child = member(version, &format!("m{i}"), &data_dir, &endpoint, &peer_url)
                 .args([
                     "--initial-cluster",
                     &initial,
