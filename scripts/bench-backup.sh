@@ -9,7 +9,8 @@
 #
 # etcd 3.5 is seeded with real Kubernetes objects (the serialization fixtures in ../shared: every
 # built-in type in protobuf, a quarter as JSON like custom resources, each copy with its own
-# name, namespace and uid) to each database size in SIZES_MIB (default 256 and 1024 MiB). At each
+# name, namespace and uid, the other placeholder strings from a small vocabulary, so that it
+# compresses like a real cluster) to each database size in SIZES_MIB (default 256 and 1024 MiB). At each
 # size every contender runs ROUNDS times, interleaved; median wall time, peak RSS (GNU time) and
 # bundle size are reported, then `cpbackup verify` of the zstd and the gzip bundle. Goals
 # (issue 17): bundle ≤ 1.0× the zstd pipe's; wall ≤ 1.0× floor and ≤ 0.7× the zstd pipe; peak

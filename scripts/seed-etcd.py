@@ -100,7 +100,20 @@ def fixture_pair(a, i):
     value = same_length(value, b"namespaceValue", ns + "-")
     value = same_length(value, b"nameValue", "o%x-" % i)
     value = same_length(value, b"uidValue", "%08x" % (i * 2654435761 % 2**32))
+    if a.vocabulary:
+        # every other placeholder (`<field>Value`) becomes one of `vocabulary` words of its
+        # length: names, labels and images repeat in a cluster, but not all alike
+        value = PLACEHOLDER.sub(lambda m: word(a, i, m), value)
     return "/registry/%s/%s/obj-%d" % (kind, ns, i), value
+
+
+PLACEHOLDER = __import__("re").compile(rb"[a-z][A-Za-z]{1,40}Value")
+
+
+def word(a, i, m):
+    n = len(m.group(0))
+    r = random.Random(((i * 7919 + m.start()) % a.vocabulary) * 64 + n)
+    return bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz0123456789-") for _ in range(n))
 
 
 def pairs(a, start, end):
@@ -141,6 +154,8 @@ def main():
     p.add_argument("--value-bytes", type=int, default=1900)
     p.add_argument("--style", choices=["raw", "kube", "json", "fixtures"], default="raw")
     p.add_argument("--fixtures", help="the serialization fixtures (style fixtures)")
+    p.add_argument("--vocabulary", type=int, default=0,
+                   help="style fixtures: replace the other placeholders with words from a vocabulary of N")
     p.add_argument("--per-txn", type=int, default=1000)
     a = p.parse_args()
     starts = range(a.start, a.keys, a.per_txn)
