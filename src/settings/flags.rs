@@ -158,7 +158,7 @@ pub struct BackupSettings {
     /// host root).
     #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// The compressor of new bundles: zstd (default; a sixth of gzip -1's size, a quarter of
+    /// The compressor of new bundles: zstd (default; a fifth of gzip -1's size, a quarter of
     /// gzip -6's, on etcd snapshots of Kubernetes objects) or gzip.
     /// Bundles of either kind are always readable.
     #[arg(long, env = "CPBACKUP_COMPRESSION", value_enum)]
