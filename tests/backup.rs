@@ -711,6 +711,18 @@ fn the_codec_is_a_property_of_the_bundle_and_gzip_stays_on_request() {
         let o = run(inspect);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(json(&o)["live_keys"].as_u64().unwrap() >= 200, "{codec}");
+        // A record (writable by anyone with PutObject) that names another codec is a forgery.
+        let rec_path = store.join(format!("{name}.json"));
+        let mut forged = record.clone();
+        forged["compression"] = if codec == "zstd" { "gzip" } else { "zstd" }.into();
+        fs::write(&rec_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+        let mut verify = cpbackup(dir);
+        verify
+            .args(["verify", "--identity"])
+            .arg(&key)
+            .arg(store.join(&name));
+        fails_with(&run(verify), 1, "the record says compression");
+        fs::write(&rec_path, serde_json::to_vec(&record).unwrap()).unwrap();
     }
     // As the README says: age, zstd and tar, one pipe.
     let store = dir.join("store-zstd");

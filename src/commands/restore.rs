@@ -49,17 +49,18 @@ impl Mode {
 
 /// Restore, `--disable-etcd`, `--continue`, `--rollback` or `--post-restore` alone.
 pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
+    let state_dir = s.state_dir(args.state_dir.as_deref());
+    let session = Session::open(
+        s.host(),
+        &state_dir,
+        Duration::from_secs(args.wait_timeout.max(1)),
+    )?;
     let ui = Terminal {
         yes: args.yes,
         quiet: s.quiet,
         format: s.output,
-        restore_dir: s.state_dir(args.state_dir.as_deref()).join("restore"),
+        restore_dir: session.restore_dir.clone(),
     };
-    let session = Session::open(
-        s.host(),
-        &s.state_dir(args.state_dir.as_deref()),
-        Duration::from_secs(args.wait_timeout.max(1)),
-    )?;
     match Mode::of(args) {
         Mode::PostOnly => {
             let platform = session.existing.as_ref().map(|j| j.platform);

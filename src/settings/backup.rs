@@ -28,6 +28,7 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
             .as_deref()
             .or(file.recipients_file.as_deref()),
     )?;
+    let codec = codec(args, s);
     let mut extra = file.extra_paths.clone();
     extra.extend(args.extra_paths.iter().cloned());
     let node = args.node_name.clone().or_else(|| file.node_name.clone());
@@ -54,8 +55,8 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
         etcd: super::etcd::resolve(&args.etcd, &file.etcd)?,
         recipients,
         stores: s.stores(&args.stores)?,
-        codec: codec(args, s),
-        level: compression_level(codec(args, s), args.compression_level, s)?,
+        codec,
+        level: compression_level(codec, args.compression_level, s)?,
         mode: args
             .static_pods
             .or(file.static_pods)

@@ -204,10 +204,11 @@ impl<R: Read> Decoder<R> {
             return Ok(());
         };
         let head = input.fill_buf()?;
-        if let Some(c) = Codec::detect(head) {
+        let found = Codec::detect(head);
+        if let Some(c) = found {
             let _ = self.detected.set(c);
         }
-        self.state = match Codec::detect(head) {
+        self.state = match found {
             Some(Codec::Zstd) => State::Zstd(zstd::stream::read::Decoder::with_buffer(input)?),
             Some(Codec::Gzip) if self.threads == 0 => {
                 State::GzipSequential(Box::new(flate2::read::MultiGzDecoder::new(input)))
