@@ -205,6 +205,12 @@ pub struct RestoreArgs {
     /// host's /usr/local/bin and /usr/bin). Not used on OpenShift, where etcd's image restores.
     #[arg(long, env = "CPBACKUP_ETCDUTL", value_name = "FILE")]
     pub etcdutl: Option<PathBuf>,
+    /// Raise the restored revision by N and mark every older one compacted, so that clients
+    /// that saw later revisions than the backup's relist instead of keeping stale caches
+    /// (default 1,000,000,000, the value Kubernetes' docs use). Done by etcdutl where it has
+    /// --bump-revision (etcd 3.5.10+), else by cpbackup on the restored database.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    pub bump_revision: Option<u64>,
     /// Seconds to wait for a pod to stop or for etcd to serve before failing (default 300).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub wait_timeout: u64,

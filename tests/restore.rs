@@ -121,6 +121,37 @@ impl Node {
         );
     }
 
+    /// The restored member serves a revision a billion above what clients saw, older revisions
+    /// are compacted, and the database etcd wrote on top of cpbackup's bump survives a restart
+    /// and a defragmentation (which rewrites every page).
+    fn assert_bumped(&self, seen: i64) {
+        let (v, ep) = (self.version, self.endpoint.as_str());
+        let served = served_revision(v, ep);
+        assert!(
+            served > seen + 999_000_000,
+            "serves {served}, clients saw {seen}"
+        );
+        let old = etcdctl(v, ep, &["get", "/registry/a1", &format!("--rev={seen}")]);
+        assert!(
+            !old.status.success() && stderr(&old).contains("compacted"),
+            "a read at an old revision must be refused as compacted: {}",
+            stderr(&old)
+        );
+        let put = etcdctl(v, ep, &["put", "/registry/new", "x", "-w", "json"]);
+        let header: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+        assert_eq!(header["header"]["revision"].as_i64(), Some(served + 1));
+        let manifest = self.root.join("etc/kubernetes/manifests/etcd.yaml");
+        let aside = self.dir.join("etcd.yaml.restart");
+        fs::rename(&manifest, &aside).unwrap();
+        wait_until_down(v, ep);
+        fs::rename(&aside, &manifest).unwrap();
+        wait_for_key(v, ep, "/registry/new", Some("x"));
+        assert_eq!(served_revision(v, ep), served + 1);
+        ok(&etcdctl(v, ep, &["defrag"]));
+        wait_for_key(v, ep, "/registry/a3", Some("before"));
+        let _ = etcdctl(v, ep, &["del", "/registry/new"]);
+    }
+
     fn journal(&self) -> serde_json::Value {
         serde_json::from_slice(&fs::read(self.dir.join("state/restore/journal.json")).unwrap())
             .unwrap()
@@ -128,6 +159,17 @@ impl Node {
 
     fn digest(&self) -> String {
         tree_digest(&self.root, &["var/lib/etcd"])
+    }
+}
+
+/// Polls until etcd at `ep` no longer answers.
+fn wait_until_down(v: Version, ep: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while etcdctl(v, ep, &["endpoint", "health"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd at {ep} did not stop"
+        );
     }
 }
 
@@ -173,10 +215,12 @@ fn restores_and_keeps_the_old_data(version: Version) {
     assert_eq!(files_under(&n.root.join("var/lib/etcd")), etcd_files);
     assert!(!n.dir.join("state/restore/journal.json").exists());
 
+    let backup_rev = served_revision(version, &n.endpoint);
     let o = run(n.restore(&["--latest", "--yes"]));
     ok(&o);
     assert!(stdout(&o).contains("Next steps"), "{}", stdout(&o));
     n.assert_restored();
+    n.assert_bumped(backup_rev);
     let j = n.journal();
     assert_eq!(j["outcome"], "completed");
     // The old data directory sits intact where the journal says: an etcd started on a copy of
@@ -433,6 +477,7 @@ fn bump_flags_go_to_an_etcdutl_that_has_them() {
     .arg(&n.store)
     .arg("--etcdutl")
     .arg(&shim)
+    .args(["--bump-revision", "12345"])
     // etcd serves the unbumped revision here, so do not wait for the bumped one
     .args(["--wait-timeout", "3"]);
     let _ = run(c);
@@ -449,7 +494,7 @@ fn bump_flags_go_to_an_etcdutl_that_has_them() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(bump >= 1, "{args}");
+    assert_eq!(bump, 12345, "{args}");
 }
 
 #[test]

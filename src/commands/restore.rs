@@ -131,6 +131,9 @@ fn restore(
         etcd: &etcd,
         ids: &ids,
         progress: s.progress(),
+        bump: args
+            .bump_revision
+            .unwrap_or(crate::restore::plan::DEFAULT_BUMP),
     };
     if args.dry_run {
         return restore.dry_run(chosen, ui);

@@ -92,6 +92,8 @@ pub struct Restore<'a> {
     pub ids: &'a Identities,
     /// Show an unpack progress bar.
     pub progress: bool,
+    /// How far to raise the restored revision.
+    pub bump: u64,
 }
 
 /// Where one operation keeps its files, and what it is called.
@@ -203,6 +205,7 @@ impl Restore<'_> {
             etcd: self.etcd,
             tool: self.target.tool.as_ref(),
             token: &work.token,
+            bump: self.bump,
         })
     }
 

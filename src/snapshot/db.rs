@@ -10,13 +10,13 @@ use thiserror::Error;
 
 use crate::snapshot::meta::{self, Meta, MetaError};
 
-const PAGE_HEADER: usize = 16;
-const ELEMENT: usize = 16;
-const BRANCH: u16 = 0x01;
-const LEAF: u16 = 0x02;
-const BUCKET_LEAF_FLAG: u32 = 0x01;
+pub(crate) const PAGE_HEADER: usize = 16;
+pub(crate) const ELEMENT: usize = 16;
+pub(crate) const BRANCH: u16 = 0x01;
+pub(crate) const LEAF: u16 = 0x02;
+pub(crate) const BUCKET_LEAF_FLAG: u32 = 0x01;
 /// bbolt trees of etcd are a few levels deep; anything deeper is corruption.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 #[allow(missing_docs)] // the #[error] messages say what each variant and field means
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -235,7 +235,41 @@ impl<'a> Db<'a> {
     }
 }
 
-fn bucket_root<'a>(name: &[u8], v: &'a [u8]) -> Result<BucketRoot<'a>, DbError> {
+/// One page's elements, copied out: what a writer needs to rewrite the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// A leaf: (flags, key, value) in key order.
+    Leaf(Vec<(u32, Vec<u8>, Vec<u8>)>),
+    /// A branch: (first key of the child, child page) in key order.
+    Branch(Vec<(Vec<u8>, u64)>),
+}
+
+impl<'a> Db<'a> {
+    /// The page (or inline bucket) at `root`, decoded.
+    pub(crate) fn node(&self, root: BucketRoot<'_>) -> Result<Node, DbError> {
+        match root {
+            BucketRoot::Page(id) => decode(&self.page(id)?),
+            BucketRoot::Inline(bytes) => decode(&inline_page(bytes)?),
+        }
+    }
+
+    /// The bytes of the meta page in force (page 0 or 1), to copy into a new one.
+    pub(crate) fn meta_page(&self) -> Result<&'a [u8], DbError> {
+        let ps = self.meta.page_size as usize;
+        for slot in 0..2u64 {
+            let page = &self.data[slot as usize * ps..(slot as usize + 1) * ps];
+            if meta::parse_meta(page).is_ok_and(|m| m == self.meta) {
+                return Ok(page);
+            }
+        }
+        Err(DbError::BadPage {
+            pgid: 0,
+            reason: "neither meta page matches the one in force".into(),
+        })
+    }
+}
+
+pub(crate) fn bucket_root<'a>(name: &[u8], v: &'a [u8]) -> Result<BucketRoot<'a>, DbError> {
     if v.len() < 16 {
         return Err(DbError::BadBucket(
             String::from_utf8_lossy(name).into_owned(),
@@ -324,6 +358,35 @@ fn leaf_element<'a>(p: &Page<'a>, i: usize) -> Result<(&'a [u8], &'a [u8], u32),
 fn branch_child(p: &Page<'_>, i: usize) -> Result<u64, DbError> {
     let e = PAGE_HEADER + i * ELEMENT;
     Ok(u64_at(&p.data[e..e + ELEMENT], 8))
+}
+
+fn decode(page: &Page<'_>) -> Result<Node, DbError> {
+    if page.flags == LEAF {
+        (0..page.count)
+            .map(|i| leaf_element(page, i).map(|(k, v, f)| (f, k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .map(Node::Leaf)
+    } else {
+        (0..page.count)
+            .map(|i| {
+                let child = branch_child(page, i)?;
+                branch_key(page, i).map(|k| (k.to_vec(), child))
+            })
+            .collect::<Result<_, _>>()
+            .map(Node::Branch)
+    }
+}
+
+fn branch_key<'a>(p: &Page<'a>, i: usize) -> Result<&'a [u8], DbError> {
+    let e = PAGE_HEADER + i * ELEMENT;
+    let el = &p.data[e..e + ELEMENT];
+    let (pos, ksize) = (u32_at(el, 0) as usize, u32_at(el, 4) as usize);
+    let start = e.checked_add(pos).ok_or_else(|| DbError::BadElement {
+        pgid: p.id,
+        index: i,
+        reason: "offset overflows".into(),
+    })?;
+    slice(p, i, start, ksize, "key")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! (`mvcc`), the sha256 trailer that `etcdctl snapshot save` appends (`check`), and what the
 //! keyspace holds per resource and namespace (`stats`).
 
+pub mod bump;
 pub mod check;
 pub mod db;
 pub mod meta;

@@ -12,8 +12,8 @@ use crate::error::usage;
 use crate::host::{HostRoot, Platform, discover, etcd_manifest};
 use crate::restore::fsops::is_mount_point;
 use crate::restore::plan::{
-    KUBEADM_MANIFESTS, PlanInput, apiserver_watch, bump_amount, etcd_watch, placement_target,
-    snapshot_sha256, target,
+    KUBEADM_MANIFESTS, PlanInput, apiserver_watch, etcd_watch, placement_target, snapshot_sha256,
+    target,
 };
 use crate::restore::steps::{
     MoveAside, MoveContents, PlaceFiles, RemoveStaged, RestoreSnapshot, Selection, StagedSnapshot,
@@ -118,7 +118,6 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     let host = p.host;
     let place_into = placement_target(host, "/etc/kubernetes")?;
     let etcd = kubeadm_etcd(host)?;
-    let tool = p.tool.context("no restore tool")?;
     let data_dir = host.path(&etcd.data_dir_host);
     let stopped = p.work_dir.join("manifests-stopped");
     let apiserver = host.path(format!("{KUBEADM_MANIFESTS}/kube-apiserver.yaml"));
@@ -147,18 +146,13 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     steps.push(restore_snapshot(p, &etcd, &scratch, &data_dir)?);
     steps.push(Step::StartPod(start(stop_etcd)));
     let access = etcd_access(p, &etcd)?;
-    let bumped = if tool.bump_revision {
-        bump_amount(revision) as i64
-    } else {
-        0
-    };
     // While etcd starts: nothing needs the plaintext copy any more.
     steps.push(Step::RemoveStaged(RemoveStaged {
         staged: p.staged.to_path_buf(),
     }));
     steps.push(Step::WaitServing(WaitServing {
         target: target(access),
-        min_revision: revision + bumped,
+        min_revision: revision.saturating_add(i64::try_from(p.bump).unwrap_or(i64::MAX)),
     }));
     steps.extend(api.map(|a| Step::StartPod(start(a))));
     Ok(steps)
@@ -203,7 +197,8 @@ fn set_data_dir_aside(p: &PlanInput, data_dir: &Path, steps: &mut Vec<Step>) -> 
     }
 }
 
-/// etcdutl/etcdctl restoring the staged snapshot as this member, with a revision bump.
+/// etcdutl/etcdctl restoring the staged snapshot as this member, with a revision bump (by the
+/// tool where it can, else by cpbackup on what it restored).
 fn restore_snapshot(
     p: &PlanInput,
     etcd: &KubeadmEtcd,
@@ -218,7 +213,7 @@ fn restore_snapshot(
         name: &etcd.name,
         peer_url: &etcd.peer_url,
         token: p.token,
-        bump: Some(bump_amount(p.manifest.etcd.status.revision)),
+        bump: Some(p.bump),
     });
     Ok(Step::RestoreSnapshot(RestoreSnapshot {
         program: tool.path.clone(),
@@ -229,6 +224,7 @@ fn restore_snapshot(
             path: snapshot.clone(),
             sha256,
         }),
+        bump_offline: (!tool.bump_revision).then_some(p.bump),
     }))
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Ctx, StagedSnapshot, recheck_staged, unique};
 use crate::restore::fsops::{create_private_dir, move_path, remove_tree};
+use crate::snapshot::bump::bump_revision;
 
 /// Run the node's etcdutl/etcdctl into `scratch`, then move its `member` into the data dir.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,12 +26,20 @@ pub struct RestoreSnapshot {
     /// The staged snapshot the arguments name, checked again when not staged by this run.
     #[serde(default)]
     pub staged: Option<StagedSnapshot>,
+    /// Bump the restored revision by this much (and mark older ones compacted) after the
+    /// tool ran, because it cannot (etcd 3.4, 3.5.0–3.5.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bump_offline: Option<u64>,
 }
 
 impl Action for RestoreSnapshot {
     fn describe(&self) -> String {
+        let bump = self
+            .bump_offline
+            .map(|n| format!("; cpbackup raises its revision by {n} and marks the older ones compacted (this tool has no --bump-revision)"))
+            .unwrap_or_default();
         format!(
-            "restore the snapshot: {} {} ; then its member/ into {}",
+            "restore the snapshot: {} {}{bump}; then its member/ into {}",
             self.program.display(),
             self.args.join(" "),
             self.data_dir.display()
@@ -70,6 +79,16 @@ impl Action for RestoreSnapshot {
             seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
             "snapshot restored"
         );
+        if let Some(n) = self.bump_offline {
+            let db = scratch.join("member/snap/db");
+            let b = bump_revision(&db, n)
+                .with_context(|| format!("raising the revision of {}", db.display()))?;
+            tracing::info!(
+                from = b.latest,
+                to = b.bumped,
+                "revision bumped and older revisions marked compacted"
+            );
+        }
         create_private_dir(&self.data_dir)?;
         move_path(&scratch.join("member"), &member)?;
         remove_tree(scratch)

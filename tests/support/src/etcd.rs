@@ -343,6 +343,14 @@ pub fn etcdctl(version: Version, endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The revision etcd at `endpoint` serves (`endpoint status`).
+pub fn served_revision(version: Version, endpoint: &str) -> i64 {
+    let o = etcdctl(version, endpoint, &["endpoint", "status", "-w", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0]["Status"]["header"]["revision"].as_i64().unwrap()
+}
+
 /// Waits until etcd at `endpoint` answers `get key` with `want` (None: absent).
 pub fn wait_for_key(version: Version, endpoint: &str, key: &str, want: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(60);
