@@ -161,7 +161,7 @@ pub struct RestoreArgs {
     /// The backup to restore: a name from `list`, a path to a .cpb file, or --latest.
     #[arg(
         value_name = "BACKUP",
-        conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"]
+        conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd", "rejoin"]
     )]
     pub backup: Option<String>,
     /// With --latest: only this cluster's backups (needed when the stores hold several).
@@ -174,7 +174,7 @@ pub struct RestoreArgs {
     pub trust: TrustArgs,
     /// Restore this cluster's newest trustworthy backup (ranked by its record's time; says
     /// which it chose and why).
-    #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
+    #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd", "rejoin"])]
     pub latest: bool,
     #[command(flatten)]
     pub identities: IdentityArgs,
@@ -196,8 +196,16 @@ pub struct RestoreArgs {
     pub rollback: bool,
     /// On every master except the recovery one, before the restore: stop etcd (kubeadm: and the
     /// API server) by moving its manifest aside, and wait until it is gone.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rejoin")]
     pub disable_etcd: bool,
+    /// kubeadm, on every master except the recovery one, after the restore: join the restored
+    /// cluster through the member at --etcd-endpoint (https://<recovery node>:2379). This
+    /// node's etcd data directory is moved aside (kept), the node added as a member (a learner
+    /// first, promoted once it has caught up), etcd started with the cluster's
+    /// --initial-cluster and --initial-cluster-state=existing, then the API server. Takes over
+    /// from a --disable-etcd; --dry-run shows the plan, --rollback removes the member again.
+    #[arg(long, conflicts_with_all = ["continue_", "rollback"])]
+    pub rejoin: bool,
     /// This node's kind (default: detected from the host).
     #[arg(long, value_enum, default_value = "auto")]
     pub platform: RestorePlatform,

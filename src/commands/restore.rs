@@ -27,6 +27,7 @@ enum Mode {
     Continue,
     Rollback,
     DisableEtcd,
+    Rejoin,
     /// From a backup (`--dry-run`: verify and plan only).
     Restore,
 }
@@ -39,6 +40,8 @@ impl Mode {
             Mode::Rollback
         } else if a.disable_etcd {
             Mode::DisableEtcd
+        } else if a.rejoin {
+            Mode::Rejoin
         } else if a.post_restore && a.backup.is_none() && !a.latest {
             Mode::PostOnly
         } else {
@@ -81,6 +84,23 @@ pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
         Mode::DisableEtcd => {
             session.refuse_if_unfinished()?;
             session.disable_etcd(platform(args, &session), args.dry_run, &ui)
+        }
+        Mode::Rejoin => {
+            session.refuse_if_unfinished()?;
+            if args.etcd.etcd_endpoint.is_none() {
+                return Err(usage(
+                    "--rejoin needs --etcd-endpoint https://<recovery node>:2379: the restored member this node joins through",
+                ));
+            }
+            let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
+            let rejoin = crate::restore::rejoin::Rejoin {
+                session: &session,
+                etcd: &etcd,
+            };
+            match rejoin.run(platform(args, &session), args.dry_run, &ui)? {
+                Some(j) => ui.finished(&j),
+                None => Ok(()),
+            }
         }
         Mode::Restore => {
             session.refuse_if_unfinished()?;

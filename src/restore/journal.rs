@@ -31,6 +31,7 @@ pub struct JournalStep {
 pub enum Operation {
     Restore,
     DisableEtcd,
+    Rejoin,
 }
 
 impl Operation {
@@ -39,6 +40,7 @@ impl Operation {
         match self {
             Operation::Restore => "restore",
             Operation::DisableEtcd => "disable-etcd",
+            Operation::Rejoin => "rejoin",
         }
     }
 }

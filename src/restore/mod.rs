@@ -1,4 +1,5 @@
-//! Whole-cluster restore on a control-plane node (and `--disable-etcd` for the other masters).
+//! Whole-cluster restore on a control-plane node (and, for the other masters, `--disable-etcd`
+//! before it and `--rejoin` after it).
 //!
 //! A restore is computed first (`plan`), printed, then run step by step (`steps`) with every
 //! step recorded in a journal (`journal`) before and after it runs, so a restore killed at any
@@ -12,6 +13,7 @@ pub mod node;
 pub mod plan;
 pub mod platform;
 pub mod post;
+pub mod rejoin;
 pub mod session;
 pub mod steps;
 pub mod tools;

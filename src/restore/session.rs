@@ -117,7 +117,11 @@ impl Session {
             return Ok(());
         }
         if j.outcome == Some(Outcome::Completed) {
-            ui.say("WARNING: this restore completed; rolling back discards every write made to the restored etcd since.");
+            ui.say(match j.operation {
+                Operation::Restore => "WARNING: this restore completed; rolling back discards every write made to the restored etcd since.",
+                Operation::Rejoin => "this rejoin completed; rolling back removes this node's member from the restored cluster and puts back its old data and manifests.",
+                Operation::DisableEtcd => "rolling back starts this node's etcd (and API server) again on its own data.",
+            });
         }
         ui.confirm("roll back")?;
         let ctx = self.ctx(&j, false);

@@ -61,10 +61,10 @@ impl Procedure for Kubeadm {
 
     fn next_steps(&self) -> Vec<String> {
         vec![
-        "etcd runs as a single-member cluster with the backup's data; check it: `etcdctl endpoint status -w table`.".into(),
-        "On every other control-plane node (after `cpbackup restore --disable-etcd` there): move its /var/lib/etcd aside, add it back with `etcdctl member add <name> --peer-urls=https://<ip>:2380` from here, then start it with --initial-cluster-state=existing.".into(),
-        "Restart the kubelet on every node (`systemctl restart kubelet`) and check `kubectl get nodes`; controllers relist from the restored revision.".into(),
-    ]
+            "etcd runs as a single-member cluster with the backup's data; check it: `etcdctl endpoint status -w table`.".into(),
+            "On every other control-plane node (where `cpbackup restore --disable-etcd` ran): `cpbackup restore --rejoin --etcd-endpoint https://<this node's IP>:2379 --dry-run`, then the same without --dry-run. It adds that node back as a member and starts its etcd and API server; one node at a time.".into(),
+            "Restart the kubelet on every node (`systemctl restart kubelet`) and check `kubectl get nodes`; controllers relist from the bumped revision.".into(),
+        ]
     }
 }
 
@@ -79,7 +79,11 @@ pub struct KubeadmEtcd {
 
 /// Reads the etcd manifest of a kubeadm node.
 pub fn kubeadm_etcd(host: &HostRoot) -> anyhow::Result<KubeadmEtcd> {
-    let manifest = host.path(format!("{KUBEADM_MANIFESTS}/etcd.yaml"));
+    kubeadm_etcd_at(host.path(format!("{KUBEADM_MANIFESTS}/etcd.yaml")))
+}
+
+/// Reads a kubeadm etcd manifest wherever it is (in place, or set aside by `--disable-etcd`).
+pub fn kubeadm_etcd_at(manifest: PathBuf) -> anyhow::Result<KubeadmEtcd> {
     let text = std::fs::read_to_string(&manifest).map_err(|e| {
         usage(format!(
             "cannot read the etcd static pod manifest {}: {e}. Is this a control-plane node (use --host-root when running in a container)? \
@@ -135,7 +139,7 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     };
     let mut steps: Vec<Step> = api.iter().cloned().map(Step::StopPod).collect();
     steps.push(Step::StopPod(stop_etcd.clone()));
-    let scratch = set_data_dir_aside(p, &data_dir, &mut steps);
+    let scratch = set_data_dir_aside(p.id, &data_dir, &mut steps);
     steps.push(Step::PlaceFiles(PlaceFiles {
         staged: p.staged.to_path_buf(),
         target: place_into,
@@ -159,7 +163,7 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
 }
 
 /// The step that starts again what `stop` stopped.
-fn start(stop: StopPod) -> StartPod {
+pub(crate) fn start(stop: StopPod) -> StartPod {
     StartPod {
         component: stop.component,
         manifest: stop.manifest,
@@ -170,7 +174,7 @@ fn start(stop: StopPod) -> StartPod {
 
 /// Moves etcd's data directory aside (its contents, when it is a mount point); returns the
 /// scratch directory the snapshot is restored into, on the same file system.
-fn set_data_dir_aside(p: &PlanInput, data_dir: &Path, steps: &mut Vec<Step>) -> PathBuf {
+pub(crate) fn set_data_dir_aside(id: &str, data_dir: &Path, steps: &mut Vec<Step>) -> PathBuf {
     let mount = is_mount_point(data_dir);
     let dir_name = data_dir
         .file_name()
@@ -181,19 +185,19 @@ fn set_data_dir_aside(p: &PlanInput, data_dir: &Path, steps: &mut Vec<Step>) -> 
         steps.push(if mount {
             Step::MoveContents(MoveContents {
                 from: data_dir.to_path_buf(),
-                to: data_dir.join(format!(".cpbackup-before-restore-{}", p.id)),
+                to: data_dir.join(format!(".cpbackup-before-restore-{id}")),
             })
         } else {
             Step::MoveAside(MoveAside {
                 from: data_dir.to_path_buf(),
-                to: parent.join(format!("{dir_name}.before-restore-{}", p.id)),
+                to: parent.join(format!("{dir_name}.before-restore-{id}")),
             })
         });
     }
     if mount {
-        data_dir.join(format!(".cpbackup-restore-{}", p.id))
+        data_dir.join(format!(".cpbackup-restore-{id}"))
     } else {
-        parent.join(format!(".{dir_name}.cpbackup-restore-{}", p.id))
+        parent.join(format!(".{dir_name}.cpbackup-restore-{id}"))
     }
 }
 

@@ -10,6 +10,7 @@
 mod move_aside;
 mod place_files;
 mod pods;
+mod rejoin;
 mod restore_snapshot;
 mod stage_openshift;
 mod wait_serving;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use move_aside::{MoveAside, MoveContents};
 pub use place_files::{PlaceFiles, Selection};
 pub use pods::{StartPod, StopPod};
+pub use rejoin::{JoinManifest, MemberAdd, WaitJoined};
 pub use restore_snapshot::RestoreSnapshot;
 pub use stage_openshift::StageOpenshift;
 pub use wait_serving::{EtcdTarget, RemoveStaged, WaitServing};
@@ -53,6 +55,9 @@ pub enum Step {
     StageOpenshift(StageOpenshift),
     WaitServing(WaitServing),
     RemoveStaged(RemoveStaged),
+    MemberAdd(MemberAdd),
+    JoinManifest(JoinManifest),
+    WaitJoined(WaitJoined),
 }
 
 impl Step {
@@ -67,6 +72,9 @@ impl Step {
             Step::StageOpenshift(s) => s,
             Step::WaitServing(s) => s,
             Step::RemoveStaged(s) => s,
+            Step::MemberAdd(s) => s,
+            Step::JoinManifest(s) => s,
+            Step::WaitJoined(s) => s,
         }
     }
 

@@ -22,6 +22,19 @@ pub struct EtcdTarget {
     pub key: Option<PathBuf>,
 }
 
+impl EtcdTarget {
+    /// As the etcd client takes it.
+    pub fn access(&self) -> crate::host::EtcdAccess {
+        crate::host::EtcdAccess {
+            endpoint: self.endpoint.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            node_name: None,
+        }
+    }
+}
+
 /// Wait until etcd answers with at least `min_revision`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaitServing {
@@ -76,13 +89,7 @@ fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow:
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let access = crate::host::EtcdAccess {
-        endpoint: t.endpoint.clone(),
-        cacert: t.cacert.clone(),
-        cert: t.cert.clone(),
-        key: t.key.clone(),
-        node_name: None,
-    };
+    let access = t.access();
     let deadline = Instant::now() + timeout;
     loop {
         let last = match rt.block_on(crate::etcd::connect(&access, Duration::from_secs(5))) {

@@ -343,6 +343,20 @@ pub fn etcdctl(version: Version, endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// etcdctl against an mTLS endpoint with `pki`'s CA and client certificate.
+pub fn etcdctl_tls(version: Version, pki: &Pki, endpoint: &str, args: &[&str]) -> Output {
+    Command::new(version.bin("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--cacert={}", pki.ca.display()))
+        .arg(format!("--cert={}", pki.client_cert.display()))
+        .arg(format!("--key={}", pki.client_key.display()))
+        .args(["--command-timeout=3s", "--dial-timeout=1s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The revision etcd at `endpoint` serves (`endpoint status`).
 pub fn served_revision(version: Version, endpoint: &str) -> i64 {
     let o = etcdctl(version, endpoint, &["endpoint", "status", "-w", "json"]);

@@ -146,6 +146,86 @@ pub fn fake_kubeadm_node(root: &Path, client: u16, peer: u16) {
     .unwrap();
 }
 
+/// One member of a fake kubeadm control plane.
+#[derive(Clone, Debug)]
+pub struct Master {
+    pub name: String,
+    pub ip: String,
+    pub client: u16,
+    pub peer: u16,
+}
+
+impl Master {
+    pub fn client_url(&self) -> String {
+        format!("https://{}:{}", self.ip, self.client)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:{}", self.ip, self.peer)
+    }
+}
+
+/// A kubeadm master `me` of `all` under `root`: etcd with mTLS (clients and peers) from `pki`,
+/// kubeadm's file names, an `--initial-cluster` of every master, a stand-in API server manifest.
+pub fn fake_kubeadm_master(root: &Path, pki: &Pki, me: &Master, all: &[Master]) {
+    let k = root.join("etc/kubernetes");
+    fs::create_dir_all(k.join("pki/etcd")).unwrap();
+    fs::create_dir_all(k.join("manifests")).unwrap();
+    fs::create_dir_all(root.join("var/lib")).unwrap();
+    for (from, to) in [
+        (&pki.ca, "pki/etcd/ca.crt"),
+        (&pki.server_cert, "pki/etcd/server.crt"),
+        (&pki.server_key, "pki/etcd/server.key"),
+        (&pki.server_cert, "pki/etcd/peer.crt"),
+        (&pki.server_key, "pki/etcd/peer.key"),
+        (&pki.client_cert, "pki/apiserver-etcd-client.crt"),
+        (&pki.client_key, "pki/apiserver-etcd-client.key"),
+    ] {
+        fs::copy(from, k.join(to)).unwrap();
+    }
+    fs::write(k.join("pki/sa.key"), "the service account key\n").unwrap();
+    fs::set_permissions(k.join("pki/sa.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(k.join("admin.conf"), "kind: Config # original\n").unwrap();
+    let cluster: Vec<String> = all
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect();
+    let p = "/etc/kubernetes/pki/etcd";
+    let flags = [
+        format!("--name={}", me.name),
+        "--data-dir=/var/lib/etcd".into(),
+        format!("--listen-client-urls={}", me.client_url()),
+        format!("--advertise-client-urls={}", me.client_url()),
+        format!("--listen-peer-urls={}", me.peer_url()),
+        format!("--initial-advertise-peer-urls={}", me.peer_url()),
+        format!("--initial-cluster={}", cluster.join(",")),
+        "--initial-cluster-state=new".into(),
+        "--initial-cluster-token=test-cluster".into(),
+        format!("--cert-file={p}/server.crt"),
+        format!("--key-file={p}/server.key"),
+        format!("--trusted-ca-file={p}/ca.crt"),
+        "--client-cert-auth=true".into(),
+        format!("--peer-cert-file={p}/peer.crt"),
+        format!("--peer-key-file={p}/peer.key"),
+        format!("--peer-trusted-ca-file={p}/ca.crt"),
+        "--peer-client-cert-auth=true".into(),
+        "--heartbeat-interval=20".into(),
+        "--election-timeout=200".into(),
+    ];
+    let items: String = flags.iter().map(|f| format!("    - {f}\n")).collect();
+    fs::write(
+        k.join("manifests/etcd.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n{items}    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        k.join("manifests/kube-apiserver.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n",
+    )
+    .unwrap();
+}
+
 /// Plays the kubelet for etcd: while `<root>/etc/kubernetes/manifests/etcd.yaml` exists, an
 /// etcd runs with the manifest's command (host paths mapped under `root`); when the manifest
 /// goes, the process is stopped (SIGTERM). Everything stops on drop.
@@ -186,8 +266,9 @@ impl FakeKubelet {
                     let args: Vec<String> = cmd
                         .iter()
                         .skip(1)
-                        .map(|a| match a.strip_prefix("--data-dir=") {
-                            Some(d) => format!("--data-dir={}{d}", root.display()),
+                        .map(|a| match a.split_once("=/") {
+                            // a host path (data dir, certificates): under the fake root
+                            Some((flag, p)) => format!("{flag}={}/{p}", root.display()),
                             None => a.clone(),
                         })
                         .collect();
