@@ -246,6 +246,17 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
         )
     };
     let (snap_db, res_tgz) = export(&dir.join("export"));
+    // revision.json beside them, as OpenShift's etcd-rev sidecar writes it, from the raft
+    // indexes the backup recorded with every member's hash.
+    let rj: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("export/revision.json")).unwrap()).unwrap();
+    let max = rj["maxRaftIndex"].as_u64().unwrap();
+    assert!(max > 0, "{rj}");
+    assert_eq!(rj["raftIndex"].as_object().unwrap().len(), 1, "{rj}");
+    assert_eq!(rj["clusterId"], m["etcd"]["cluster_id"]);
+    assert_eq!(m["consistency"]["consistent"], true, "{}", m["consistency"]);
+    assert_eq!(m["consistency"]["members"].as_array().unwrap().len(), 1);
+    assert_eq!(m["consistency"]["max_raft_index"].as_u64(), Some(max));
     let (sn, rn) = (
         snap_db.file_name().unwrap().to_str().unwrap(),
         res_tgz.file_name().unwrap().to_str().unwrap(),
@@ -368,6 +379,70 @@ fn kubeadm_backup_from_etcd34_restores_with_its_etcdctl() {
         "etcd 3.4 etcdctl snapshot restore refused it: {}",
         stderr(&r)
     );
+}
+
+#[test]
+fn members_that_disagree_refuse_the_backup_unless_forced_and_the_bundle_says_so() {
+    // A two-member cluster whose second member advertises, as its client URL, a separate
+    // etcd holding other data: asked for its hash at the same revision, it disagrees.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::create_dir_all(dir.join("other")).unwrap();
+    let other = Etcd::start(
+        Version::V35,
+        &dir.join("other"),
+        "127.0.0.1",
+        free_port(),
+        None,
+    );
+    let c = EtcdCluster::start_with(Version::V35, dir, 2, |i| match i {
+        1 => vec!["--advertise-client-urls".into(), other.endpoint.clone()],
+        _ => Vec::new(),
+    });
+    c.members[0].seed("/registry/configmaps/default/a-", 20, 50);
+    other.seed("/registry/configmaps/default/b-", 40, 50);
+    let (k, r) = keygen(dir, "k");
+    let store = dir.join("store");
+    let backup = |force: bool| {
+        let mut cmd = cpbackup(dir);
+        cmd.args(["backup", "--static-pods", "none", "--node-name", "m0"])
+            .args(["--etcd-endpoint", &c.members[0].endpoint, "--recipient", &r])
+            .arg("--store")
+            .arg(&store);
+        if force {
+            cmd.arg("--force");
+        }
+        run(cmd)
+    };
+    let o = backup(false);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("members' data differ") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(files_under(&store).is_empty(), "nothing is published");
+
+    let o = backup(true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("plain");
+    age_and_tar(&only_bundle(&store), &k, &out);
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("cpbackup/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["forced"], true);
+    assert_eq!(
+        m["consistency"]["consistent"], false,
+        "{}",
+        m["consistency"]
+    );
+    let hashes: Vec<_> = m["consistency"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["hash"].as_u64().unwrap())
+        .collect();
+    assert_eq!(hashes.len(), 2);
+    assert_ne!(hashes[0], hashes[1]);
 }
 
 #[test]

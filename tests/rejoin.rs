@@ -220,12 +220,12 @@ fn disaster(version: Version) {
         ],
     );
     cp.ok(&o);
+    let via = cp.masters[0].client_url();
     assert!(
-        stdout(&o).contains("--rejoin --etcd-endpoint"),
-        "the next steps name the rejoin: {}",
+        stdout(&o).contains(&format!("--rejoin --etcd-endpoint {via} --dry-run")),
+        "the next steps give the rejoin to copy: {}",
         stdout(&o)
     );
-    let via = cp.masters[0].client_url();
     // A dry run on a rejoining node shows the plan and changes nothing.
     let before = tree_digest(&cp.roots[1], &[]);
     let o = cp.restore(1, &["--rejoin", "--etcd-endpoint", &via, "--dry-run"]);

@@ -84,11 +84,13 @@ pub enum FailureReason {
     Election,
     /// OpenShift: a control-plane operator is rolling out, or the check could not run.
     Precheck,
+    /// The members' key-value hashes differ at one revision: the data is not the cluster's.
+    Inconsistent,
 }
 
 impl FailureReason {
     /// Every reason, in the order the metrics list them.
-    pub const ALL: [FailureReason; 7] = [
+    pub const ALL: [FailureReason; 8] = [
         FailureReason::Config,
         FailureReason::Lock,
         FailureReason::Etcd,
@@ -96,6 +98,7 @@ impl FailureReason {
         FailureReason::Cancelled,
         FailureReason::Election,
         FailureReason::Precheck,
+        FailureReason::Inconsistent,
     ];
 
     /// The `reason` label value.
@@ -108,6 +111,7 @@ impl FailureReason {
             FailureReason::Cancelled => "cancelled",
             FailureReason::Election => "election",
             FailureReason::Precheck => "precheck",
+            FailureReason::Inconsistent => "inconsistent",
         }
     }
 }

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::BackupJob;
 use super::outcome::{Classify, Failure, FailureReason as R, StoreOutcome};
 use crate::etcd;
+use crate::etcd::consistency::Consistency;
 use crate::host::{HostRoot, Platform, discover, static_pods};
 use crate::store::{BundleName, Store};
 
@@ -51,6 +52,10 @@ pub(crate) fn stores(job: &BackupJob) -> Result<Stores, Failure> {
 pub(crate) struct Source {
     pub client: etcd_client::Client,
     pub status: etcd::EtcdStatus,
+    /// Every member's hash at the snapshot's revision (None when it could not be checked).
+    pub consistency: Option<Consistency>,
+    /// The Kubernetes version the node's API server runs (kubeadm: its image tag).
+    pub kubernetes_version: Option<String>,
     pub plan: static_pods::Plan,
     pub cluster: String,
     pub node: String,
@@ -83,14 +88,58 @@ pub(crate) async fn source(job: &BackupJob, created: OffsetDateTime) -> Result<S
         .context("cannot tell this node's name: pass --node-name")
         .because(R::Config)?;
     let name = BundleName::new(&cluster, &node, created, status.revision).because(R::Config)?;
+    let consistency = consistency(job, &client, &access, status.revision).await?;
     Ok(Source {
         client,
         status,
+        consistency,
+        kubernetes_version: discover::kubernetes_version(host),
         plan,
         cluster,
         node,
         name,
     })
+}
+
+/// Every member's `HashKV` at the revision about to be snapshotted: a mismatch refuses the
+/// backup unless `--force` (the bundle then records it); a check that cannot run is a warning.
+async fn consistency(
+    job: &BackupJob,
+    client: &etcd_client::Client,
+    access: &discover::EtcdAccess,
+    revision: i64,
+) -> Result<Option<Consistency>, Failure> {
+    let c = match etcd::consistency::check(client, access, revision, job.etcd.connect_timeout).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot compare the members' hashes; backing up without that check");
+            return Ok(None);
+        }
+    };
+    for u in &c.unreachable {
+        tracing::warn!(member = %u, "member not hashed before the backup");
+    }
+    if c.consistent {
+        tracing::info!(
+            revision,
+            members = c.members.len(),
+            "the members agree on the data"
+        );
+        return Ok(Some(c));
+    }
+    let what = format!("the etcd members' data differ {}", c.describe());
+    if job.force {
+        tracing::warn!("{what}; backing up anyway (--force), the bundle records it");
+        return Ok(Some(c));
+    }
+    Err(Failure::new(
+        R::Inconsistent,
+        anyhow::anyhow!(
+            "{what}. A snapshot of this member may not hold what the cluster holds. Find the member that differs \
+             (`etcdctl endpoint hashkv --cluster`), replace or restore it, then back up; --force backs up anyway and marks the bundle"
+        ),
+    ))
 }
 
 /// As cluster-backup.sh: no backup while kube-apiserver, kube-controller-manager,

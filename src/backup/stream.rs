@@ -173,6 +173,8 @@ fn manifest(job: &BackupJob, source: &Source, created: &str, snapshot_size: u64)
             bbolt_page_size: 0,
         },
         static_pod_revisions: source.plan.revisions.iter().cloned().collect(),
+        kubernetes_version: source.kubernetes_version.clone(),
+        consistency: source.consistency.clone(),
         compression: job.codec.name().into(),
         entries: Vec::new(),
     }

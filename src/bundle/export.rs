@@ -2,7 +2,10 @@
 //! `snapshot_<%F_%H%M%S>.db` and `static_kuberesources_<same>.tar.gz` holding
 //! `static-pod-resources/<component>-pod-N/…` relative to `/etc/kubernetes` — so the stock
 //! `cluster-restore.sh` and the documented OpenShift procedure work unchanged. A forced backup
-//! gets the `__POSSIBLY_DIRTY__` suffix, as with `cluster-backup.sh --force`.
+//! gets the `__POSSIBLY_DIRTY__` suffix, as with `cluster-backup.sh --force`. Beside them,
+//! `revision.json` as the etcd-rev sidecar writes it (`clusterId`, `raftIndex` per endpoint,
+//! `maxRaftIndex`, `created`) from the raft indexes the backup recorded, so the restore pod
+//! bumps the revision by OpenShift's rule (1.2 × the highest raft index).
 //!
 //! The bundle goes through the one checker like every other reader. Both files are written
 //! unnamed (`O_TMPFILE`, 0600) and get their names only once the checker accepted the whole
@@ -26,6 +29,34 @@ const RESOURCES_PREFIX: &str = "static-pod-resources/";
 pub struct Exported {
     pub snapshot: PathBuf,
     pub static_kuberesources: PathBuf,
+    /// Written when the backup recorded a raft index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision_json: Option<PathBuf>,
+}
+
+/// `revision.json` as OpenShift's etcd-rev sidecar writes it, from what the backup recorded.
+fn revision_json(m: &crate::bundle::manifest::Manifest) -> Option<serde_json::Value> {
+    let mut indexes = serde_json::Map::new();
+    match &m.consistency {
+        Some(c) if !c.members.is_empty() => {
+            for member in &c.members {
+                indexes.insert(member.endpoint.clone(), member.raft_index.into());
+            }
+        }
+        _ => {
+            let s = &m.etcd.status;
+            indexes.insert(s.endpoint.clone(), s.raft_index.into());
+        }
+    }
+    let max = indexes.values().filter_map(|v| v.as_u64()).max()?;
+    (max > 0).then(|| {
+        serde_json::json!({
+            "clusterId": m.etcd.status.cluster_id,
+            "raftIndex": indexes,
+            "maxRaftIndex": max,
+            "created": m.created,
+        })
+    })
 }
 
 /// Collects the snapshot and the `static-pod-resources/` entries as the checker admits them.
@@ -148,9 +179,11 @@ pub fn export_openshift(
     } else {
         ""
     };
+    let revision = revision_json(&manifest);
     let out = Exported {
         snapshot: out_dir.join(format!("snapshot_{ts}{dirty}.db")),
         static_kuberesources: out_dir.join(format!("static_kuberesources_{ts}{dirty}.tar.gz")),
+        revision_json: revision.as_ref().map(|_| out_dir.join("revision.json")),
     };
     let res_file = sink.res.into_inner()?.finish()?;
     res_file.sync_all()?;
@@ -166,6 +199,21 @@ pub fn export_openshift(
         let _ = fs::remove_file(&out.snapshot);
         return Err(e)
             .with_context(|| format!("{} already exists?", out.static_kuberesources.display()));
+    }
+    if let (Some(v), Some(p)) = (&revision, &out.revision_json) {
+        let mut f = dir.anonymous_file()?;
+        io::Write::write_all(&mut f, &serde_json::to_vec_pretty(v)?)?;
+        f.sync_all()?;
+        if let Err(e) = dir.publish(&f, "revision.json") {
+            let _ = fs::remove_file(&out.snapshot);
+            let _ = fs::remove_file(&out.static_kuberesources);
+            return Err(e).with_context(|| {
+                format!(
+                    "{} already exists (from an earlier export?): export into an empty directory",
+                    p.display()
+                )
+            });
+        }
     }
     File::from(dir.root().try_clone()?).sync_all()?;
     Ok(out)

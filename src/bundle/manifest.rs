@@ -1,6 +1,7 @@
 //! `cpbackup/manifest.json`: the last entry of every bundle. It lists every entry with its size
 //! and SHA-256 (so `verify` can prove nothing was lost or changed), and says where the snapshot
-//! came from (revision, member, cluster, etcd version) and whether the backup was forced.
+//! came from (revision, member, cluster, etcd and Kubernetes versions, the members' hashes and
+//! highest raft index) and whether the backup was forced.
 
 use std::collections::BTreeMap;
 
@@ -62,6 +63,12 @@ pub struct Manifest {
     pub etcd: EtcdInfo,
     #[serde(default)]
     pub static_pod_revisions: BTreeMap<String, u64>,
+    /// The Kubernetes version the node's API server ran (kubeadm: its image tag), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// Every member's key-value hash at the snapshot's revision, checked before it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<crate::etcd::consistency::Consistency>,
     /// The codec the tar is compressed with (`zstd`, `gzip`); bundles written before the
     /// field existed are gzip.
     #[serde(default = "gzip")]

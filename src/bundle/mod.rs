@@ -64,6 +64,8 @@ mod tests {
                 bbolt_page_size: 0,
             },
             static_pod_revisions: Default::default(),
+            kubernetes_version: None,
+            consistency: None,
             compression: String::new(),
             entries: vec![],
         }

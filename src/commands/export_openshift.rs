@@ -22,10 +22,14 @@ pub fn run(args: &ExportArgs, s: &Settings) -> anyhow::Result<()> {
     .map_err(|e| e.context(format!("exporting {}", chosen.listing.name)))?;
     tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
     output::emit(s.output, &out, |o| {
-        format!(
+        let mut s = format!(
             "{}\n{}",
             o.snapshot.display(),
             o.static_kuberesources.display()
-        )
+        );
+        if let Some(r) = &o.revision_json {
+            s.push_str(&format!("\n{}", r.display()));
+        }
+        s
     })
 }

@@ -261,7 +261,18 @@ impl Terminal {
             .filter_map(|s| s.step.keeps_old_data_in())
             .map(|p| p.display().to_string())
             .collect();
-        let next = crate::restore::post::next_steps(j.platform);
+        // The placeholder of the recovery member's URL, where this restore knows it.
+        let served = j.steps.iter().find_map(|s| match &s.step {
+            Step::WaitServing(w) => Some(w.target.endpoint.clone()),
+            _ => None,
+        });
+        let next: Vec<String> = crate::restore::post::next_steps(j.platform)
+            .into_iter()
+            .map(|n| match &served {
+                Some(url) => n.replace("https://<recovery-ip>:2379", url),
+                None => n,
+            })
+            .collect();
         let json = serde_json::json!({
             "operation": j.operation,
             "id": j.id,

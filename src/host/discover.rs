@@ -207,6 +207,13 @@ fn kubeadm_access(host: &HostRoot) -> EtcdAccess {
     }
 }
 
+/// The Kubernetes version of the node's API server, from its kubeadm static pod's image tag.
+pub fn kubernetes_version(host: &HostRoot) -> Option<String> {
+    let m =
+        std::fs::read_to_string(host.path("/etc/kubernetes/manifests/kube-apiserver.yaml")).ok()?;
+    super::etcd_manifest::image_tag(&m).filter(|t| super::etcd_manifest::minor_of(t).is_some())
+}
+
 /// This machine's hostname (short form as the kernel reports it).
 pub fn hostname() -> Option<String> {
     nix::unistd::gethostname()

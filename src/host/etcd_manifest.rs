@@ -24,6 +24,28 @@ pub fn command_flags(manifest: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The tag of the manifest's first `image:` (`registry.k8s.io/etcd:3.5.15-0` → `3.5.15-0`);
+/// `None` for an image named by digest only.
+pub fn image_tag(manifest: &str) -> Option<String> {
+    let image = manifest
+        .lines()
+        .map(|l| l.trim_start())
+        .find_map(|l| l.strip_prefix("- ").unwrap_or(l).strip_prefix("image:"))?
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'');
+    let image = image.split('@').next()?;
+    let (_, tag) = image.rsplit_once(':')?;
+    (!tag.contains('/') && !tag.is_empty()).then(|| tag.to_owned())
+}
+
+/// `(major, minor)` of a version such as `v1.31.2`, `3.5.15-0` or `3.4.23`.
+pub fn minor_of(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// The manifest with each `(flag, value)` set: a flag's list-item line rewritten in place
 /// (indentation and quoting kept), a missing flag added after the last flag line. Every other
 /// byte is unchanged.
@@ -109,5 +131,16 @@ mod tests {
             with_flags(&out, &[("initial-cluster-state", "existing")]),
             out
         );
+    }
+
+    #[test]
+    fn image_tags_and_minors() {
+        let m = "spec:\n  containers:\n  - image: registry.k8s.io/kube-apiserver:v1.31.2\n";
+        assert_eq!(image_tag(m).as_deref(), Some("v1.31.2"));
+        assert_eq!(minor_of("v1.31.2"), Some((1, 31)));
+        assert_eq!(minor_of("3.5.15-0"), Some((3, 5)));
+        assert_eq!(image_tag("  image: quay.io/x/etcd@sha256:abcd\n"), None);
+        assert_eq!(image_tag("  image: localhost:5000/etcd\n"), None);
+        assert_eq!(minor_of("latest"), None);
     }
 }

@@ -64,6 +64,48 @@ pub(crate) fn apiserver_watch() -> Watch {
 /// any revision a client may have seen after the backup.
 pub const DEFAULT_BUMP: u64 = 1_000_000_000;
 
+/// The backup against the node's versions: a backup of a newer etcd minor than the node runs
+/// is refused (etcd cannot read it); a different Kubernetes minor is a warning (returned).
+pub fn check_versions(
+    host: &HostRoot,
+    platform: Platform,
+    manifest: &Manifest,
+) -> anyhow::Result<Vec<String>> {
+    use crate::host::etcd_manifest::minor_of;
+    let mut warnings = Vec::new();
+    if platform == Platform::Openshift {
+        return Ok(warnings); // etcd's image is named by digest; the release pins the versions
+    }
+    let node_etcd = crate::restore::platform::kubeadm::kubeadm_etcd(host)
+        .ok()
+        .and_then(|e| e.image_tag);
+    let backup_etcd = &manifest.etcd.status.version;
+    match (minor_of(backup_etcd), node_etcd.as_deref().and_then(minor_of)) {
+        (Some(b), Some(n)) if b > n => {
+            return Err(crate::error::usage(format!(
+                "the backup was taken from etcd {backup_etcd}; this node runs etcd {} (its manifest's image), which cannot read a newer minor's data. \
+                 Upgrade the node's etcd to {}.{} first; nothing was changed",
+                node_etcd.unwrap_or_default(),
+                b.0,
+                b.1
+            )));
+        }
+        (Some(_), Some(_)) => {}
+        _ => warnings.push(format!(
+            "cannot compare etcd versions (backup {backup_etcd:?}, node image {node_etcd:?}): make sure the node's etcd is not older than the backup's"
+        )),
+    }
+    let node_k8s = discover::kubernetes_version(host);
+    if let (Some(b), Some(n)) = (&manifest.kubernetes_version, &node_k8s)
+        && minor_of(b) != minor_of(n)
+    {
+        warnings.push(format!(
+            "WARNING: the backup is of Kubernetes {b}, this node's API server is {n}: restore onto the version the backup was taken with (the same minor), or expect API objects the running version does not know"
+        ));
+    }
+    Ok(warnings)
+}
+
 pub(crate) fn target(access: discover::EtcdAccess) -> EtcdTarget {
     EtcdTarget {
         endpoint: access.endpoint,

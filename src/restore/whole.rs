@@ -117,6 +117,9 @@ impl Restore<'_> {
             .map_err(anyhow::Error::new)
             .context("the backup does not verify; it cannot be restored")?;
         self.target.check_space(report.snapshot.size)?;
+        for w in plan::check_versions(&self.session.host, self.target.platform, &report.manifest)? {
+            ui.say(&w);
+        }
         let steps = self.plan(&work, &report.manifest)?;
         let j = self.journal(&work, &chosen.listing.name, steps);
         ui.plan(&j, true)?;
@@ -132,7 +135,13 @@ impl Restore<'_> {
         let planned = self
             .target
             .check_space(size)
-            .and_then(|()| self.plan(&work, &manifest));
+            .and_then(|()| {
+                plan::check_versions(&self.session.host, self.target.platform, &manifest)
+            })
+            .and_then(|warnings| {
+                warnings.iter().for_each(|w| ui.say(w));
+                self.plan(&work, &manifest)
+            });
         let steps = planned
             .inspect_err(|_| discard(&work))
             .context("nothing on this node was changed")?;

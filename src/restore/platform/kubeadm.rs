@@ -62,7 +62,7 @@ impl Procedure for Kubeadm {
     fn next_steps(&self) -> Vec<String> {
         vec![
             "etcd runs as a single-member cluster with the backup's data; check it: `etcdctl endpoint status -w table`.".into(),
-            "On every other control-plane node (where `cpbackup restore --disable-etcd` ran): `cpbackup restore --rejoin --etcd-endpoint https://<this node's IP>:2379 --dry-run`, then the same without --dry-run. It adds that node back as a member and starts its etcd and API server; one node at a time.".into(),
+            "On every other control-plane node (where `cpbackup restore --disable-etcd` ran): `cpbackup restore --rejoin --etcd-endpoint https://<recovery-ip>:2379 --dry-run`, then the same without --dry-run. It adds that node back as a member and starts its etcd and API server; one node at a time.".into(),
             "Restart the kubelet on every node (`systemctl restart kubelet`) and check `kubectl get nodes`; controllers relist from the bumped revision.".into(),
         ]
     }
@@ -75,6 +75,8 @@ pub struct KubeadmEtcd {
     pub data_dir_host: String,
     pub peer_url: String,
     pub client_url: Option<String>,
+    /// The tag of etcd's image (its version: `3.5.15-0`).
+    pub image_tag: Option<String>,
 }
 
 /// Reads the etcd manifest of a kubeadm node.
@@ -114,6 +116,7 @@ pub fn kubeadm_etcd_at(manifest: PathBuf) -> anyhow::Result<KubeadmEtcd> {
         client_url: f
             .get("advertise-client-urls")
             .and_then(|u| u.split(',').next().map(str::to_owned)),
+        image_tag: etcd_manifest::image_tag(&text),
         manifest,
     })
 }

@@ -290,6 +290,17 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     pub fn start(version: Version, dir: &Path, n: usize) -> EtcdCluster {
+        Self::start_with(version, dir, n, |_| Vec::new())
+    }
+
+    /// As [`EtcdCluster::start`], member `i` started with `extra(i)` flags last (a flag given
+    /// again overrides, e.g. `--advertise-client-urls` naming another server).
+    pub fn start_with(
+        version: Version,
+        dir: &Path,
+        n: usize,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> EtcdCluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -311,6 +322,7 @@ impl EtcdCluster {
                 ])
                 .args(["--initial-cluster-token", &format!("t{}", ports[0].0)])
                 .args(["--heartbeat-interval", "20", "--election-timeout", "200"])
+                .args(extra(i))
                 .env("ETCD_UNSUPPORTED_ARCH", "")
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(dir.join(format!("etcd-m{i}.log"))).unwrap())
