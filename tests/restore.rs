@@ -408,7 +408,17 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     .arg("--store")
     .arg(&n.store)
     .env("PATH", "/nonexistent");
+    // No tool on the host, and an etcd manifest that names no image to take one from.
+    let m = n.root.join("etc/kubernetes/manifests/etcd.yaml");
+    let original = fs::read_to_string(&m).unwrap();
+    let no_image: String = original
+        .lines()
+        .filter(|l| !l.contains("image:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&m, no_image).unwrap();
     let o = run(c);
+    fs::write(&m, original).unwrap();
     fails_with(&o, 2, "etcdutl");
 
     // /etc/kubernetes reached through a symlink: nothing is placed through it.
@@ -439,6 +449,65 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
             == 0,
         "no work directory left behind"
     );
+}
+
+#[test]
+fn a_host_without_etcdutl_restores_with_etcds_own_image_as_a_static_pod() {
+    // No etcdutl or etcdctl anywhere on PATH or in the host root: the restore runs the one of
+    // the image the etcd manifest names (registry.k8s.io/etcd:3.5.15-0), as a static pod the
+    // stand-in kubelet runs, and cpbackup bumps the revision of what it restored.
+    let n = Node::new(Version::V35);
+    let empty = n.dir.join("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let seen = served_revision(n.version, &n.endpoint);
+    let restore_in = |state: &Path, extra: &[&str]| {
+        let mut c = cpbackup(&n.dir);
+        c.env("PATH", &empty)
+            .args([
+                "--host-root",
+                n.root.to_str().unwrap(),
+                "restore",
+                "--latest",
+            ])
+            .arg("--identity")
+            .arg(&n.key)
+            .arg("--store")
+            .arg(&n.store)
+            .args(["--wait-timeout", "60"])
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra);
+        run(c)
+    };
+    let state = n.root.join("var/lib/cpbackup");
+    let restore = |extra: &[&str]| restore_in(&state, extra);
+    // The staging directory must be where the host (and so the pod) sees it.
+    let outside = restore_in(&n.dir.join("elsewhere"), &["--dry-run"]);
+    fails_with(&outside, 2, "pass --state-dir under the host root");
+    let o = restore(&["--dry-run"]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains("in a static pod of etcd's image registry.k8s.io/etcd:3.5.15-0"),
+        "{}",
+        stdout(&o)
+    );
+    ok(&restore(&["--yes"]));
+    n.assert_restored();
+    n.assert_bumped(seen);
+    let manifests = files_under(&n.root.join("etc/kubernetes/manifests"));
+    assert!(
+        !manifests
+            .iter()
+            .any(|f| f.contains("cpbackup-etcd-restore")),
+        "the restore pod is gone: {manifests:?}"
+    );
+    let left: Vec<String> = fs::read_dir(n.root.join("var/lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains("cpbackup-restore"))
+        .collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
 }
 
 #[test]

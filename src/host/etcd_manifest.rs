@@ -24,15 +24,21 @@ pub fn command_flags(manifest: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The tag of the manifest's first `image:` (`registry.k8s.io/etcd:3.5.15-0` → `3.5.15-0`);
-/// `None` for an image named by digest only.
-pub fn image_tag(manifest: &str) -> Option<String> {
+/// The manifest's first `image:` reference.
+pub fn image(manifest: &str) -> Option<String> {
     let image = manifest
         .lines()
         .map(|l| l.trim_start())
         .find_map(|l| l.strip_prefix("- ").unwrap_or(l).strip_prefix("image:"))?
         .trim()
         .trim_matches(|c| c == '"' || c == '\'');
+    (!image.is_empty()).then(|| image.to_owned())
+}
+
+/// The tag of the manifest's first `image:` (`registry.k8s.io/etcd:3.5.15-0` → `3.5.15-0`);
+/// `None` for an image named by digest only.
+pub fn image_tag(manifest: &str) -> Option<String> {
+    let image = image(manifest)?;
     let image = image.split('@').next()?;
     let (_, tag) = image.rsplit_once(':')?;
     (!tag.contains('/') && !tag.is_empty()).then(|| tag.to_owned())

@@ -15,6 +15,14 @@ impl HostRoot {
         &self.0
     }
 
+    /// The host's own path for a path we read (`/host/var/lib/x` → `/var/lib/x`); `None` when
+    /// it is not under the host root.
+    pub fn host_path_of(&self, ours: &Path) -> Option<PathBuf> {
+        ours.strip_prefix(&self.0)
+            .ok()
+            .map(|rel| Path::new("/").join(rel))
+    }
+
     /// Maps an absolute host path to the path we read.
     pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
         let mut out = self.0.clone();
@@ -38,5 +46,10 @@ mod tests {
             PathBuf::from("/host/etc/kubernetes/pki")
         );
         assert_eq!(HostRoot::new("/").path("/etc/x"), PathBuf::from("/etc/x"));
+        assert_eq!(
+            h.host_path_of(Path::new("/host/var/lib/etcd")),
+            Some(PathBuf::from("/var/lib/etcd"))
+        );
+        assert_eq!(h.host_path_of(Path::new("/tmp/x")), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The node's own snapshot-restore tool: `etcdutl` (3.5+), else `etcdctl` of 3.4/3.5 (3.6
 //! dropped `etcdctl snapshot restore`). What it supports is read from its own help text, so
-//! `--bump-revision` and `--mark-compacted` are used exactly where they exist.
+//! `--bump-revision` and `--mark-compacted` are used exactly where they exist. A kubeadm host
+//! with neither gets the tool of etcd's own image (named in its manifest), run as a static pod.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +25,9 @@ pub struct RestoreTool {
     pub version: String,
     pub bump_revision: bool,
     pub mark_compacted: bool,
+    /// Run inside this container image as a static pod (`path` is the path in the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Everything `snapshot restore` needs to make a single-member cluster.
@@ -37,6 +41,46 @@ pub struct RestoreArgs<'a> {
 }
 
 impl RestoreTool {
+    /// As [`RestoreTool::find`]; when the host has no tool, the one in `etcd_image` (kubeadm's
+    /// `registry.k8s.io/etcd:3.5.15-0`: etcdutl from 3.5, etcdctl in 3.4 images), whose
+    /// `--bump-revision` is not relied upon (cpbackup bumps what it restored).
+    pub fn find_or_image(
+        explicit: Option<&Path>,
+        host: &HostRoot,
+        etcd_image: Option<&str>,
+    ) -> anyhow::Result<RestoreTool> {
+        let found = Self::find(explicit, host);
+        let (Err(e), None, Some(image)) = (&found, explicit, etcd_image) else {
+            return found;
+        };
+        let tag = crate::host::etcd_manifest::image_tag(&format!("image: {image}"));
+        let Some(minor) = tag
+            .as_deref()
+            .and_then(crate::host::etcd_manifest::minor_of)
+        else {
+            return Err(crate::error::usage(format!(
+                "{e:#}; etcd's image {image} names no version, so its own tool cannot be chosen"
+            )));
+        };
+        let kind = if minor >= (3, 5) {
+            ToolKind::Etcdutl
+        } else {
+            ToolKind::Etcdctl
+        };
+        let name = match kind {
+            ToolKind::Etcdutl => "etcdutl",
+            ToolKind::Etcdctl => "etcdctl",
+        };
+        Ok(RestoreTool {
+            path: PathBuf::from(format!("/usr/local/bin/{name}")),
+            kind,
+            version: tag.unwrap_or_default(),
+            bump_revision: false,
+            mark_compacted: false,
+            image: Some(image.to_owned()),
+        })
+    }
+
     /// `explicit`, else `etcdutl` then `etcdctl` on PATH and in the host's /usr/local/bin and
     /// /usr/bin.
     pub fn find(explicit: Option<&Path>, host: &HostRoot) -> anyhow::Result<RestoreTool> {
@@ -116,6 +160,7 @@ impl RestoreTool {
             version,
             bump_revision: help.contains("--bump-revision"),
             mark_compacted: help.contains("--mark-compacted"),
+            image: None,
         })
     }
 
@@ -155,6 +200,7 @@ mod tests {
             version: "3.6.0".into(),
             bump_revision: bump,
             mark_compacted: bump,
+            image: None,
         }
     }
 

@@ -52,7 +52,12 @@ impl Target {
         }
         let procedure = super::platform::of(platform);
         let tool = match procedure.needs_tool() {
-            true => Some(RestoreTool::find(etcdutl, host)?),
+            true => {
+                let image = super::platform::kubeadm::kubeadm_etcd(host)
+                    .ok()
+                    .and_then(|e| e.image);
+                Some(RestoreTool::find_or_image(etcdutl, host, image.as_deref())?)
+            }
             false => None,
         };
         let data_dir_host = procedure.data_dir(host)?;

@@ -11,13 +11,14 @@ use super::Procedure;
 use crate::error::usage;
 use crate::host::{HostRoot, Platform, discover, etcd_manifest};
 use crate::restore::fsops::is_mount_point;
+use crate::restore::node::Watch;
 use crate::restore::plan::{
     KUBEADM_MANIFESTS, PlanInput, apiserver_watch, etcd_watch, placement_target, snapshot_sha256,
     target,
 };
 use crate::restore::steps::{
-    MoveAside, MoveContents, PlaceFiles, RemoveStaged, RestoreSnapshot, Selection, StagedSnapshot,
-    StartPod, Step, StopPod, WaitServing,
+    MoveAside, MoveContents, PlaceFiles, RemoveStaged, RestorePod, RestoreSnapshot, Selection,
+    StagedSnapshot, StartPod, Step, StopPod, WaitServing,
 };
 use crate::restore::tools::RestoreArgs;
 
@@ -75,6 +76,8 @@ pub struct KubeadmEtcd {
     pub data_dir_host: String,
     pub peer_url: String,
     pub client_url: Option<String>,
+    /// etcd's image.
+    pub image: Option<String>,
     /// The tag of etcd's image (its version: `3.5.15-0`).
     pub image_tag: Option<String>,
 }
@@ -116,6 +119,7 @@ pub fn kubeadm_etcd_at(manifest: PathBuf) -> anyhow::Result<KubeadmEtcd> {
         client_url: f
             .get("advertise-client-urls")
             .and_then(|u| u.split(',').next().map(str::to_owned)),
+        image: etcd_manifest::image(&text),
         image_tag: etcd_manifest::image_tag(&text),
         manifest,
     })
@@ -143,6 +147,12 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
     let mut steps: Vec<Step> = api.iter().cloned().map(Step::StopPod).collect();
     steps.push(Step::StopPod(stop_etcd.clone()));
     let scratch = set_data_dir_aside(p.id, &data_dir, &mut steps);
+    // In etcd's image, only a private directory of ours is mounted: the tool restores into a
+    // directory inside it (etcdctl 3.4 refuses one that exists).
+    let scratch = match p.tool.is_some_and(|t| t.image.is_some()) {
+        true => scratch.join("data"),
+        false => scratch,
+    };
     steps.push(Step::PlaceFiles(PlaceFiles {
         staged: p.staged.to_path_buf(),
         target: place_into,
@@ -205,7 +215,8 @@ pub(crate) fn set_data_dir_aside(id: &str, data_dir: &Path, steps: &mut Vec<Step
 }
 
 /// etcdutl/etcdctl restoring the staged snapshot as this member, with a revision bump (by the
-/// tool where it can, else by cpbackup on what it restored).
+/// tool where it can, else by cpbackup on what it restored); in a static pod of etcd's image
+/// when the host has no tool, the paths then as the host names them.
 fn restore_snapshot(
     p: &PlanInput,
     etcd: &KubeadmEtcd,
@@ -214,14 +225,39 @@ fn restore_snapshot(
 ) -> anyhow::Result<Step> {
     let tool = p.tool.context("no restore tool")?;
     let snapshot = p.staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
+    let on_host = |ours: &Path| {
+        p.host.host_path_of(ours).ok_or_else(|| {
+            usage(format!(
+                "{} is not under the host root {}, so etcd's image cannot see it: pass --state-dir under the host root",
+                ours.display(),
+                p.host.root().display()
+            ))
+        })
+    };
+    let (snapshot_arg, scratch_arg) = match tool.image {
+        Some(_) => (on_host(&snapshot)?, on_host(scratch)?),
+        None => (snapshot.clone(), scratch.to_path_buf()),
+    };
     let args = tool.args(&RestoreArgs {
-        snapshot: &snapshot,
-        data_dir: scratch,
+        snapshot: &snapshot_arg,
+        data_dir: &scratch_arg,
         name: &etcd.name,
         peer_url: &etcd.peer_url,
         token: p.token,
         bump: Some(p.bump),
     });
+    let pod = match &tool.image {
+        Some(image) => Some(restore_pod(
+            p,
+            tool,
+            image,
+            &args,
+            &snapshot_arg,
+            &scratch_arg,
+            scratch,
+        )?),
+        None => None,
+    };
     Ok(Step::RestoreSnapshot(RestoreSnapshot {
         program: tool.path.clone(),
         args,
@@ -232,7 +268,57 @@ fn restore_snapshot(
             sha256,
         }),
         bump_offline: (!tool.bump_revision).then_some(p.bump),
+        pod,
     }))
+}
+
+/// The static pod that runs the image's tool (no network needed): the staged snapshot's
+/// directory mounted read-only and the scratch directory's private parent read-write, at the
+/// paths the host names them.
+fn restore_pod(
+    p: &PlanInput,
+    tool: &crate::restore::tools::RestoreTool,
+    image: &str,
+    args: &[String],
+    snapshot: &Path,
+    scratch_host: &Path,
+    scratch: &Path,
+) -> anyhow::Result<RestorePod> {
+    let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let dir_of = |x: &Path| x.parent().unwrap_or(Path::new("/")).display().to_string();
+    let (staged_dir, target_dir) = (dir_of(snapshot), dir_of(scratch_host));
+    let command: String = std::iter::once(tool.path.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| format!("    - {}\n", q(&a)))
+        .collect();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: cpbackup-etcd-restore\n  namespace: kube-system\n  labels:\n    app.kubernetes.io/name: cpbackup-etcd-restore\nspec:\n  restartPolicy: Never\n  priorityClassName: system-node-critical\n  containers:\n  - name: etcd-restore\n    image: {}\n    env:\n    - name: ETCDCTL_API\n      value: \"3\"\n    command:\n{command}    volumeMounts:\n    - name: staged\n      mountPath: {}\n      readOnly: true\n    - name: target\n      mountPath: {}\n  volumes:\n  - name: staged\n    hostPath:\n      path: {}\n      type: Directory\n  - name: target\n    hostPath:\n      path: {}\n      type: Directory\n",
+        q(image),
+        q(&staged_dir),
+        q(&target_dir),
+        q(&staged_dir),
+        q(&target_dir),
+    );
+    let process = tool
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(RestorePod {
+        image: image.to_owned(),
+        manifest: p
+            .host
+            .path(format!("{KUBEADM_MANIFESTS}/cpbackup-etcd-restore.yaml")),
+        yaml,
+        watch: Watch {
+            containers: vec!["etcd-restore".into()],
+            process,
+            args_containing: vec![
+                format!("--data-dir={}", scratch_host.display()),
+                format!("--data-dir={}", scratch.display()),
+            ],
+        },
+    })
 }
 
 /// How to reach the restored member: the flags or discovery, else its manifest's client URL.

@@ -26,7 +26,7 @@ pub use move_aside::{MoveAside, MoveContents};
 pub use place_files::{PlaceFiles, Selection};
 pub use pods::{StartPod, StopPod};
 pub use rejoin::{JoinManifest, MemberAdd, WaitJoined};
-pub use restore_snapshot::RestoreSnapshot;
+pub use restore_snapshot::{RestorePod, RestoreSnapshot};
 pub use stage_openshift::StageOpenshift;
 pub use wait_serving::{EtcdTarget, RemoveStaged, WaitServing};
 
@@ -188,6 +188,30 @@ pub(crate) fn set_aside_once(p: &Path, keep: &Path) -> anyhow::Result<()> {
     if p.exists() && !keep.exists() {
         move_path(p, keep)?;
     }
+    Ok(())
+}
+
+/// Writes a new file `path` (0600) below the host root without following a link anywhere on
+/// the way, complete or not at all.
+pub(crate) fn publish_new_file(
+    ctx: &Ctx,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let dir = path.parent().context("a manifest path has a directory")?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a manifest path has a file name")?;
+    crate::beneath::real_dir_below(&ctx.host_root, dir)
+        .with_context(|| format!("{} is not a plain directory", dir.display()))?;
+    let d = crate::beneath::Beneath::open(dir)?;
+    let mut f = d.anonymous_file()?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()?;
+    d.publish(&f, name)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

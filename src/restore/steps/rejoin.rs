@@ -4,14 +4,13 @@
 //! starts it) and `wait-joined` (started, promoted, caught up). Undo removes the member and the
 //! manifest; nothing of the node's is deleted.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Ctx, EtcdTarget, unique};
+use super::{Action, Ctx, EtcdTarget, publish_new_file, unique};
 use crate::etcd::membership::{Cluster, block_on, find, initial_cluster};
 use crate::host::etcd_manifest::with_flags;
 use crate::restore::fsops::move_path;
@@ -153,7 +152,7 @@ impl Action for JoinManifest {
                 self.manifest.display()
             );
         }
-        publish(ctx, &self.manifest, text.as_bytes())
+        publish_new_file(ctx, &self.manifest, text.as_bytes())
     }
 
     fn undo(&self, ctx: &Ctx) -> anyhow::Result<()> {
@@ -162,26 +161,6 @@ impl Action for JoinManifest {
         }
         node::wait_gone(&self.watch, &ctx.host_root, ctx.wait_timeout)
     }
-}
-
-/// Writes a new file `path` (0600) below the host root without following a link anywhere on
-/// the way, complete or not at all.
-fn publish(ctx: &Ctx, path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("a manifest path has a directory")?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("a manifest path has a file name")?;
-    crate::beneath::real_dir_below(&ctx.host_root, dir)
-        .with_context(|| format!("{} is not a plain directory", dir.display()))?;
-    let d = crate::beneath::Beneath::open(dir)?;
-    let mut f = d.anonymous_file()?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    d.publish(&f, name)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Wait until the member has started, promote it if it is a learner, and wait until it serves

@@ -1,15 +1,19 @@
 //! `restore-snapshot`: the node's etcdutl (or etcdctl) restores the staged snapshot into a
-//! scratch directory; its `member/` then moves into etcd's data directory in one rename.
+//! scratch directory — or, on a host without either, the one of etcd's own image, run by the
+//! kubelet as a static pod — cpbackup bumps the revision where the tool could not, and the
+//! `member/` then moves into etcd's data directory in one rename.
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Ctx, StagedSnapshot, recheck_staged, unique};
+use super::{Action, Ctx, StagedSnapshot, publish_new_file, recheck_staged, unique};
 use crate::restore::fsops::{create_private_dir, move_path, remove_tree};
+use crate::restore::node::{self, Watch};
 use crate::snapshot::bump::bump_revision;
 
 /// Run the node's etcdutl/etcdctl into `scratch`, then move its `member` into the data dir.
@@ -30,6 +34,54 @@ pub struct RestoreSnapshot {
     /// tool ran, because it cannot (etcd 3.4, 3.5.0–3.5.9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bump_offline: Option<u64>,
+    /// Run by the kubelet as this static pod instead of on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<RestorePod>,
+}
+
+/// The restore as a static pod of etcd's image, for a host without etcdutl/etcdctl.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestorePod {
+    /// The image.
+    pub image: String,
+    /// Where the kubelet reads the pod.
+    pub manifest: PathBuf,
+    /// The pod (`restartPolicy: Never`).
+    pub yaml: String,
+    /// How to tell its container still runs.
+    pub watch: Watch,
+}
+
+impl RestorePod {
+    /// Has the kubelet run it; waits until it finished (its WAL written, its container gone),
+    /// then removes its manifest.
+    fn run(&self, scratch: &Path, ctx: &Ctx) -> anyhow::Result<()> {
+        if self.manifest.exists() {
+            fs::remove_file(&self.manifest)?; // from a run that was cut short
+        }
+        publish_new_file(ctx, &self.manifest, self.yaml.as_bytes())?;
+        let deadline = Instant::now() + ctx.wait_timeout;
+        let wal = scratch.join("member/wal");
+        let finished = loop {
+            if wal.is_dir() && !node::running(&self.watch, &ctx.host_root)? {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100)); // the kubelet's pace, bounded
+        };
+        fs::remove_file(&self.manifest)?;
+        if !finished {
+            anyhow::bail!(
+                "the restore pod ({}, image {}) did not finish within {}s: check `crictl ps -a --name etcd-restore` and its logs, then `cpbackup restore --continue`",
+                self.manifest.display(),
+                self.image,
+                ctx.wait_timeout.as_secs()
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Action for RestoreSnapshot {
@@ -38,8 +90,19 @@ impl Action for RestoreSnapshot {
             .bump_offline
             .map(|n| format!("; cpbackup raises its revision by {n} and marks the older ones compacted (this tool has no --bump-revision)"))
             .unwrap_or_default();
+        let how = self
+            .pod
+            .as_ref()
+            .map(|p| {
+                format!(
+                    " in a static pod of etcd's image {} ({}; no etcdutl or etcdctl on this host)",
+                    p.image,
+                    p.manifest.display()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "restore the snapshot: {} {}{bump}; then its member/ into {}",
+            "restore the snapshot{how}: {} {}{bump}; then its member/ into {}",
             self.program.display(),
             self.args.join(" "),
             self.data_dir.display()
@@ -53,7 +116,7 @@ impl Action for RestoreSnapshot {
             if scratch.exists() {
                 remove_tree(scratch)?;
             }
-            return Ok(());
+            return self.remove_pod_dir();
         }
         if let Some(s) = &self.staged {
             recheck_staged(&s.path, Some(&s.sha256), ctx)?;
@@ -63,17 +126,21 @@ impl Action for RestoreSnapshot {
             create_private_dir(p)?;
         }
         let started = Instant::now();
-        let out = Command::new(program)
-            .args(&self.args)
-            .env("ETCDCTL_API", "3")
-            .output()
-            .with_context(|| format!("running {}", program.display()))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "{} snapshot restore failed: {}",
-                program.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if let Some(pod) = &self.pod {
+            pod.run(scratch, ctx)?;
+        } else {
+            let out = Command::new(program)
+                .args(&self.args)
+                .env("ETCDCTL_API", "3")
+                .output()
+                .with_context(|| format!("running {}", program.display()))?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "{} snapshot restore failed: {}",
+                    program.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
         }
         tracing::info!(
             seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
@@ -91,14 +158,31 @@ impl Action for RestoreSnapshot {
         }
         create_private_dir(&self.data_dir)?;
         move_path(&scratch.join("member"), &member)?;
-        remove_tree(scratch)
+        remove_tree(scratch)?;
+        self.remove_pod_dir()
     }
 
     fn undo(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        if let Some(p) = self.pod.as_ref().filter(|p| p.manifest.exists()) {
+            fs::remove_file(&p.manifest)?;
+        }
         let member = self.data_dir.join("member");
         if member.exists() {
             move_path(&member, &unique(&ctx.rolled_back, &member))?;
         }
-        remove_tree(&self.scratch)
+        remove_tree(&self.scratch)?;
+        self.remove_pod_dir()
+    }
+}
+
+impl RestoreSnapshot {
+    /// With a pod, the scratch directory sits in a private one of its own: removed once empty.
+    fn remove_pod_dir(&self) -> anyhow::Result<()> {
+        if let Some(parent) = self.pod.as_ref().and_then(|_| self.scratch.parent())
+            && crate::restore::fsops::is_empty_dir(parent)
+        {
+            fs::remove_dir(parent)?;
+        }
+        Ok(())
     }
 }

@@ -228,10 +228,71 @@ pub fn fake_kubeadm_master(root: &Path, pki: &Pki, me: &Master, all: &[Master]) 
 
 /// Plays the kubelet for etcd: while `<root>/etc/kubernetes/manifests/etcd.yaml` exists, an
 /// etcd runs with the manifest's command (host paths mapped under `root`); when the manifest
-/// goes, the process is stopped (SIGTERM). Everything stops on drop.
+/// goes, the process is stopped (SIGTERM). A `cpbackup-etcd-restore.yaml` (restartPolicy
+/// Never) runs once to completion, its command's binary taken from the etcd release (the
+/// "image"). Everything stops on drop.
 pub struct FakeKubelet {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The `command:` list of a pod manifest, JSON-quoted items unquoted.
+fn pod_command(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t == "command:" {
+            inside = true;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let Some(item) = t.strip_prefix("- ") else {
+            break;
+        };
+        out.push(serde_json::from_str::<String>(item).unwrap_or_else(|_| item.to_owned()));
+    }
+    out
+}
+
+/// A host path (or `--flag=/path`) as the fake root holds it.
+fn under_root(root: &Path, arg: &str) -> String {
+    if arg.starts_with('/') {
+        return format!("{}{arg}", root.display());
+    }
+    match arg.split_once("=/") {
+        Some((flag, p)) => format!("{flag}={}/{p}", root.display()),
+        None => arg.to_owned(),
+    }
+}
+
+/// Runs the restore pod's command once per manifest content.
+fn run_restore_pod(root: &Path, version: Version, ran: &mut Option<String>) {
+    let manifest = root.join("etc/kubernetes/manifests/cpbackup-etcd-restore.yaml");
+    let Ok(text) = fs::read_to_string(&manifest) else {
+        return;
+    };
+    if ran.as_deref() == Some(text.as_str()) {
+        return;
+    }
+    *ran = Some(text.clone());
+    let cmd = pod_command(&text);
+    let Some(bin) = cmd.first().and_then(|c| Path::new(c).file_name()) else {
+        return;
+    };
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.with_extension("kubelet-restore-pod.log"))
+        .unwrap();
+    let _ = Command::new(version.bin(bin.to_str().unwrap()))
+        .args(cmd[1..].iter().map(|a| under_root(root, a)))
+        .env("ETCDCTL_API", "3")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status();
 }
 
 fn manifest_command(text: &str) -> Vec<String> {
@@ -251,7 +312,9 @@ impl FakeKubelet {
         let thread = std::thread::spawn(move || {
             let manifest = root.join("etc/kubernetes/manifests/etcd.yaml");
             let mut child: Option<Child> = None;
+            let mut restored = None;
             while !flag.load(Ordering::SeqCst) {
+                run_restore_pod(&root, version, &mut restored);
                 let wanted = manifest.is_file();
                 if let Some(c) = child.as_mut()
                     && (!wanted || c.try_wait().ok().flatten().is_some())
@@ -263,15 +326,8 @@ impl FakeKubelet {
                 }
                 if wanted && child.is_none() {
                     let cmd = manifest_command(&fs::read_to_string(&manifest).unwrap_or_default());
-                    let args: Vec<String> = cmd
-                        .iter()
-                        .skip(1)
-                        .map(|a| match a.split_once("=/") {
-                            // a host path (data dir, certificates): under the fake root
-                            Some((flag, p)) => format!("{flag}={}/{p}", root.display()),
-                            None => a.clone(),
-                        })
-                        .collect();
+                    let args: Vec<String> =
+                        cmd.iter().skip(1).map(|a| under_root(&root, a)).collect();
                     let logf = fs::OpenOptions::new()
                         .create(true)
                         .append(true)
