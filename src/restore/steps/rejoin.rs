@@ -47,36 +47,32 @@ impl Action for MemberAdd {
         )
     }
 
-    /// etcd refuses a reconfiguration until every voting member has been connected for a
-    /// while (5 s): right after another member joined, the add is refused for a moment, so it is
-    /// tried again until the wait timeout. Trying again is safe: the list is read first.
     fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        let deadline = Instant::now() + ctx.wait_timeout;
-        loop {
-            match block_on(self.add_once()) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is::<AlreadyMember>() || Instant::now() >= deadline => {
-                    return Err(e);
-                }
-                Err(e) => {
-                    tracing::info!(error = %format!("{e:#}"), "the cluster does not take the member yet; trying again")
-                }
-            }
-            std::thread::sleep(Duration::from_millis(500)); // etcd's reconfiguration health window
-        }
+        retry_reconfiguration(ctx, || block_on(self.add_once()))
     }
 
-    fn undo(&self, _ctx: &Ctx) -> anyhow::Result<()> {
-        block_on(async {
-            let mut c = Cluster::connect(&self.via.access(), CALL).await.context(
-                "cannot reach the recovery member to remove this node's member; remove it there by hand (`etcdctl member remove ID`)",
-            )?;
-            let members = c.members().await?;
-            match find(&members, &self.peer_url) {
-                Some(m) => c.remove(m.id).await,
-                None => Ok(()),
+    fn undo(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        remove_from_cluster(ctx, &self.via, &self.peer_url)
+    }
+}
+
+/// etcd refuses a reconfiguration until every voting member has been connected for a while
+/// (5 s): right after a member joined, adding or removing one is refused for a moment, so it
+/// is tried again until the wait timeout. Trying again is safe: each try reads the list first.
+fn retry_reconfiguration(
+    ctx: &Ctx,
+    mut once: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ctx.wait_timeout;
+    loop {
+        match once() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is::<AlreadyMember>() || Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %format!("{e:#}"), "the cluster does not take the change yet; trying again")
             }
-        })
+        }
+        std::thread::sleep(Duration::from_millis(500)); // etcd's reconfiguration health window
     }
 }
 
@@ -84,6 +80,23 @@ impl Action for MemberAdd {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct AlreadyMember(String);
+
+/// Removes the member with `peer_url`, if the cluster has it.
+async fn remove_member(via: &EtcdTarget, peer_url: &str) -> anyhow::Result<()> {
+    let mut c = Cluster::connect(&via.access(), CALL).await?;
+    let members = c.members().await?;
+    match find(&members, peer_url) {
+        Some(m) => c.remove(m.id).await,
+        None => Ok(()),
+    }
+}
+
+/// The member removed through the recovery member, retried while etcd refuses.
+fn remove_from_cluster(ctx: &Ctx, via: &EtcdTarget, peer_url: &str) -> anyhow::Result<()> {
+    retry_reconfiguration(ctx, || block_on(remove_member(via, peer_url))).context(
+        "cannot remove this node's member through the recovery member; remove it there by hand (`etcdctl member remove ID`)",
+    )
+}
 
 impl MemberAdd {
     async fn add_once(&self) -> anyhow::Result<()> {
@@ -155,7 +168,10 @@ impl Action for JoinManifest {
         publish_new_file(ctx, &self.manifest, text.as_bytes())
     }
 
+    /// The member leaves the cluster before its etcd stops: stopped first, a voting member of
+    /// a two-member cluster would take the quorum with it, and the removal could not commit.
     fn undo(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        remove_from_cluster(ctx, &self.via, &self.peer_url)?;
         if self.manifest.exists() {
             move_path(&self.manifest, &unique(&ctx.rolled_back, &self.manifest))?;
         }

@@ -85,6 +85,34 @@ impl Action for RemoveStaged {
     }
 }
 
+/// Whether etcd answers a linearizable read (it has a leader: what clients need, not only its
+/// status) at `min_revision` or later; else why not.
+async fn serves(
+    access: &crate::host::EtcdAccess,
+    min_revision: i64,
+) -> anyhow::Result<Result<crate::etcd::EtcdStatus, String>> {
+    let (mut client, status) = crate::etcd::connect(access, Duration::from_secs(5)).await?;
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get(
+            "health",
+            Some(etcd_client::GetOptions::new().with_count_only()),
+        ),
+    )
+    .await;
+    let revision = match read {
+        Ok(Ok(r)) => r.header().map_or(status.revision, |h| h.revision()),
+        Ok(Err(e)) => return Ok(Err(format!("it does not serve reads yet: {e}"))),
+        Err(_) => return Ok(Err("it does not serve reads yet (no leader?)".into())),
+    };
+    if revision < min_revision {
+        return Ok(Err(format!(
+            "it serves revision {revision}, below the backup's {min_revision}: is it the old data?"
+        )));
+    }
+    Ok(Ok(status))
+}
+
 fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,15 +120,12 @@ fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow:
     let access = t.access();
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match rt.block_on(crate::etcd::connect(&access, Duration::from_secs(5))) {
-            Ok((_, s)) if s.revision >= min_revision => {
+        let last = match rt.block_on(serves(&access, min_revision)) {
+            Ok(Ok(s)) => {
                 tracing::info!(endpoint = %t.endpoint, revision = s.revision, member = %s.member_id, "etcd serves the restored data");
                 return Ok(());
             }
-            Ok((_, s)) => format!(
-                "it serves revision {}, below the backup's {min_revision}: is it the old data?",
-                s.revision
-            ),
+            Ok(Err(why)) => why,
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
