@@ -187,20 +187,33 @@ pub fn export_openshift(
     };
     let res_file = sink.res.into_inner()?.finish()?;
     res_file.sync_all()?;
-    // Published without ever replacing an existing file.
+    publish(&dir, &out, &sink.snap, &res_file, revision.as_ref())?;
+    File::from(dir.root().try_clone()?).sync_all()?;
+    Ok(out)
+}
+
+/// Names the complete files, never replacing an existing one; on a failure the ones already
+/// named are removed again.
+fn publish(
+    dir: &Beneath,
+    out: &Exported,
+    snap: &File,
+    res: &File,
+    revision: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
     let name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    dir.publish(&sink.snap, &name(&out.snapshot))
+    dir.publish(snap, &name(&out.snapshot))
         .with_context(|| format!("{} already exists?", out.snapshot.display()))?;
-    if let Err(e) = dir.publish(&res_file, &name(&out.static_kuberesources)) {
+    if let Err(e) = dir.publish(res, &name(&out.static_kuberesources)) {
         let _ = fs::remove_file(&out.snapshot);
         return Err(e)
             .with_context(|| format!("{} already exists?", out.static_kuberesources.display()));
     }
-    if let (Some(v), Some(p)) = (&revision, &out.revision_json) {
+    if let (Some(v), Some(p)) = (revision, &out.revision_json) {
         let mut f = dir.anonymous_file()?;
         io::Write::write_all(&mut f, &serde_json::to_vec_pretty(v)?)?;
         f.sync_all()?;
@@ -215,6 +228,5 @@ pub fn export_openshift(
             });
         }
     }
-    File::from(dir.root().try_clone()?).sync_all()?;
-    Ok(out)
+    Ok(())
 }

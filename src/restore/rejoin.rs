@@ -14,7 +14,7 @@ use super::journal::{Journal, JournalStep, Operation, Outcome, StepState};
 use super::plan::{KUBEADM_MANIFESTS, apiserver_watch, etcd_watch, target};
 use super::platform::kubeadm::{self, KubeadmEtcd, kubeadm_etcd_at, set_data_dir_aside};
 use super::session::{Session, Ui, new_journal};
-use super::steps::{JoinManifest, MemberAdd, Step, StopPod, WaitJoined};
+use super::steps::{EtcdTarget, JoinManifest, MemberAdd, Step, StopPod, WaitJoined};
 use crate::error::usage;
 use crate::etcd::membership::{Cluster, block_on, find};
 use crate::host::{EtcdSettings, Platform, discover};
@@ -73,33 +73,12 @@ impl Rejoin<'_> {
         let data_dir = host.path(&etcd.data_dir_host);
         let mut aside = Vec::new();
         let _ = set_data_dir_aside(&id, &data_dir, &mut aside);
-        let via_t = target(via);
-        let new = [
-            Step::MemberAdd(MemberAdd {
-                via: via_t.clone(),
-                name: etcd.name.clone(),
-                peer_url: etcd.peer_url.clone(),
-                learner,
-            }),
-            Step::JoinManifest(JoinManifest {
-                via: via_t.clone(),
-                original: stopped.etcd.aside.clone(),
-                manifest: stopped.etcd.manifest.clone(),
-                name: etcd.name.clone(),
-                peer_url: etcd.peer_url.clone(),
-                watch: stopped.etcd.watch.clone(),
-            }),
-            Step::WaitJoined(WaitJoined {
-                via: via_t,
-                local: target(local),
-                peer_url: etcd.peer_url.clone(),
-            }),
-        ];
+        let join = join_steps(&etcd, &stopped.etcd, target(via), target(local), learner);
         let tail = stopped.apiserver.map(|a| Step::StartPod(kubeadm::start(a)));
         steps.extend(
             aside
                 .into_iter()
-                .chain(new)
+                .chain(join)
                 .chain(tail)
                 .map(|step| JournalStep {
                     step,
@@ -190,6 +169,37 @@ impl Rejoin<'_> {
             etcd,
         })
     }
+}
+
+/// Added through `via`, etcd started from its own manifest, waited for until it has joined.
+fn join_steps(
+    etcd: &KubeadmEtcd,
+    stopped: &StopPod,
+    via: EtcdTarget,
+    local: EtcdTarget,
+    learner: bool,
+) -> [Step; 3] {
+    [
+        Step::MemberAdd(MemberAdd {
+            via: via.clone(),
+            name: etcd.name.clone(),
+            peer_url: etcd.peer_url.clone(),
+            learner,
+        }),
+        Step::JoinManifest(JoinManifest {
+            via: via.clone(),
+            original: stopped.aside.clone(),
+            manifest: stopped.manifest.clone(),
+            name: etcd.name.clone(),
+            peer_url: etcd.peer_url.clone(),
+            watch: stopped.watch.clone(),
+        }),
+        Step::WaitJoined(WaitJoined {
+            via,
+            local,
+            peer_url: etcd.peer_url.clone(),
+        }),
+    ]
 }
 
 /// The steps a completed `--disable-etcd` ran, as done steps of the rejoin (so that its
