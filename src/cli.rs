@@ -215,8 +215,9 @@ pub struct RestoreArgs {
     pub etcdutl: Option<PathBuf>,
     /// Raise the restored revision by N and mark every older one compacted, so that clients
     /// that saw later revisions than the backup's relist instead of keeping stale caches
-    /// (default 1,000,000,000, the value Kubernetes' docs use). Done by etcdutl where it has
-    /// --bump-revision (etcd 3.5.10+), else by cpbackup on the restored database.
+    /// (default 1,000,000,000, the value Kubernetes' docs use). kubeadm: done by etcdutl where
+    /// it has --bump-revision (etcd 3.5.10+), else by cpbackup on the restored database.
+    /// OpenShift's restore pod bumps by its own rule (1.2 × the raft index in revision.json).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     pub bump_revision: Option<u64>,
     /// Seconds to wait for a pod to stop or for etcd to serve before failing (default 300).

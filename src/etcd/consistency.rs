@@ -79,29 +79,42 @@ pub async fn check(
                 timeout.as_secs()
             )
         })??;
-    let mut members = Vec::new();
+    // Every member at once: HashKV reads a member's whole keyspace.
+    let mut asked = tokio::task::JoinSet::new();
     let mut unreachable = Vec::new();
     for m in list.members() {
         if m.is_learner() || m.name().is_empty() {
             continue;
         }
-        let Some(url) = m.client_urls().first() else {
-            unreachable.push(format!("{} (no client URL)", m.name()));
+        let name = m.name().to_owned();
+        let Some(url) = m.client_urls().first().cloned() else {
+            unreachable.push(format!("{name} (no client URL)"));
             continue;
         };
         let mut a = access.clone();
         a.endpoint = url.clone();
-        match hash_of(&a, revision, timeout).await {
-            Ok((hash, compact_revision, raft_index)) => members.push(MemberHash {
-                name: m.name().to_owned(),
-                endpoint: url.clone(),
-                hash,
-                compact_revision,
-                raft_index,
-            }),
-            Err(e) => unreachable.push(format!("{} ({url}): {e:#}", m.name())),
+        asked.spawn(async move {
+            match hash_of(&a, revision, timeout).await {
+                Ok((hash, compact_revision, raft_index)) => Ok(MemberHash {
+                    name,
+                    endpoint: url,
+                    hash,
+                    compact_revision,
+                    raft_index,
+                }),
+                Err(e) => Err(format!("{name} ({url}): {e:#}")),
+            }
+        });
+    }
+    let mut members = Vec::new();
+    while let Some(r) = asked.join_next().await {
+        match r {
+            Ok(Ok(m)) => members.push(m),
+            Ok(Err(why)) => unreachable.push(why),
+            Err(e) => unreachable.push(format!("a member's check failed: {e}")),
         }
     }
+    members.sort_by(|a, b| a.name.cmp(&b.name));
     let consistent = members.iter().all(|a| {
         members
             .iter()
