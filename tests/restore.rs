@@ -511,6 +511,31 @@ fn a_host_without_etcdutl_restores_with_etcds_own_image_as_a_static_pod() {
 }
 
 #[test]
+fn a_backup_of_a_newer_etcd_is_refused_and_another_kubernetes_minor_is_named() {
+    let n = Node::new(Version::V35); // backed up from etcd 3.5.1, the API server at v1.30.1
+    let m = n.root.join("etc/kubernetes/manifests/etcd.yaml");
+    let api = n.root.join("etc/kubernetes/manifests/kube-apiserver.yaml");
+    let original = fs::read_to_string(&m).unwrap();
+    // The node now runs an older etcd minor than the backup's: etcd could not read its data.
+    fs::write(&m, original.replace("etcd:3.5.15-0", "etcd:3.4.13-0")).unwrap();
+    let o = run(n.restore(&["--latest", "--dry-run"]));
+    fails_with(&o, 2, "cannot read a newer minor's data");
+    assert!(stderr(&o).contains("etcd 3.5.1"), "{}", stderr(&o));
+    fs::write(&m, &original).unwrap();
+    // Another Kubernetes minor on the node: a warning, the dry run goes on.
+    let api_text = fs::read_to_string(&api).unwrap();
+    fs::write(&api, api_text.replace("v1.30.1", "v1.31.0")).unwrap();
+    let o = run(n.restore(&["--latest", "--dry-run"]));
+    ok(&o);
+    assert!(
+        stderr(&o)
+            .contains("the backup is of Kubernetes v1.30.1, this node's API server is v1.31.0"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn bump_flags_go_to_an_etcdutl_that_has_them() {
     // An etcdutl whose help lists --bump-revision/--mark-compacted (3.5.13+): a shim that
     // records its arguments and runs the real 3.5.1 without them.

@@ -141,7 +141,7 @@ pub fn fake_kubeadm_node(root: &Path, client: u16, peer: u16) {
     .unwrap();
     fs::write(
         k.join("manifests/kube-apiserver.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.1\n",
     )
     .unwrap();
 }
