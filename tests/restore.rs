@@ -345,8 +345,14 @@ fn a_continued_restore_refuses_a_staged_snapshot_that_changed() {
 
     let o = n.cmd(&["--continue"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // The hints are the commands to copy: the host root and state directory in use kept.
+    let rollback = format!(
+        "cpbackup --host-root {} restore --state-dir {} --rollback",
+        n.root.display(),
+        n.dir.join("state").display()
+    );
     assert!(
-        stderr(&o).contains("no longer matches the backup") && stderr(&o).contains("--rollback"),
+        stderr(&o).contains("no longer matches the backup") && stderr(&o).contains(&rollback),
         "{}",
         stderr(&o)
     );
@@ -354,8 +360,51 @@ fn a_continued_restore_refuses_a_staged_snapshot_that_changed() {
         !n.root.join("var/lib/etcd/member").exists(),
         "nothing was restored from the changed copy"
     );
-    ok(&n.cmd(&["--rollback", "--yes"]));
+    // The undo list is numbered as the steps were.
+    let o = n.cmd(&["--rollback", "--yes"]);
+    ok(&o);
+    let listed = format!("[undo {before_restore}/");
+    assert!(stderr(&o).contains(&listed), "{}", stderr(&o));
     n.assert_original();
+    // Nothing left to roll back: the journal looked at is named.
+    let o = n.cmd(&["--rollback", "--yes"]);
+    let journal = n.dir.join("state/restore/journal.json");
+    fails_with(
+        &o,
+        2,
+        &format!("{} says it was rolled back already", journal.display()),
+    );
+    let o = n.cmd(&["--continue"]);
+    fails_with(&o, 2, "records no unfinished operation");
+}
+
+#[test]
+fn continue_takes_the_etcd_flags_its_own_error_names() {
+    let n = Node::new(Version::V35);
+    let mut c = n.restore(&["--latest", "--yes"]);
+    c.env("CPBACKUP_RESTORE_FAILPOINT", "7:after"); // remove-staged done, wait-serving next
+    assert_eq!(run(c).status.code(), Some(137));
+    // The journal reaches etcd where it does not answer (as when discovery got it wrong).
+    let path = n.dir.join("state/restore/journal.json");
+    let mut j = n.journal();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let wait = j["steps"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["kind"] == "wait-serving")
+        .unwrap();
+    wait["target"]["endpoint"] = dead.clone().into();
+    fs::write(&path, serde_json::to_vec(&j).unwrap()).unwrap();
+    let mut c = cpbackup(&n.dir);
+    c.args(["--host-root", n.root.to_str().unwrap(), "restore"])
+        .args(["--continue", "--wait-timeout", "2"]);
+    let o = run(c);
+    fails_with(&o, 1, &dead);
+    assert!(stderr(&o).contains("--etcd-endpoint"), "{}", stderr(&o));
+    let o = n.cmd(&["--continue", "--etcd-endpoint", &n.endpoint]);
+    ok(&o);
+    n.assert_restored();
 }
 
 #[test]

@@ -73,7 +73,13 @@ pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
             )
         }
         Mode::Continue => {
-            let j = session.resume(&ui)?;
+            let etcd = crate::restore::steps::EtcdOverride {
+                endpoint: args.etcd.etcd_endpoint.clone(),
+                cacert: args.etcd.etcd_cacert.clone(),
+                cert: args.etcd.etcd_cert.clone(),
+                key: args.etcd.etcd_key.clone(),
+            };
+            let j = session.resume(&ui, &etcd)?;
             ui.finished(&j)?;
             if j.operation == Operation::Restore {
                 post(args, j.platform)?;

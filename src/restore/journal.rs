@@ -52,6 +52,32 @@ pub enum Outcome {
     RolledBack,
 }
 
+/// How the operation was started, so every hint prints the command to copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// `--host-root`, when not `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_root: Option<PathBuf>,
+    /// `--state-dir`, when not the default under the host root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Invocation {
+    /// `cpbackup [--host-root R] restore [--state-dir D] <what>`.
+    pub fn command(&self, what: &str) -> String {
+        let mut c = String::from("cpbackup");
+        if let Some(r) = &self.host_root {
+            c.push_str(&format!(" --host-root {}", r.display()));
+        }
+        c.push_str(" restore");
+        if let Some(d) = &self.state_dir {
+            c.push_str(&format!(" --state-dir {}", d.display()));
+        }
+        format!("{c} {what}")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Journal {
     pub version: u32,
@@ -65,6 +91,9 @@ pub struct Journal {
     pub work_dir: PathBuf,
     pub steps: Vec<JournalStep>,
     pub outcome: Option<Outcome>,
+    /// How it was started (journals written before this field have none).
+    #[serde(default)]
+    pub invocation: Invocation,
 }
 
 pub const JOURNAL_FILE: &str = "journal.json";

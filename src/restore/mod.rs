@@ -68,10 +68,12 @@ pub fn run_steps(
         let started = std::time::Instant::now();
         j.steps[i].step.run(ctx).with_context(|| {
             format!(
-                "step {}/{n} failed ({what}). The journal {} records how far the restore got: \
-                 fix the cause and run `cpbackup restore --continue`, or undo it with `cpbackup restore --rollback`",
+                "step {}/{n} failed ({what}). The journal {} records how far it got: \
+                 fix the cause and run `{}`, or undo it with `{}`",
                 i + 1,
-                Journal::path(restore_dir).display()
+                Journal::path(restore_dir).display(),
+                ctx.continue_cmd,
+                ctx.rollback_cmd
             )
         })?;
         tracing::info!(
@@ -100,8 +102,9 @@ pub fn rollback(j: &mut Journal, restore_dir: &Path, ctx: &Ctx, quiet: bool) -> 
         }
         j.steps[i].step.undo(ctx).with_context(|| {
             format!(
-                "undoing step {}/{n} failed; fix the cause and run `cpbackup restore --rollback` again",
-                i + 1
+                "undoing step {}/{n} failed; fix the cause and run `{}` again",
+                i + 1,
+                ctx.rollback_cmd
             )
         })?;
         j.steps[i].state = StepState::Undone;

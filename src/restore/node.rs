@@ -108,7 +108,7 @@ pub fn wait_gone(w: &Watch, host_root: &Path, timeout: Duration) -> anyhow::Resu
         if Instant::now() >= deadline {
             anyhow::bail!(
                 "{} still runs {}s after its manifest was moved away; check the kubelet (`crictl ps`), \
-                 stop it, then run `cpbackup restore --continue`",
+                 stop it, then run the same command again",
                 w.process,
                 timeout.as_secs()
             );

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::journal::{Journal, JournalStep, Operation, Outcome, StepState};
+use super::journal::{Invocation, Journal, JournalStep, Operation, Outcome, StepState};
+use super::steps::EtcdOverride;
 use super::steps::{Ctx, Step};
 use super::{fsops, plan, rollback, run_steps};
 use crate::error::usage;
@@ -36,6 +37,8 @@ pub struct Session {
     /// The last operation's journal, if any.
     pub existing: Option<Journal>,
     wait_timeout: Duration,
+    /// How this command was started (host root, state dir), for the hints.
+    pub invocation: Invocation,
     _lock: NodeLock,
 }
 
@@ -46,11 +49,17 @@ impl Session {
         let lock = NodeLock::acquire(state_dir, "restore")?;
         let existing = Journal::load(&restore_dir)?;
         remove_stale_staging(&restore_dir, existing.as_ref().filter(|j| j.in_progress()));
+        let invocation = Invocation {
+            host_root: (host.root() != Path::new("/")).then(|| host.root().to_path_buf()),
+            state_dir: (state_dir != host.path("/var/lib/cpbackup"))
+                .then(|| state_dir.to_path_buf()),
+        };
         Ok(Session {
             host,
             restore_dir,
             existing,
             wait_timeout,
+            invocation,
             _lock: lock,
         })
     }
@@ -62,19 +71,29 @@ impl Session {
             staging_verified,
             wait_timeout: self.wait_timeout,
             rolled_back: j.work_dir.join("rolled-back"),
+            continue_cmd: self.invocation.command("--continue"),
+            rollback_cmd: self.invocation.command("--rollback"),
         }
     }
 
     /// Runs the steps of `j` not yet done.
     pub fn run(&self, j: &mut Journal, staging_verified: bool, ui: &dyn Ui) -> anyhow::Result<()> {
+        if j.invocation == Invocation::default() {
+            j.invocation = self.invocation.clone(); // remember how it was started
+        }
         let ctx = self.ctx(j, staging_verified);
         run_steps(j, &self.restore_dir, &ctx, ui.quiet())
     }
 
     /// `--continue`: finishes the unfinished operation; returns its journal.
-    pub fn resume(mut self, ui: &dyn Ui) -> anyhow::Result<Journal> {
+    pub fn resume(mut self, ui: &dyn Ui, etcd: &EtcdOverride) -> anyhow::Result<Journal> {
+        let journal = Journal::path(&self.restore_dir);
         let mut j = self.existing.take().filter(Journal::in_progress).ok_or_else(|| {
-            usage("no restore is in progress on this node (no unfinished journal): nothing to continue")
+            usage(format!(
+                "no restore is in progress here: {} {}. If it ran with --host-root or --state-dir, pass the same ones",
+                journal.display(),
+                if journal.exists() { "records no unfinished operation" } else { "does not exist" }
+            ))
         })?;
         let left = j
             .steps
@@ -86,6 +105,9 @@ impl Session {
             j.operation.as_str(),
             j.id
         ));
+        for s in j.steps.iter_mut().filter(|s| s.state != StepState::Done) {
+            s.step.retarget(etcd);
+        }
         self.run(&mut j, false, ui)?;
         Ok(j)
     }
@@ -96,13 +118,21 @@ impl Session {
             .existing
             .take()
             .filter(|j| j.outcome != Some(Outcome::RolledBack))
-            .ok_or_else(|| usage("no restore to roll back on this node"))?;
-        let undo: Vec<&Step> = j
+            .ok_or_else(|| {
+                let journal = Journal::path(&self.restore_dir);
+                usage(format!(
+                    "no restore to roll back here: {} {}. If it ran with --host-root or --state-dir, pass the same ones",
+                    journal.display(),
+                    if journal.exists() { "says it was rolled back already" } else { "does not exist" }
+                ))
+            })?;
+        let undo: Vec<(usize, &Step)> = j
             .steps
             .iter()
+            .enumerate()
             .rev()
-            .filter(|s| matches!(s.state, StepState::Running | StepState::Done))
-            .map(|s| &s.step)
+            .filter(|(_, s)| matches!(s.state, StepState::Running | StepState::Done))
+            .map(|(i, s)| (i + 1, &s.step))
             .collect();
         ui.say(&format!(
             "rolling back {} {}: {} step(s) to undo",
@@ -110,8 +140,9 @@ impl Session {
             j.id,
             undo.len()
         ));
-        for (i, s) in undo.iter().enumerate() {
-            ui.say(&format!("  {}. undo: {}", i + 1, s.describe()));
+        let n = j.steps.len();
+        for (i, s) in &undo {
+            ui.say(&format!("  [undo {i}/{n}] {}", s.describe()));
         }
         if dry_run {
             return Ok(());
@@ -136,10 +167,12 @@ impl Session {
         match self.existing.as_ref().filter(|j| j.in_progress()) {
             None => Ok(()),
             Some(j) => Err(usage(format!(
-                "a {} ({}) is unfinished on this node (journal {}): finish it with `cpbackup restore --continue` or undo it with `cpbackup restore --rollback`",
+                "a {} ({}) is unfinished on this node (journal {}): finish it with `{}` or undo it with `{}`",
                 j.operation.as_str(),
                 j.id,
-                Journal::path(&self.restore_dir).display()
+                Journal::path(&self.restore_dir).display(),
+                self.invocation.command("--continue"),
+                self.invocation.command("--rollback")
             ))),
         }
     }
@@ -178,8 +211,9 @@ impl Session {
         self.run(&mut j, false, ui)?;
         ui.say(&format!(
             "etcd is stopped on this node (its manifest is in {}). Now restore on the recovery master; \
-             `cpbackup restore --rollback` here starts etcd again.",
-            work_dir.join("manifests-stopped").display()
+             `{}` here starts etcd again.",
+            work_dir.join("manifests-stopped").display(),
+            self.invocation.command("--rollback")
         ));
         Ok(())
     }
@@ -212,6 +246,7 @@ pub fn new_journal(
             })
             .collect(),
         outcome: None,
+        invocation: Invocation::default(),
     }
 }
 

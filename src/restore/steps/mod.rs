@@ -93,12 +93,58 @@ impl Step {
         self.action().undo(ctx)
     }
 
+    /// Points a step that reaches etcd at what the `--etcd-*` flags of `--continue` say: the
+    /// restored member of a restore (endpoint and certificates); for a rejoin, the certificates
+    /// only (its endpoint is the recovery member, which a node's own settings do not name).
+    pub fn retarget(&mut self, o: &EtcdOverride) {
+        match self {
+            Step::WaitServing(w) => {
+                if let Some(e) = &o.endpoint {
+                    w.target.endpoint = e.clone();
+                }
+                o.certificates(&mut w.target);
+            }
+            Step::WaitJoined(w) => {
+                o.certificates(&mut w.via);
+                o.certificates(&mut w.local);
+            }
+            Step::MemberAdd(m) => o.certificates(&mut m.via),
+            Step::JoinManifest(m) => o.certificates(&mut m.via),
+            _ => {}
+        }
+    }
+
     /// Where this step keeps the node's previous etcd data, if it moves it aside.
     pub fn keeps_old_data_in(&self) -> Option<&Path> {
         match self {
             Step::MoveAside(m) => Some(&m.to),
             Step::MoveContents(m) => Some(&m.to),
             _ => None,
+        }
+    }
+}
+
+/// `--etcd-endpoint`, `--etcd-cacert`, `--etcd-cert`, `--etcd-key` given to `--continue`.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdOverride {
+    /// Client URL.
+    pub endpoint: Option<String>,
+    /// CA.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdOverride {
+    fn certificates(&self, t: &mut EtcdTarget) {
+        if let Some(c) = &self.cacert {
+            t.cacert = Some(c.clone());
+        }
+        if let (Some(c), Some(k)) = (&self.cert, &self.key) {
+            t.cert = Some(c.clone());
+            t.key = Some(k.clone());
         }
     }
 }
@@ -124,6 +170,10 @@ pub struct Ctx {
     pub wait_timeout: Duration,
     /// Where `undo` puts what the restore had created.
     pub rolled_back: PathBuf,
+    /// The command that continues this operation, to print in hints.
+    pub continue_cmd: String,
+    /// The command that rolls it back.
+    pub rollback_cmd: String,
 }
 
 /// Hashes a staged snapshot again unless this process staged it: it was not synced, so after
@@ -142,9 +192,10 @@ pub(crate) fn recheck_staged(path: &Path, sha256: Option<&str>, ctx: &Ctx) -> an
     if got != want {
         anyhow::bail!(
             "the staged snapshot {} no longer matches the backup (SHA-256 {got}, expected {want}); \
-             it was probably not on disk yet when the machine went down. Run `cpbackup restore --rollback`, \
+             it was probably not on disk yet when the machine went down. Run `{}`, \
              then restore again",
-            path.display()
+            path.display(),
+            ctx.rollback_cmd
         );
     }
     Ok(())

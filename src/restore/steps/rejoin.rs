@@ -211,9 +211,10 @@ impl Action for WaitJoined {
             std::thread::sleep(Duration::from_millis(100)); // poll, bounded by the deadline
         }
         anyhow::bail!(
-            "the member at {} did not join within {}s ({last}); check its logs (crictl logs, journalctl -u kubelet), then `cpbackup restore --continue` waits again",
+            "the member at {} did not join within {}s ({last}); check its logs (crictl logs, journalctl -u kubelet), then `{}` waits again",
             self.peer_url,
-            ctx.wait_timeout.as_secs()
+            ctx.wait_timeout.as_secs(),
+            ctx.continue_cmd
         )
     }
 

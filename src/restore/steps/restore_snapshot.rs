@@ -74,10 +74,11 @@ impl RestorePod {
         fs::remove_file(&self.manifest)?;
         if !finished {
             anyhow::bail!(
-                "the restore pod ({}, image {}) did not finish within {}s: check `crictl ps -a --name etcd-restore` and its logs, then `cpbackup restore --continue`",
+                "the restore pod ({}, image {}) did not finish within {}s: check `crictl ps -a --name etcd-restore` and its logs, then `{}`",
                 self.manifest.display(),
                 self.image,
-                ctx.wait_timeout.as_secs()
+                ctx.wait_timeout.as_secs(),
+                ctx.continue_cmd
             );
         }
         Ok(())

@@ -53,7 +53,7 @@ impl Action for WaitServing {
     }
 
     fn run(&self, ctx: &Ctx) -> anyhow::Result<()> {
-        wait_serving(&self.target, self.min_revision, ctx.wait_timeout)
+        wait_serving(&self.target, self.min_revision, ctx)
     }
 
     fn undo(&self, _ctx: &Ctx) -> anyhow::Result<()> {
@@ -113,7 +113,8 @@ async fn serves(
     Ok(Ok(status))
 }
 
-fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow::Result<()> {
+fn wait_serving(t: &EtcdTarget, min_revision: i64, ctx: &Ctx) -> anyhow::Result<()> {
+    let timeout = ctx.wait_timeout;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -130,9 +131,11 @@ fn wait_serving(t: &EtcdTarget, min_revision: i64, timeout: Duration) -> anyhow:
         };
         if Instant::now() >= deadline {
             anyhow::bail!(
-                "etcd at {} did not serve within {}s ({last}); check its logs (crictl logs, journalctl -u kubelet), then `cpbackup restore --continue` waits again",
+                "etcd at {} did not serve within {}s ({last}); check its logs (crictl logs, journalctl -u kubelet), then `{}` waits again \
+                 (with --etcd-endpoint/--etcd-cacert/--etcd-cert/--etcd-key if it must be reached otherwise)",
                 t.endpoint,
-                timeout.as_secs()
+                timeout.as_secs(),
+                ctx.continue_cmd
             );
         }
         std::thread::sleep(Duration::from_millis(50)); // readiness poll, bounded above
