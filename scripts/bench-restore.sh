@@ -195,7 +195,7 @@ for _ in $(seq 1 "$ROUNDS"); do
   # where cpbackup's time went, and its outage window (etcd stopped -> serving), from its log
   python3 - "$WORK/last.err" >>"$WORK/times" <<'PY'
 import json, sys
-outage, down = 0.0, False
+outage, down, rss = 0.0, False, 0
 for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
@@ -213,7 +213,10 @@ for line in open(sys.argv[1]):
         down = True
     if m.startswith("wait until etcd"):
         down = False
+    if m == "restore finished":
+        rss = r.get("peak_rss_kib", 0)
 print("outage %.3f 0" % outage)
+print("cpbackup-self 0 %d" % rss)
 PY
   # etcd's own first: right after a member joined, etcd refuses another for a few seconds
   cpb_measure join-by-hand bash -c join_by_hand
@@ -237,6 +240,7 @@ row("etcdutl snapshot restore + etcd until it serves", "etcdutl-start")
 print("%-52s %8.2f" % ("cpbackup outage: etcd stopped -> serving", med("outage")))
 row("by hand: age -d | tar -x, etcdutl restore, etcd", "by-hand")
 row("cpbackup restore --yes (bundle -> etcd serving)", "cpbackup")
+print("%-52s %8s %7.0f MiB" % ("  cpbackup itself (without etcdutl, its child)", "", rss("cpbackup-self")))
 for p, what in [("unpack", "fetch, decrypt, decompress, verify, stage"), ("stop", "stop etcd"),
                 ("etcdutl", "etcdutl snapshot restore (+ revision bump)"), ("serve", "etcd start until it serves")]:
     print("%-52s %8.2f" % ("  " + what, med("phase-" + p)))

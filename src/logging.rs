@@ -37,3 +37,17 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
             .try_init(),
     };
 }
+
+/// This process's peak resident memory in KiB (`VmHWM`; children not counted), for the logs
+/// of long operations.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

@@ -155,6 +155,10 @@ impl Restore<'_> {
         ui.confirm("restore this node")
             .inspect_err(|_| discard(&work))?;
         self.session.run(&mut j, true, ui)?;
+        tracing::info!(
+            peak_rss_kib = crate::logging::peak_rss_kib().unwrap_or(0),
+            "restore finished"
+        );
         Ok(j)
     }
 
@@ -200,6 +204,7 @@ impl Restore<'_> {
         tracing::info!(
             seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
             ok = unpacked.is_ok(),
+            peak_rss_kib = crate::logging::peak_rss_kib().unwrap_or(0),
             "unpacked and verified the backup"
         );
         let u = unpacked.inspect_err(|_| discard(work)).map_err(|e| {
