@@ -127,7 +127,8 @@ pub enum Command {
 pub struct BackupArgs {
     #[command(flatten)]
     pub settings: BackupSettings,
-    /// Take the backup even if checks fail; the bundle is marked "possibly dirty".
+    /// Take the backup even if checks fail (OpenShift: a control-plane rollout; everywhere:
+    /// etcd members whose HashKV differ); the bundle is marked "possibly dirty".
     #[arg(long)]
     pub force: bool,
     /// Take no snapshot: copy local backups marked pending (a remote store failed when they
