@@ -280,7 +280,23 @@ fn disaster(version: Version) {
         "the old data is back in place"
     );
     cp.ok(&cp.restore(2, &["--disable-etcd", "--yes"]));
-    cp.ok(&cp.restore(2, &["--rejoin", "--etcd-endpoint", &via, "--yes"]));
+    // Killed right after the member was added; --continue finishes the rejoin.
+    let mut c = cpbackup(&cp.dir);
+    c.args(["--host-root", cp.roots[2].to_str().unwrap(), "restore"])
+        .arg("--state-dir")
+        .arg(cp.dir.join("state-2"))
+        .args(["--rejoin", "--etcd-endpoint", &via, "--yes"])
+        .env("CPBACKUP_RESTORE_FAILPOINT", "4:after");
+    assert_eq!(run(c).status.code(), Some(137));
+    let pending: Vec<String> = cp.members(0)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().is_none_or(str::is_empty))
+        .map(|m| m["peerURLs"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pending, [cp.masters[2].peer_url()], "added, not started");
+    cp.ok(&cp.restore(2, &["--continue"]));
     cp.wait_healthy(2);
     assert_eq!(cp.voting(0), ["cp-1", "cp-2", "cp-3"]);
     let o = cp.ctl(
