@@ -153,3 +153,42 @@ fn keygen_never_overwrites_and_writes_0600() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r);
 }
+
+#[test]
+fn a_missing_file_or_backup_is_named_before_any_key_is_asked_for() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let store = dir.join("store");
+    let cmd = |args: &[&str]| {
+        let mut c = cpbackup(dir);
+        c.args(args).arg("--store").arg(&store);
+        run(c)
+    };
+    // No such file and not a backup name: said so, no talk of identities.
+    for args in [
+        &["inspect", "nonexist.db"][..],
+        &["extract", "nonexist.db", "--namespace", "shop"],
+        &["verify", "nonexist.db"],
+        &["restore", "nonexist.db", "--dry-run"],
+    ] {
+        let o = cmd(args);
+        let e = fails_with(&o, 2, "nonexist.db: no such file, and not a backup name");
+        assert!(!e.contains("identity"), "{args:?}: {e}");
+    }
+    // A bare etcd snapshot given to verify: pointed at inspect.
+    let snap = dir.join("snapshot.db");
+    fs::write(&snap, vec![0u8; 8192]).unwrap();
+    let (key, _) = keygen(dir, "k");
+    let o = cmd(&[
+        "verify",
+        snap.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    fails_with(&o, 1, "not a cpbackup bundle");
+    assert!(
+        stderr(&o).contains("cpbackup inspect FILE"),
+        "{}",
+        stderr(&o)
+    );
+}

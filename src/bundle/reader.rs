@@ -264,7 +264,9 @@ fn classify_header(e: age::DecryptError, raw_tap: &Tap) -> VerifyError {
     match e {
         age::DecryptError::InvalidHeader | age::DecryptError::UnknownFormat => {
             VerifyError::NotABundle(
-                "the age header is missing or unreadable (not age-encrypted, or damaged)".into(),
+                "the age header is missing or unreadable (not age-encrypted, or damaged). \
+                 A bare etcd snapshot is read with `cpbackup inspect FILE` or `cpbackup extract FILE`"
+                    .into(),
             )
         }
         age::DecryptError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {

@@ -9,6 +9,7 @@ use crate::settings::Settings;
 
 /// Writes the two files; refuses to replace existing ones.
 pub fn run(args: &ExportArgs, s: &Settings) -> anyhow::Result<()> {
+    crate::commands::check_backup_arg(&args.which, "export-openshift")?;
     let ids = Identities::load(&s.identities(&args.identities)?)?;
     let stores =
         crate::store::open_all(&crate::commands::stores_for(&args.which, &args.stores, s)?)?;

@@ -307,7 +307,7 @@ fn is_dns_label(s: &str) -> bool {
 
 fn open_source(args: &ExtractArgs, s: &Settings) -> anyhow::Result<Source> {
     let progress = s.progress();
-    let input = snapshot_input(&args.source, s)?;
+    let input = snapshot_input(&args.source, s, "extract")?;
     let (chosen, ids, mut spool) = match input {
         SnapshotInput::Bare(path) => {
             return Ok(Source {

@@ -21,7 +21,7 @@ struct Output {
 
 /// Reads the snapshot and prints its summary.
 pub fn run(args: &InspectArgs, s: &Settings) -> anyhow::Result<()> {
-    let input = snapshot_input(&args.source, s)?;
+    let input = snapshot_input(&args.source, s, "inspect")?;
     let (name, mapped) = match input {
         SnapshotInput::Bare(path) => {
             let mapped = map(File::open(&path)?, &path)?;

@@ -99,6 +99,22 @@ pub(crate) fn starts_with_age(p: &Path) -> anyhow::Result<bool> {
     Ok(&head[..n] == AGE_MAGIC)
 }
 
+/// Refuses, before any key or store is needed, a missing BACKUP without `--latest`, and a
+/// BACKUP that is neither an existing file nor shaped like a backup's name.
+pub(crate) fn check_backup_arg(which: &BackupRef, command: &str) -> anyhow::Result<()> {
+    match which.backup.as_deref() {
+        None if !which.latest => Err(usage(format!(
+            "which backup? Give a name from `cpbackup list`, a path to a file, or --latest (`cpbackup {command} --latest`)"
+        ))),
+        Some(b) if !Path::new(b).exists() && store::BundleName::parse(b).is_none() => {
+            Err(usage(format!(
+                "{b}: no such file, and not a backup name (names look like CLUSTER/NODE/20261201T120000Z-rev42.cpb: see `cpbackup list`)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Maps a snapshot file (read-only).
 pub(crate) fn map_file(f: std::fs::File, what: &str) -> anyhow::Result<memmap2::Mmap> {
     // SAFETY: the file is opened read-only (or is our own unlinked spool); if another process
@@ -127,8 +143,10 @@ pub(crate) struct BackupInput {
 pub(crate) fn snapshot_input(
     args: &crate::cli::SnapshotArgs,
     s: &Settings,
+    command: &str,
 ) -> anyhow::Result<SnapshotInput> {
     let which = &args.which;
+    check_backup_arg(which, command)?;
     let given = which.backup.as_deref();
     let is_file = given.is_some_and(|s| Path::new(s).is_file());
     if let Some(path) = given.filter(|_| is_file)

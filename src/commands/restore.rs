@@ -130,18 +130,6 @@ fn restore(
     session: &Session,
     ui: &Terminal,
 ) -> anyhow::Result<()> {
-    if args.backup.is_none() && !args.latest {
-        return Err(usage(
-            "which backup? Give a name from `cpbackup list`, a path to a .cpb file, or --latest",
-        ));
-    }
-    let target = Target::check(
-        &session.host,
-        platform(args, session),
-        args.etcdutl.as_deref(),
-    )?;
-    let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
-    let ids = Identities::load(&s.identities(&args.identities)?)?;
     let which = BackupRef {
         backup: args.backup.clone(),
         latest: args.latest,
@@ -149,6 +137,14 @@ fn restore(
         node: args.from_node.clone(),
         trust: args.trust.clone(),
     };
+    crate::commands::check_backup_arg(&which, "restore")?;
+    let target = Target::check(
+        &session.host,
+        platform(args, session),
+        args.etcdutl.as_deref(),
+    )?;
+    let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
+    let ids = Identities::load(&s.identities(&args.identities)?)?;
     let stores = crate::store::open_all(&crate::commands::stores_for(&which, &args.stores, s)?)?;
     let chosen = choose(&which, &stores)?;
     let restore = Restore {

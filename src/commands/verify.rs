@@ -28,6 +28,7 @@ struct Report {
 
 /// A full verify (with the key), or `--ciphertext-only`.
 pub fn run(args: &VerifyArgs, s: &Settings) -> anyhow::Result<()> {
+    crate::commands::check_backup_arg(&args.which, "verify")?;
     let stores = crate::store::open_all(&stores_for(&args.which, &args.stores, s)?)?;
     if args.ciphertext_only {
         return ciphertext_only(&args.which, &stores, s.output);
