@@ -149,6 +149,12 @@ impl Action for JoinManifest {
             c.members().await
         })?;
         let cluster = initial_cluster(&members, &self.name, &self.peer_url);
+        plain_flag_value(&cluster).with_context(|| {
+            format!(
+                "refusing to write the member list into {}",
+                self.manifest.display()
+            )
+        })?;
         let text = with_flags(
             &original,
             &[
@@ -176,6 +182,20 @@ impl Action for JoinManifest {
             move_path(&self.manifest, &unique(&ctx.rolled_back, &self.manifest))?;
         }
         node::wait_gone(&self.watch, &ctx.host_root, ctx.wait_timeout)
+    }
+}
+
+/// Names and URLs come from the cluster: nothing in them may break out of the flag's line in
+/// the manifest (a newline, a quote, a comment).
+fn plain_flag_value(v: &str) -> anyhow::Result<()> {
+    match v
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'#`$\\".contains(*c))
+    {
+        Some(c) => {
+            anyhow::bail!("the cluster's member list holds {c:?} in a name or peer URL: {v:?}")
+        }
+        None => Ok(()),
     }
 }
 
@@ -253,5 +273,22 @@ impl WaitJoined {
             )));
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn member_lists_that_would_break_the_manifest_line_are_refused() {
+        let ok = "cp-1=https://10.0.0.5:2380,cp-2=https://[fd00::2]:2380";
+        assert!(super::plain_flag_value(ok).is_ok());
+        for bad in [
+            "cp-1=https://10.0.0.5:2380\n    - --experimental-x=1",
+            "cp 1=https://a:2380",
+            "cp-1=https://a:2380\"",
+            "cp-1=https://a:2380 # comment",
+        ] {
+            assert!(super::plain_flag_value(bad).is_err(), "{bad:?}");
+        }
     }
 }
