@@ -73,11 +73,12 @@ pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
             )
         }
         Mode::Continue => {
-            let etcd = crate::restore::steps::EtcdOverride {
+            let etcd = crate::host::EtcdSettings {
                 endpoint: args.etcd.etcd_endpoint.clone(),
                 cacert: args.etcd.etcd_cacert.clone(),
                 cert: args.etcd.etcd_cert.clone(),
                 key: args.etcd.etcd_key.clone(),
+                ..Default::default()
             };
             let j = session.resume(&ui, &etcd)?;
             ui.finished(&j)?;

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::journal::{Invocation, Journal, JournalStep, Operation, Outcome, StepState};
-use super::steps::EtcdOverride;
 use super::steps::{Ctx, Step};
 use super::{fsops, plan, rollback, run_steps};
 use crate::error::usage;
+use crate::host::EtcdSettings;
 use crate::host::{HostRoot, Platform};
 use crate::lock::NodeLock;
 
@@ -86,7 +86,7 @@ impl Session {
     }
 
     /// `--continue`: finishes the unfinished operation; returns its journal.
-    pub fn resume(mut self, ui: &dyn Ui, etcd: &EtcdOverride) -> anyhow::Result<Journal> {
+    pub fn resume(mut self, ui: &dyn Ui, etcd: &EtcdSettings) -> anyhow::Result<Journal> {
         let journal = Journal::path(&self.restore_dir);
         let mut j = self.existing.take().filter(Journal::in_progress).ok_or_else(|| {
             usage(format!(

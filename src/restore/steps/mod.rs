@@ -30,6 +30,7 @@ pub use restore_snapshot::{RestorePod, RestoreSnapshot};
 pub use stage_openshift::StageOpenshift;
 pub use wait_serving::{EtcdTarget, RemoveStaged, WaitServing};
 
+use crate::host::EtcdSettings;
 use crate::restore::fsops::move_path;
 
 /// What every kind of step does.
@@ -96,20 +97,20 @@ impl Step {
     /// Points a step that reaches etcd at what the `--etcd-*` flags of `--continue` say: the
     /// restored member of a restore (endpoint and certificates); for a rejoin, the certificates
     /// only (its endpoint is the recovery member, which a node's own settings do not name).
-    pub fn retarget(&mut self, o: &EtcdOverride) {
+    pub fn retarget(&mut self, o: &EtcdSettings) {
         match self {
             Step::WaitServing(w) => {
                 if let Some(e) = &o.endpoint {
                     w.target.endpoint = e.clone();
                 }
-                o.certificates(&mut w.target);
+                take_certificates(o, &mut w.target);
             }
             Step::WaitJoined(w) => {
-                o.certificates(&mut w.via);
-                o.certificates(&mut w.local);
+                take_certificates(o, &mut w.via);
+                take_certificates(o, &mut w.local);
             }
-            Step::MemberAdd(m) => o.certificates(&mut m.via),
-            Step::JoinManifest(m) => o.certificates(&mut m.via),
+            Step::MemberAdd(m) => take_certificates(o, &mut m.via),
+            Step::JoinManifest(m) => take_certificates(o, &mut m.via),
             _ => {}
         }
     }
@@ -124,28 +125,14 @@ impl Step {
     }
 }
 
-/// `--etcd-endpoint`, `--etcd-cacert`, `--etcd-cert`, `--etcd-key` given to `--continue`.
-#[derive(Debug, Clone, Default)]
-pub struct EtcdOverride {
-    /// Client URL.
-    pub endpoint: Option<String>,
-    /// CA.
-    pub cacert: Option<PathBuf>,
-    /// Client certificate.
-    pub cert: Option<PathBuf>,
-    /// Client key.
-    pub key: Option<PathBuf>,
-}
-
-impl EtcdOverride {
-    fn certificates(&self, t: &mut EtcdTarget) {
-        if let Some(c) = &self.cacert {
-            t.cacert = Some(c.clone());
-        }
-        if let (Some(c), Some(k)) = (&self.cert, &self.key) {
-            t.cert = Some(c.clone());
-            t.key = Some(k.clone());
-        }
+/// The certificates of `o` (the `--etcd-*` flags of `--continue`) in place of `t`'s.
+fn take_certificates(o: &EtcdSettings, t: &mut EtcdTarget) {
+    if let Some(c) = &o.cacert {
+        t.cacert = Some(c.clone());
+    }
+    if let (Some(c), Some(k)) = (&o.cert, &o.key) {
+        t.cert = Some(c.clone());
+        t.key = Some(k.clone());
     }
 }
 
