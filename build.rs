@@ -1,49 +1,109 @@
 //! Builds the Kubernetes protobuf schema that `extract` decodes stored objects with.
 //!
-//! The `.proto` files come from the `k8s-rs-pb` crate's sources (Kubernetes 1.35). That crate is
+//! The `.proto` files come from the `k8s-rs-pb` crate's sources, every Kubernetes release it ships
+//! (v1.30 … v1.35), joined into one schema (`src/k8s/schema_union.rs`): each message has the
+//! fields of every release, so objects written by any of them decode whole. That crate is
 //! listed as a dependency only so that Cargo locks and downloads it; it is never compiled (its
 //! generated Rust takes minutes to build and we need only the schema). Here we find its sources
 //! with `cargo metadata`, compile the files with protox (pure Rust, no protoc), put back the
 //! upstream package names (`k8s.io.api.core.v1`, which the crate shortened to `api.core.v1`), so
 //! that OpenShift's `.proto` files given with `--proto-path` can import them, and embed the
-//! resulting FileDescriptorSet. `CPBACKUP_K8S_PROTO_DIR` points at such a directory instead
-//! (offline and vendored builds).
+//! resulting FileDescriptorSet. `CPBACKUP_K8S_PROTO_DIR` points at such a directory instead (of
+//! `v1_NN` release directories, or one release; offline and vendored builds).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
 
+#[path = "src/k8s/schema_union.rs"]
+#[allow(dead_code)]
+mod schema_union;
+
 const CRATE: &str = "k8s-rs-pb";
-const VERSION_DIR: &str = "src/v1_35";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/k8s/schema_union.rs");
     println!("cargo:rerun-if-env-changed=CPBACKUP_K8S_PROTO_DIR");
-    let dir = match std::env::var_os("CPBACKUP_K8S_PROTO_DIR") {
+    let root = match std::env::var_os("CPBACKUP_K8S_PROTO_DIR") {
         Some(d) => PathBuf::from(d),
-        None => crate_dir().join(VERSION_DIR),
+        None => crate_dir().join("src"),
     };
-    let mut files = Vec::new();
-    collect_protos(&dir, &dir, &mut files);
-    files.sort();
+    let mut releases = releases(&root);
     assert!(
-        !files.is_empty(),
-        "no .proto files under {} (set CPBACKUP_K8S_PROTO_DIR to the k8s-rs-pb src/v1_35 directory)",
-        dir.display()
+        !releases.is_empty(),
+        "no Kubernetes releases (v1_NN directories of .proto files) under {} \
+         (set CPBACKUP_K8S_PROTO_DIR to the k8s-rs-pb src directory)",
+        root.display()
     );
-    let mut fds = protox::Compiler::new([&dir])
+    // the newest release is the base: its definitions win, older ones add what it lacks
+    releases.sort_by_key(|(minor, _)| std::cmp::Reverse(*minor));
+    let mut union: Option<prost_types::FileDescriptorSet> = None;
+    for (minor, dir) in &releases {
+        let fds = compile(dir);
+        match union.as_mut() {
+            None => union = Some(fds),
+            Some(base) => schema_union::union(base, fds).unwrap_or_else(|conflicts| {
+                let lines: Vec<String> = conflicts.iter().map(|c| format!("  {c}")).collect();
+                panic!(
+                    "Kubernetes v1.{minor} conflicts with a newer release; the union schema \
+                     cannot hold both:\n{}",
+                    lines.join("\n")
+                )
+            }),
+        }
+    }
+    let covered: Vec<String> = releases
+        .iter()
+        .rev()
+        .map(|(m, _)| format!("1.{m}"))
+        .collect();
+    println!(
+        "cargo:rustc-env=CPBACKUP_K8S_RELEASES={}",
+        covered.join(",")
+    );
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("k8s-union.fds");
+    std::fs::write(&out, union.unwrap().encode_to_vec()).expect("write the descriptor set");
+}
+
+/// The `v1_NN` directories under `root` (minor, path); `root` itself when it is one release.
+fn releases(root: &Path) -> Vec<(u32, PathBuf)> {
+    let minor = |p: &Path| {
+        p.file_name()?
+            .to_str()?
+            .strip_prefix("v1_")?
+            .parse::<u32>()
+            .ok()
+    };
+    if let Some(m) = minor(root) {
+        return vec![(m, root.to_owned())];
+    }
+    let entries = std::fs::read_dir(root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .filter_map(|p| minor(&p).map(|m| (m, p)))
+        .collect()
+}
+
+/// One release's `.proto` files, compiled, with upstream names.
+fn compile(dir: &Path) -> prost_types::FileDescriptorSet {
+    let mut files = Vec::new();
+    collect_protos(dir, dir, &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no .proto files under {}", dir.display());
+    let mut fds = protox::Compiler::new([dir])
         .expect("protox include path")
         .include_imports(true)
         .include_source_info(false)
         .open_files(&files)
-        .unwrap_or_else(|e| panic!("compiling the Kubernetes .proto files: {e}"))
+        .unwrap_or_else(|e| panic!("compiling the .proto files of {}: {e}", dir.display()))
         .file_descriptor_set();
     for file in &mut fds.file {
         upstream_names(file);
     }
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("k8s-v1.35.fds");
-    std::fs::write(&out, fds.encode_to_vec()).expect("write the descriptor set");
+    fds
 }
 
 /// Where Cargo unpacked the `k8s-rs-pb` sources.

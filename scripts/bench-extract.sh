@@ -6,16 +6,20 @@
 # `etcdctl get --prefix /registry/<resource>/NS/ -w json` for every resource type the namespace
 # has (goal <= 0.05x). The keyspace holds Kubernetes objects as the API server stores them:
 # ConfigMaps and Secrets as protobuf envelopes, the other kinds as JSON, in 211 namespaces.
-# Median of ROUNDS runs; peak RSS from GNU time.
+# Median of ROUNDS runs; peak RSS from GNU time. --baseline BIN also runs another cpbackup binary
+# (an earlier release) on the same namespace and on a decode-heavy prefix dump (every ConfigMap),
+# and reports new / baseline: what a change to the decoder costs.
 # Usage: scripts/bench-extract.sh [--keys 520000] [--value-bytes 1900] [--rounds 3]
 #        [--keep-snapshot FILE] (copy the seeded snapshot there) [--snapshot FILE] (reuse one)
+#        [--baseline BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 NS=ns-7
 KEEP=
 REUSE=
-cpb_bench_args 2,11 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 keep-snapshot=KEEP snapshot=REUSE -- "$@"
+BASE=
+cpb_bench_args 2,14 keys=KEYS:520000 value-bytes=VALUE:1900 rounds=ROUNDS:3 keep-snapshot=KEEP snapshot=REUSE baseline=BASE -- "$@"
 cpb_bench_setup bench-extract
 ETCD=$CPBACKUP_TEST_ETCD35_DIR
 export ETCDCTL_API=3
@@ -52,13 +56,18 @@ without_cpbackup() {
 SPORT=$(cpb_free_port)
 SPEER=$(cpb_free_port)
 export -f without_cpbackup
-export ETCD WORK NS SPORT SPEER BIN
+export ETCD WORK NS SPORT SPEER BIN BASE
 : >"$WORK/times"
 for _ in $(seq 1 "$ROUNDS"); do
   cpb_measure etcd bash -c without_cpbackup
   cpb_measure cpbackup bash -c '"$BIN" extract "$WORK/snap.db" --namespace "$NS" --raw >"$WORK/ns.yaml"'
   rm -rf "$WORK/out"
   cpb_measure cpbackup-dir "$BIN" extract "$WORK/snap.db" --namespace "$NS" --raw --out "$WORK/out"
+  if [ -n "$BASE" ]; then
+    cpb_measure base "$BASE" extract "$WORK/snap.db" --namespace "$NS" --raw --out "$WORK/out-base-$RANDOM"
+    cpb_measure prefix bash -c '"$BIN" extract "$WORK/snap.db" --prefix /registry/configmaps/ --raw >"$WORK/cm.yaml"'
+    cpb_measure base-prefix bash -c '"$BASE" extract "$WORK/snap.db" --prefix /registry/configmaps/ --raw >"$WORK/cm-base.yaml"'
+  fi
 done
 GOT=$(find "$WORK/out" -type f | wc -l)
 WANT=$(cat "$WORK"/by-etcdctl/*.json | python3 -c 'import json,sys; print(sum(len(json.loads(l).get("kvs",[])) for l in sys.stdin if l.strip()))')
@@ -78,4 +87,10 @@ print("%-58s %8.2f %7.0f MiB" % ("cpbackup extract --namespace > ns.yaml", c, rs
 print("%-58s %8.2f %7.0f MiB" % ("cpbackup extract --namespace --out DIR (file per object)", d, rss("cpbackup-dir")))
 print("cpbackup / without cpbackup: %.3fx (goal <= 0.05); with a file per object: %.3fx" % (c / e, d / e))
 print("(cpbackup's peak RSS is the snapshot file mapped read-only: page cache, not heap)")
+if any(r[0] == "base" for r in rows):
+    b, p, bp = med("base"), med("prefix"), med("base-prefix")
+    print("%-58s %8.2f %7.0f MiB" % ("baseline binary: extract --namespace --out DIR", b, rss("base")))
+    print("%-58s %8.2f %7.0f MiB" % ("cpbackup extract --prefix /registry/configmaps/", p, rss("prefix")))
+    print("%-58s %8.2f %7.0f MiB" % ("baseline binary: the same prefix", bp, rss("base-prefix")))
+    print("this binary / baseline: namespace %.3fx, every ConfigMap %.3fx" % (d / b, p / bp))
 PY

@@ -10,12 +10,7 @@ cd "$(dirname "$0")/.."
 cpb_bench_args 2,6 mib=MIB:1024 rounds=ROUNDS:3 -- "$@"
 cpb_bench_setup bench-s3
 python3 -c 'import awscli' 2>/dev/null || python3 -m pip install -q awscli 2>&1 | grep -v 'Running pip as the' >&2 || true
-PORT=$(cpb_free_port)
-EP=http://127.0.0.1:$PORT
-python3 -m moto.server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$PORT))" 2>/dev/null && break; sleep 0.1; done
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+cpb_bench_moto
 python3 -c "import boto3;boto3.client('s3',endpoint_url='$EP').create_bucket(Bucket='bench',ObjectLockEnabledForBucket=True)"
 
 cpb_log "making a ${MIB} MiB bundle (random bytes stand in for ciphertext)"

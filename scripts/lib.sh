@@ -140,6 +140,18 @@ cpb_bench_setup() {
   trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 }
 
+# cpb_bench_moto: a moto S3 server (Object Lock capable) on 127.0.0.1 for a benchmark; sets EP,
+# exports test credentials, and its PID joins PIDS (stopped on exit).
+cpb_bench_moto() {
+  local port
+  port=$(cpb_free_port)
+  EP=http://127.0.0.1:$port
+  python3 -m moto.server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+}
+
 # cpb_measure NAME CMD...: appends "NAME seconds maxrss_kib" to $WORK/times.
 cpb_measure() {
   local name=$1; shift

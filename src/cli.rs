@@ -15,6 +15,14 @@ use crate::settings::flags::{
     TrustArgs,
 };
 
+/// `cpbackup --version`: the version, and the Kubernetes releases `extract` decodes whole.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nKubernetes schema: the union of releases ",
+    env!("CPBACKUP_K8S_RELEASES"),
+    " (extract decodes every field of each; newer fields are flagged as lossy)"
+);
+
 const AFTER_HELP: &str = "\
 Configuration: /etc/cpbackup/config.toml (or --config FILE) holds the same settings as the
 flags; environment variables CPBACKUP_<FLAG> (e.g. CPBACKUP_STORE) sit in between. A missing
@@ -22,15 +30,21 @@ default config file means defaults.
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
 
-Typical first run on a control-plane node:
-  cpbackup keygen --out /root/cpbackup.key        # keep this file OFF the node
+Typical first run:
+  # on your workstation (the identity never goes on a node): prints the recipient age1...
+  cpbackup keygen --out ~/cpbackup.key
+  # on a control-plane node, with only the recipient
   cpbackup backup --recipient age1... --store /var/lib/cpbackup/backups
   cpbackup list --store /var/lib/cpbackup/backups
-  cpbackup verify --store /var/lib/cpbackup/backups --identity /root/cpbackup.key --latest";
+  # back on the workstation, with a copy of the store (or the same S3 bucket)
+  cpbackup verify --store ./backups --identity ~/cpbackup.key --latest
+
+Durations take seconds (300) or units (90s, 5m, 1h30m). Manual pages: cpbackup man;
+completions: cpbackup completion bash|zsh|fish.";
 
 /// Encrypted, immutable backups of etcd and the control-plane static pod resources.
 #[derive(Debug, Parser)]
-#[command(name = "cpbackup", version, about, after_help = AFTER_HELP)]
+#[command(name = "cpbackup", version, long_version = LONG_VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalFlags,
@@ -56,10 +70,14 @@ pub enum Command {
     /// client certificates are discovered from the host (OpenShift etcd.env, or kubeadm's
     /// /etc/kubernetes/pki) unless given.
     Backup(Box<BackupArgs>),
-    /// List the backups in the stores: time, node, revision, size, state.
+    /// List the backups in the stores: time, node, revision, size, lock, state, notes.
     ///
     /// Needs no key: it reads the unencrypted .cpb.json record beside each bundle. A bundle
-    /// without its record is shown as `incomplete` (the backup did not finish).
+    /// without its record is shown as `incomplete` (the backup did not finish); NOTES says
+    /// `pending: STORE` (not uploaded there yet), `forced` and `etcd-only`. Filters (--cluster,
+    /// --node, --since, --until, --limit) are applied to the names first, so only what is shown
+    /// is read; --fast reads no record, --summary gives one line per cluster. A store that does
+    /// not answer is named, the others are still listed (exit 1).
     List(ListArgs),
     /// Decrypt a backup and check every hash, the snapshot's sha256 trailer and its bbolt meta pages.
     ///
@@ -90,7 +108,8 @@ pub enum Command {
     /// that re-applies cleanly, or applied to a live cluster.
     ///
     /// Reads the snapshot directly (no etcd, no API server) and decodes every object: protobuf
-    /// with the Kubernetes 1.35 schema (older objects decode too; more types with --proto-path),
+    /// with the union of the Kubernetes 1.30 … 1.35 schemas (every field of every release; more
+    /// types with --proto-path; a field none of them knows marks the object lossy, see --strict),
     /// JSON custom resources as they are, values encrypted at rest with the cluster's own
     /// EncryptionConfiguration (taken from the backup, or --encryption-config). By default the
     /// output re-applies: server-set metadata and status stripped, controller-owned and
@@ -121,6 +140,31 @@ pub enum Command {
     /// /metrics serves Prometheus text, /healthz turns 503 when the last success is older than
     /// twice the schedule interval.
     Daemon(Box<DaemonArgs>),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// bash: `cpbackup completion bash > /etc/bash_completion.d/cpbackup`; zsh: into a directory
+    /// of your $fpath as `_cpbackup`; fish: `~/.config/fish/completions/cpbackup.fish`.
+    /// scripts/install.sh installs the bash and zsh ones.
+    Completion(CompletionArgs),
+    /// Print the manual page (roff) for cpbackup, or write one per command into a directory.
+    ///
+    /// `cpbackup man | man -l -`; `cpbackup man --out /usr/local/share/man/man1` writes
+    /// cpbackup.1 and cpbackup-<command>.1 (scripts/install.sh does).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write cpbackup.1 and one page per command here instead of printing cpbackup.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -222,7 +266,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     pub bump_revision: Option<u64>,
     /// Seconds to wait for a pod to stop or for etcd to serve before failing (default 300).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 300, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub wait_timeout: u64,
     /// State directory (journal and work files under restore/; default /var/lib/cpbackup).
     #[arg(long, env = "CPBACKUP_STATE_DIR", value_name = "DIR")]
@@ -238,11 +282,11 @@ pub struct RestoreArgs {
     #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// --post-restore: seconds to wait for the cluster to settle (default 1800).
-    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 1800, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub settle_timeout: u64,
     /// --post-restore: how long every cluster operator must stay settled (default 300, as
     /// `oc adm wait-for-stable-cluster`).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 300, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub stable_period: u64,
 }
 
@@ -250,6 +294,33 @@ pub struct RestoreArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
+    /// Only this cluster's backups.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Only backups taken on this node.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Only backups taken at or after this time: RFC 3339 (2026-11-30T00:00:00Z) or an age
+    /// (90m, 36h, 7d).
+    #[arg(long, value_name = "TIME|AGE", value_parser = crate::store::query::parse_when)]
+    pub since: Option<time::OffsetDateTime>,
+    /// Only backups taken before this time (RFC 3339 or an age, as --since).
+    #[arg(long, value_name = "TIME|AGE", value_parser = crate::store::query::parse_when)]
+    pub until: Option<time::OffsetDateTime>,
+    /// At most this many backups: the newest N (with --reverse, the N shown first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Newest first.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Names, sizes and what the listing shows only: no record or lock state is read (one
+    /// request per 1,000 keys on S3). Backups with both files show as `unchecked`.
+    #[arg(long)]
+    pub fast: bool,
+    /// One line per cluster: newest backup and its age, newest verified, count, bytes under
+    /// lock, tampered count. Reads only the listing.
+    #[arg(long, conflicts_with_all = ["fast", "limit", "reverse"])]
+    pub summary: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -398,7 +469,7 @@ pub struct ExtractArgs {
     /// Apply the objects to a live cluster with server-side apply (field manager cpbackup).
     #[arg(long, requires = "namespace")]
     pub apply: bool,
-    /// kubeconfig for --apply (default $KUBECONFIG).
+    /// kubeconfig for --apply (default $KUBECONFIG, else ~/.kube/config, as kubectl).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Rewrite the namespace, and every reference to it, to this one.
@@ -407,6 +478,14 @@ pub struct ExtractArgs {
     /// With --apply: `server` sends every object as a server-side dry run.
     #[arg(long, value_enum, value_name = "server|none", requires = "apply", num_args = 0..=1, default_missing_value = "server")]
     pub dry_run: Option<DryRun>,
+    /// Exit 1 when any object is lossy (stored with protobuf fields the schema does not know,
+    /// so they are missing from the output). The objects are written anyway.
+    #[arg(long)]
+    pub strict: bool,
+    /// With --apply: apply lossy objects too (they are re-created without the fields the schema
+    /// does not know). Without it, --apply refuses when any object is lossy.
+    #[arg(long, requires = "apply")]
+    pub allow_lossy: bool,
 }
 
 #[derive(Debug, Clone, Args)]

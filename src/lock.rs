@@ -33,7 +33,12 @@ impl NodeLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot open lock file {}; give a directory you can write with --state-dir (or state_dir in the config file)",
+                    path.display()
+                )
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -24,8 +24,15 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,cpbackup={level}")));
+    // The AWS SDK's own warnings (every credential provider tried, IMDS dumps, checksum notes)
+    // are not actionable: cpbackup says what failed and how to fix it. `-vv` shows them.
+    let sdk = if verbose >= 2 { "debug" } else { "error" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,cpbackup={level},aws_config={sdk},aws_smithy_runtime={sdk},aws_sdk_s3={sdk},\
+             aws_smithy_http_client={sdk},aws_runtime={sdk}"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -36,6 +43,12 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+/// A duration for a log field: a number of seconds to the hundredth (a number in JSON logs, not
+/// a string).
+pub fn seconds(secs: f64) -> f64 {
+    (secs * 100.0).round() / 100.0
 }
 
 /// This process's peak resident memory in KiB (`VmHWM`; children not counted), for the logs

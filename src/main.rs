@@ -11,6 +11,7 @@ use cpbackup::error::exit_code;
 use cpbackup::settings::Settings;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let mut cli = Cli::parse();
     let settings = match Settings::load(&cli.global) {
         Ok(s) => s,
@@ -25,6 +26,34 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
+    if reader_went_away(e) {
+        return ExitCode::SUCCESS;
+    }
     eprintln!("cpbackup: error: {e:#}");
     ExitCode::from(exit_code(e))
+}
+
+/// `cpbackup extract … | head`: the reader closed stdout. Nothing is wrong and nothing is left to
+/// say (as grep and ripgrep do), so the end is quiet and successful. Only a write to stdout is
+/// marked so: a broken pipe to a store or to etcd stays a failure.
+fn reader_went_away(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<cpbackup::error::StdoutClosed>())
+}
+
+/// `println!` panics when stdout is a closed pipe; that one panic ends the process quietly
+/// instead (SIGPIPE stays ignored: a restore must never die of a peer closing a socket).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -70,6 +70,19 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The error of a write to stdout: [`crate::error::StdoutClosed`] when it was a broken pipe.
+pub fn stdout_error(e: anyhow::Error) -> anyhow::Error {
+    let broken = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken {
+        anyhow::Error::new(crate::error::StdoutClosed)
+    } else {
+        e
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

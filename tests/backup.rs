@@ -425,6 +425,20 @@ fn members_that_disagree_refuse_the_backup_unless_forced_and_the_bundle_says_so(
 
     let o = backup(true);
     assert!(o.status.success(), "{}", stderr(&o));
+    // both things a restore cannot rely on are said at once, and shown by list
+    let err = stderr(&o);
+    assert!(
+        err.contains("was taken with --force (checks skipped)"),
+        "{err}"
+    );
+    assert!(err.contains("holds the etcd snapshot only"), "{err}");
+    let mut l = cpbackup(dir);
+    l.arg("list").arg("--store").arg(&store);
+    let text = stdout(&run(l));
+    assert!(
+        text.contains("NOTES") && text.contains("forced etcd-only"),
+        "{text}"
+    );
     let out = dir.join("plain");
     age_and_tar(&only_bundle(&store), &k, &out);
     let m: serde_json::Value =
@@ -827,4 +841,65 @@ fn the_codec_is_a_property_of_the_bundle_and_gzip_stays_on_request() {
     ])
     .arg(&store);
     fails_with(&run(bad), 2, "out of range for gzip");
+}
+
+/// Two backups of one node in a row, nothing written in between (same revision): two names, both
+/// complete. (One name written twice would be a second version of an S3 key: "tampered".)
+#[test]
+fn back_to_back_backups_of_one_revision_get_two_names() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let etcd = Etcd::start(Version::V35, dir, "127.0.0.1", free_port(), None);
+    etcd.seed("/registry/configmaps/shop/cm-", 10, 100);
+    let (_, r) = keygen(dir, "k");
+    let store = dir.join("store");
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let mut c = cpbackup(dir);
+        c.args(["--output", "json"]);
+        etcd_backup(&mut c, &etcd.endpoint, &r);
+        c.arg("--store")
+            .arg(&store)
+            .arg("--state-dir")
+            .arg(dir.join("state"));
+        names.push(backed_up(c));
+    }
+    assert_ne!(names[0], names[1]);
+    // JSON logs carry numbers as numbers and names as the outputs write them
+    let mut c = cpbackup(dir);
+    c.args(["--log-format", "json"]);
+    etcd_backup(&mut c, &etcd.endpoint, &r);
+    c.arg("--store")
+        .arg(&store)
+        .arg("--state-dir")
+        .arg(dir.join("state"));
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let line = |msg: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == msg)
+            .unwrap_or_else(|| panic!("no {msg:?} in {}", stderr(&o)))
+            .clone()
+    };
+    assert!(
+        line("backup finished")["seconds"].is_f64(),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(line("starting backup")["platform"], "unknown");
+    let mut c = cpbackup(dir);
+    c.args(["--output", "json", "list", "--store"]).arg(&store);
+    let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    let states: Vec<&str> = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["complete", "complete", "complete"], "{l:#}");
 }

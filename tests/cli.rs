@@ -192,3 +192,83 @@ fn a_missing_file_or_backup_is_named_before_any_key_is_asked_for() {
         stderr(&o)
     );
 }
+
+/// A user other than root trying it out on a workstation: the node lock goes to
+/// `$XDG_STATE_HOME/cpbackup`, not /var/lib/cpbackup (permission denied, no hint).
+#[test]
+fn a_non_root_user_gets_a_state_directory_of_their_own() {
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED: needs root (to run cpbackup as another user) and setpriv");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let state = dir.join("xdg-state");
+    let store = dir.join("store");
+    for d in [&state, &store] {
+        fs::create_dir(d).unwrap();
+        nix::unistd::chown(d, Some(65534.into()), Some(65534.into())).unwrap();
+    }
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_, r) = keygen(dir, "k");
+    let mut c = std::process::Command::new("/usr/bin/setpriv");
+    c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("XDG_STATE_HOME", &state)
+        .args([
+            "backup",
+            "--static-pods",
+            "none",
+            "--etcd-connect-timeout",
+            "1",
+        ])
+        .args([
+            "--etcd-endpoint",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .args(["--recipient", &r, "--store"])
+        .arg(&store);
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("Permission denied"), "{err}");
+    assert!(state.join("cpbackup/backup.lock").exists(), "{err}");
+}
+
+/// Durations as people write them: `1m30s` is taken, `5x` is a usage error naming the forms.
+#[test]
+fn durations_take_units() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, r) = keygen(t.path(), "k");
+    let backup = |timeout: &str| {
+        let mut c = cpbackup(t.path());
+        c.args([
+            "backup",
+            "--static-pods",
+            "none",
+            "--etcd-connect-timeout",
+            timeout,
+        ])
+        .args([
+            "--etcd-endpoint",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .args(["--recipient", &r, "--store"])
+        .arg(t.path().join("store"))
+        .arg("--state-dir")
+        .arg(t.path().join("state"));
+        run(c)
+    };
+    let o = backup("5x");
+    fails_with(
+        &o,
+        2,
+        "not a duration: give seconds (300) or a value with units",
+    );
+    let o = backup("1m30s");
+    // parsed: the run gets as far as etcd, which is not there
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("not a duration"), "{}", stderr(&o));
+}

@@ -201,3 +201,42 @@ async fn server_dry_run_sends_dry_run_all_and_does_not_wait_for_crds() {
             .all(|r| r.result == "applied (server dry run)")
     );
 }
+
+/// Before any object: `GET /version`. An answer (even 404) means an API server is there;
+/// 401/403 is a credentials error that names the kubeconfig, said once.
+#[tokio::test]
+async fn the_api_server_is_checked_once_before_anything_is_applied() {
+    let kc = std::path::Path::new("/tmp/kc");
+    for (status, reply, ok) in [
+        (
+            200,
+            json!({"major":"1","minor":"35","gitVersion":"v1.35.0","gitCommit":"x","gitTreeState":"clean",
+                "buildDate":"2026-01-01T00:00:00Z","goVersion":"go","compiler":"gc","platform":"linux/amd64"}),
+            true,
+        ),
+        (
+            404,
+            json!({"kind":"Status","code":404,"message":"not found","reason":"NotFound","status":"Failure"}),
+            true,
+        ),
+        (
+            401,
+            json!({"kind":"Status","code":401,"message":"Unauthorized","reason":"Unauthorized","status":"Failure"}),
+            false,
+        ),
+    ] {
+        let (client, mut h) = support::mock_api::client();
+        let check = tokio::spawn(async move { cpbackup::kubeapi::reachable(&client, kc).await });
+        expect(&mut h, Method::GET, "/version", None, status, reply).await;
+        let got = check.await.unwrap();
+        assert_eq!(got.is_ok(), ok, "{status}: {got:?}");
+        if let Err(e) = got {
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("refused the credentials of /tmp/kc")
+                    && e.contains("nothing was applied"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -559,6 +559,49 @@ fn a_host_without_etcdutl_restores_with_etcds_own_image_as_a_static_pod() {
     assert!(left.is_empty(), "scratch left behind: {left:?}");
 }
 
+/// An etcd-only backup (`--static-pods none`) restores etcd's data alone, and the plan says so
+/// instead of listing a step that would place nothing.
+#[test]
+fn an_etcd_only_backup_plans_no_static_pod_resources_and_says_so() {
+    let n = Node::new(Version::V35);
+    // the fixture's own backup, with the static pod resources, plans them
+    let full = run(n.restore(&["--latest", "--dry-run"]));
+    ok(&full);
+    let plan = stdout(&full);
+    assert!(
+        plan.contains("put the backup's static pod resources"),
+        "{plan}"
+    );
+    let (k2, r) = keygen(&n.dir, "k2");
+    let mut c = cpbackup(&n.dir);
+    c.args([
+        "--host-root",
+        n.root.to_str().unwrap(),
+        "--output",
+        "json",
+        "backup",
+    ])
+    .args([
+        "--static-pods",
+        "none",
+        "--node-name",
+        "cp-1",
+        "--etcd-endpoint",
+        &n.endpoint,
+    ])
+    .args(["--recipient", &r])
+    .arg("--store")
+    .arg(&n.store);
+    let name = backed_up(c);
+    let mut c = n.restore(&[&name, "--dry-run", "--identity"]);
+    c.arg(&k2);
+    let o = run(c);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("holds the etcd snapshot only"), "{said}");
+    assert!(!said.contains("static pod resources into"), "{said}");
+}
+
 #[test]
 fn a_backup_of_a_newer_etcd_is_refused_and_another_kubernetes_minor_is_named() {
     let n = Node::new(Version::V35); // backed up from etcd 3.5.1, the API server at v1.30.1

@@ -246,6 +246,10 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
     let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
     assert_eq!(l[0]["state"], "complete");
     assert_eq!(l[0]["pending"][0], "s3://locked/prod");
+    let mut c = cpbackup(dir);
+    c.args(["list", "--store", local_s]);
+    let text = stdout(&run(c));
+    assert!(text.contains("pending: s3://locked/prod"), "{text}");
     assert_eq!(bucket_state(&moto, "locked"), (0, 0));
 
     // S3 back: --upload-pending copies it, with its lock, and clears the mark.
@@ -326,6 +330,45 @@ fn s3_gone_mid_upload_fails_that_store_only_and_leaves_no_object() {
     let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
     assert_eq!(l[0]["state"], "complete");
     assert_eq!(l[0]["pending"][0], "s3://locked/prod");
+}
+
+/// First contact without credentials, or with an endpoint that does not answer: one line that
+/// says what to set, no SDK debug dump; missing credentials are configuration (exit 2).
+#[test]
+fn no_credentials_or_no_endpoint_is_one_line_with_the_fix() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let bare = |env: &[(&str, String)]| {
+        let mut c = cpbackup(dir);
+        c.env("HOME", dir)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["list", "--store", "s3://bucket/prod"]);
+        run(c)
+    };
+    let o = bare(&[]);
+    let err = fails_with(&o, 2, "no AWS credentials found: set AWS_ACCESS_KEY_ID");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let o = bare(&[
+        ("AWS_ACCESS_KEY_ID", "x".into()),
+        ("AWS_SECRET_ACCESS_KEY", "y".into()),
+        (
+            "CPBACKUP_S3_ENDPOINT",
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+    ]);
+    let err = fails_with(
+        &o,
+        1,
+        "the S3 endpoint does not answer: check --s3-endpoint",
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

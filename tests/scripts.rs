@@ -65,6 +65,43 @@ fn install_is_idempotent_keeps_the_config_and_uninstalls_cleanly() {
         assert_eq!(installed, shipped, "{u}");
     }
     cpbackup::settings::FileConfig::parse(&fs::read_to_string(&cfg).unwrap()).unwrap();
+    // manual pages and completions, generated from the same definition as --help
+    let man = root.join("usr/local/share/man/man1");
+    for page in ["cpbackup.1", "cpbackup-restore.1", "cpbackup-list.1"] {
+        let text = fs::read_to_string(man.join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") && text.contains(".SH NAME"),
+            "{page}"
+        );
+    }
+    assert!(
+        fs::read_to_string(man.join("cpbackup-list.1"))
+            .unwrap()
+            .contains("summary")
+    );
+    let bash =
+        fs::read_to_string(root.join("usr/share/bash-completion/completions/cpbackup")).unwrap();
+    assert!(
+        bash.contains("_cpbackup()") && bash.contains("--latest"),
+        "bash completion"
+    );
+    let zsh =
+        fs::read_to_string(root.join("usr/local/share/zsh/site-functions/_cpbackup")).unwrap();
+    assert!(zsh.starts_with("#compdef cpbackup"), "zsh completion");
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(cpbackup lis); COMP_CWORD=1; _cpbackup cpbackup lis cpbackup; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            root.join("usr/share/bash-completion/completions/cpbackup").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&o).trim(),
+        "list",
+        "bash completes `cpbackup lis`: {}",
+        stderr(&o)
+    );
 
     // A second run changes nothing and keeps an edited config.
     fs::write(&cfg, "cluster_name = \"mine\"\n").unwrap();
@@ -92,6 +129,7 @@ fn install_is_idempotent_keeps_the_config_and_uninstalls_cleanly() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!bin.exists());
     assert!(!root.join("etc/systemd/system/cpbackup.service").exists());
+    assert!(!man.join("cpbackup.1").exists(), "the man pages go too");
     assert!(cfg.exists(), "the config stays");
     assert!(
         root.join("var/lib/cpbackup").is_dir(),

@@ -91,21 +91,31 @@ pub async fn execute(
     progress: bool,
 ) -> Result<BackupReport, Failure> {
     let at = Instant::now();
+    let stores = preflight::stores(job)?;
+    let _lock = NodeLock::acquire(&job.state_dir, "backup").because(FailureReason::Lock)?;
+    // named after the lock is held, and the lock held past that second: two backups of one node
+    // never share a name (one key written twice would be a second S3 version: "tampered")
     let created = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 ns is valid");
-    let created_text = created
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a UTC time formats");
-    let stores = preflight::stores(job)?;
-    let _lock = NodeLock::acquire(&job.state_dir, "backup").because(FailureReason::Lock)?;
-    let source = preflight::source(job, created).await?;
-    let uploads = stream::open_uploads(&stores, &source)?;
-    let streamed =
-        stream::bundle(job, &source, uploads.open, &created_text, cancel, progress).await?;
-    let started = publish::Started {
-        at,
-        created: created_text,
-    };
-    publish::publish(job, &stores, &source, streamed, uploads.outcomes, &started)
+    let result = async {
+        let created_text = created
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("a UTC time formats");
+        let source = preflight::source(job, created).await?;
+        let uploads = stream::open_uploads(&stores, &source)?;
+        let streamed =
+            stream::bundle(job, &source, uploads.open, &created_text, cancel, progress).await?;
+        let started = publish::Started {
+            at,
+            created: created_text,
+        };
+        publish::publish(job, &stores, &source, streamed, uploads.outcomes, &started)
+    }
+    .await;
+    let rest = created + time::Duration::seconds(1) - OffsetDateTime::now_utc();
+    if rest.is_positive() {
+        tokio::time::sleep(rest.unsigned_abs()).await;
+    }
+    result
 }

@@ -40,7 +40,11 @@ pub(crate) fn stores(job: &BackupJob) -> Result<Stores, Failure> {
             if crate::error::exit_code(&e) == crate::error::EXIT_USAGE {
                 return Err(e.context(format!("store {}", s.location()))).because(R::Config);
             }
-            tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unreachable; continuing with the others");
+            if all.len() > 1 {
+                tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unreachable; continuing with the others");
+            } else {
+                tracing::error!(store = %s.location(), error = %format!("{e:#}"), "store unreachable");
+            }
             unusable.push(StoreOutcome::failed(s.location(), &e));
         }
     }
@@ -72,7 +76,7 @@ pub(crate) async fn source(job: &BackupJob, created: OffsetDateTime) -> Result<S
     let plan = static_pods::plan(host, job.mode, platform, &job.extra).because(R::Config)?;
     let access =
         discover::etcd_access(host, platform, &job.etcd, job.node.as_deref()).because(R::Config)?;
-    tracing::info!(endpoint = %access.endpoint, platform = ?plan.layout, sources = plan.sources.len(), "starting backup");
+    tracing::info!(endpoint = %access.endpoint, platform = plan.layout.as_str(), sources = plan.sources.len(), "starting backup");
     let (client, status) = etcd::connect(&access, job.etcd.connect_timeout)
         .await
         .because(R::Etcd)?;

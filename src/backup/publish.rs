@@ -77,7 +77,7 @@ pub(crate) fn publish(
         bundle_bytes = report.bundle_size,
         snapshot_bytes = report.snapshot_size,
         revision = report.etcd_revision,
-        seconds = format!("{:.2}", report.duration_seconds),
+        seconds = crate::logging::seconds(report.duration_seconds),
         stores_ok = report.stores.len() - failed,
         stores_failed = failed,
         "backup finished"
@@ -118,6 +118,7 @@ fn record(
         recipients: job.recipients.fingerprints(),
         compression: Some(job.codec.name().into()),
         forced: job.force,
+        etcd_only: source.plan.layout == crate::host::Platform::Unknown,
         tool_version: crate::TOOL_VERSION.into(),
         lock_mode: None,
         retain_until: None,

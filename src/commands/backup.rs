@@ -71,6 +71,19 @@ async fn backup(job: &BackupJob, textfile: Option<PathBuf>, s: &Settings) -> any
         }
         s
     })?;
+    // the two kinds of backup a restore cannot rely on, said where the operator looks
+    if report.forced {
+        eprintln!(
+            "WARNING: {} was taken with --force (checks skipped): it may be dirty; `cpbackup list` marks it forced",
+            report.name
+        );
+    }
+    if report.platform == crate::host::Platform::Unknown {
+        eprintln!(
+            "WARNING: {} holds the etcd snapshot only (--static-pods none): enough for `extract`, not for a whole-cluster restore",
+            report.name
+        );
+    }
     let failed = report.failed_stores();
     if failed > 0 {
         anyhow::bail!(

@@ -30,6 +30,8 @@ struct Source {
     snapshot: memmap2::Mmap,
     /// (where it came from, contents) of the bundle's EncryptionConfiguration.
     bundled_encryption: Option<(String, String)>,
+    /// The Kubernetes version the bundle's manifest records.
+    kubernetes_version: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -43,6 +45,10 @@ struct Report<'a> {
     undecoded: &'a [write::Undecoded],
     cluster_dependencies: &'a [extract::deps::Dependency],
     warnings: &'a [String],
+    /// Objects written without protobuf fields the schema does not know.
+    lossy: Vec<extract::Lossy>,
+    /// The Kubernetes releases the built-in schema covers (`1.30` … `1.35`).
+    schema_releases: &'static [&'static str],
     /// Secrets among the objects (written in clear text).
     secrets: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,6 +66,8 @@ impl<'a> Report<'a> {
             undecoded: &found.undecoded,
             cluster_dependencies: &found.dependencies,
             warnings: &found.warnings,
+            lossy: found.lossy(),
+            schema_releases: Schema::releases(),
             secrets: found.objects.iter().filter(|o| o.is_secret()).count(),
             applied: None,
         }
@@ -78,7 +86,7 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
         keep_owned: args.keep_owned,
         to_namespace: args.to_namespace.clone(),
     };
-    let found = extract::extract(
+    let mut found = extract::extract(
         &source.snapshot,
         &filter,
         &decoder,
@@ -86,6 +94,7 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
         args.with_cluster_deps,
     )
     .with_context(|| format!("reading {}", source.name))?;
+    found.warnings.extend(newer_cluster(&source, &found));
     // Everything needed is copied out: unmap the snapshot (it can be several GiB) before writing,
     // so that creating the output does not compete with it for memory.
     let Source { name, snapshot, .. } = source;
@@ -102,6 +111,7 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
         );
     }
     if args.apply {
+        refuse_lossy(args, &found)?;
         return apply(args, &source_name, &found, format);
     }
     let written = match &args.out {
@@ -117,7 +127,8 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
                 &found.undecoded,
                 args.format,
                 &mut std::io::stdout().lock(),
-            )?;
+            )
+            .map_err(crate::output::stdout_error)?;
             None
         }
     };
@@ -133,7 +144,59 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
         (OutputFormat::Text, true) => println!("{text}"),
         (OutputFormat::Text, false) => eprintln!("{text}"),
     }
+    if format == OutputFormat::Text {
+        say_lossy(&report.lossy);
+    }
+    if args.strict && !report.lossy.is_empty() {
+        anyhow::bail!(
+            "--strict: {} object(s) are lossy (written anyway, see above); give --proto-path with the \
+             .proto files of the cluster's release to decode every field",
+            report.lossy.len()
+        );
+    }
     Ok(())
+}
+
+/// One line per lossy object, on stderr (the objects may be on stdout).
+fn say_lossy(lossy: &[extract::Lossy]) {
+    for l in lossy {
+        eprintln!(
+            "lossy: {} ({}): the schema does not know {}",
+            l.object,
+            l.key,
+            l.unknown.summary()
+        );
+    }
+}
+
+/// `--apply` of an object that misses fields would re-create it without them: refused unless
+/// `--allow-lossy`.
+fn refuse_lossy(args: &ExtractArgs, found: &Extraction) -> anyhow::Result<()> {
+    let lossy = found.lossy();
+    if lossy.is_empty() || args.allow_lossy {
+        return Ok(());
+    }
+    say_lossy(&lossy);
+    let names: Vec<&str> = lossy.iter().map(|l| l.object.as_str()).collect();
+    Err(crate::error::usage(format!(
+        "not applied: {} object(s) were stored with fields the schema does not know ({}), and \
+         applying them would re-create them without those fields. Give --proto-path with the \
+         .proto files of the cluster's release, or --allow-lossy to apply them as decoded; \
+         nothing was sent to the cluster",
+        lossy.len(),
+        names.join(", ")
+    )))
+}
+
+/// The warning, once, when the bundle's manifest or the snapshot shows a Kubernetes release newer
+/// than the schema (the manifest, written from the node's API server, goes first).
+fn newer_cluster(source: &Source, found: &Extraction) -> Option<String> {
+    let from_manifest = source.kubernetes_version.as_deref().and_then(|v| {
+        let m = extract::version::minor(v)?;
+        Some((m, format!("the backup's manifest records {v}")))
+    });
+    let (minor, said_by) = from_manifest.or_else(|| found.cluster_minor.clone())?;
+    extract::version::newer_than_schema(minor, &said_by)
 }
 
 /// `--namespace NS` or `--prefix P`, and a valid `--to-namespace`.
@@ -176,11 +239,18 @@ fn apply(
     found: &Extraction,
     format: OutputFormat,
 ) -> anyhow::Result<()> {
+    // as kubectl: --kubeconfig, else $KUBECONFIG, else ~/.kube/config
     let kubeconfig = args
         .kubeconfig
         .clone()
         .or_else(|| std::env::var_os("KUBECONFIG").map(Into::into))
-        .ok_or_else(|| usage("--apply needs --kubeconfig FILE (or KUBECONFIG)"))?;
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(std::path::Path::new(&home).join(".kube/config")).filter(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            usage("--apply needs a kubeconfig: --kubeconfig FILE, KUBECONFIG, or ~/.kube/config")
+        })?;
     let opts = ApplyOptions {
         server_dry_run: args.dry_run == Some(DryRun::Server),
         ..ApplyOptions::default()
@@ -202,6 +272,7 @@ fn apply(
         .build()?;
     let results = rt.block_on(async {
         let client = crate::kubeapi::client_from_kubeconfig(&kubeconfig).await?;
+        crate::kubeapi::reachable(&client, &kubeconfig).await?;
         Ok::<_, anyhow::Error>(
             apply::apply_all(&client, &found.objects, &opts, |a| {
                 if format == OutputFormat::Text {
@@ -226,12 +297,16 @@ fn apply(
             eprintln!("warning: {w}");
         }
     }
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} of {} objects failed to apply (see the lines above); the others were applied",
-        results.len()
-    );
-    Ok(())
+    match failed {
+        0 => Ok(()),
+        n if n == results.len() => {
+            anyhow::bail!("none of the {n} objects was applied (see the lines above)")
+        }
+        n => anyhow::bail!(
+            "{n} of {} objects failed to apply (see the lines above); the others were applied",
+            results.len()
+        ),
+    }
 }
 
 fn summary(r: &Report, with_deps: bool) -> String {
@@ -290,10 +365,27 @@ fn summary(r: &Report, with_deps: bool) -> String {
             ));
         }
     }
+    if !r.lossy.is_empty() {
+        s.push_str(&format!(
+            "\nlossy ({}): stored with protobuf fields the schema (Kubernetes {}) does not know; \
+             written without them (each is listed below, and in a comment above it in YAML)",
+            r.lossy.len(),
+            releases_span(r.schema_releases)
+        ));
+    }
     for w in r.warnings {
         s.push_str(&format!("\nwarning: {w}"));
     }
     s
+}
+
+/// `1.30 … 1.35`.
+fn releases_span(r: &[&str]) -> String {
+    match (r.first(), r.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a} … {b}"),
+        (Some(a), _) => (*a).to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// A Kubernetes namespace name (RFC 1123 label).
@@ -314,6 +406,7 @@ fn open_source(args: &ExtractArgs, s: &Settings) -> anyhow::Result<Source> {
                 snapshot: map_file(std::fs::File::open(&path)?, &path)?,
                 name: path,
                 bundled_encryption: None,
+                kubernetes_version: None,
             });
         }
         SnapshotInput::Backup(input) => {
@@ -338,12 +431,11 @@ fn open_source(args: &ExtractArgs, s: &Settings) -> anyhow::Result<Source> {
         &keep,
     );
     bar.finish_and_clear();
-    let small = read
-        .with_context(|| format!("reading {}", chosen.listing.name))?
-        .kept;
+    let read = read.with_context(|| format!("reading {}", chosen.listing.name))?;
     Ok(Source {
         snapshot: map_file(spool, &chosen.listing.name)?,
-        bundled_encryption: bundled_encryption_config(&small),
+        bundled_encryption: bundled_encryption_config(&read.kept),
+        kubernetes_version: read.report.manifest.kubernetes_version,
         name: chosen.listing.name,
     })
 }

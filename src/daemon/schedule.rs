@@ -81,8 +81,18 @@ fn parser() -> CronParser {
         .build()
 }
 
-/// `m h dom mon dow` → `0 m h dom mon dow`; six fields stay. Anything else is an error.
+/// `m h dom mon dow` → `0 m h dom mon dow`; six fields stay; cron's `@hourly`, `@daily`
+/// (`@midnight`), `@weekly`, `@monthly` and `@yearly` (`@annually`) are what cron means by them.
+/// Anything else is an error.
 pub fn six_fields(expr: &str) -> anyhow::Result<String> {
+    let expr = match expr.trim() {
+        "@hourly" => "0 * * * *",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@weekly" => "0 0 * * 0",
+        "@monthly" => "0 0 1 * *",
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        other => other,
+    };
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let six = match fields.len() {
         5 => format!("0 {}", fields.join(" ")),
@@ -209,6 +219,10 @@ mod tests {
     fn five_and_six_fields() {
         assert_eq!(six_fields("0 */6 * * *").unwrap(), "0 0 */6 * * *");
         assert_eq!(six_fields("*/5 * * * * *").unwrap(), "*/5 * * * * *");
+        assert_eq!(six_fields("@daily").unwrap(), "0 0 0 * * *");
+        assert_eq!(six_fields("@hourly").unwrap(), "0 0 * * * *");
+        assert_eq!(six_fields("@weekly").unwrap(), "0 0 0 * * 0");
+        assert!(six_fields("@sometimes").is_err());
         for bad in ["* * *", "61 * * * *", "0 0 * * * * * *", "every day"] {
             let e = six_fields(bad).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2, "{bad}");

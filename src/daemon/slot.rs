@@ -251,7 +251,7 @@ async fn backup_with_retries(
         tracing::error!(
             attempt,
             reason = failure.reason.as_str(),
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            seconds = crate::logging::seconds(started.elapsed().as_secs_f64()),
             error = %format!("{:#}", failure.error),
             "backup failed"
         );

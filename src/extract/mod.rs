@@ -10,13 +10,15 @@ pub(crate) mod deps;
 pub mod object;
 pub mod reapply;
 pub mod select;
+pub mod version;
 pub(crate) mod write;
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::k8s::decode::Decoder;
+use crate::k8s::decode::{Decoded, Decoder};
+use crate::k8s::unknown::Unknown;
 use crate::snapshot::db::Db;
 use deps::Dependency;
 use object::Object;
@@ -39,6 +41,35 @@ pub struct Extraction {
     pub revision: i64,
     /// Everything else the user should know (retired API versions, mismatched namespaces, …).
     pub warnings: Vec<String>,
+    /// The newest Kubernetes minor version the snapshot shows the cluster ran, and what said so.
+    pub cluster_minor: Option<(u32, String)>,
+}
+
+/// An object written without fields the schema does not know.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lossy {
+    /// The etcd key.
+    pub key: String,
+    /// `deployment.apps/web`.
+    pub object: String,
+    /// Its protobuf message, the fields left out and how many more there were.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+impl Extraction {
+    /// The objects that miss fields (written anyway, flagged).
+    pub fn lossy(&self) -> Vec<Lossy> {
+        self.objects
+            .iter()
+            .filter(|o| o.is_lossy())
+            .map(|o| Lossy {
+                key: o.key.clone(),
+                object: o.display(),
+                unknown: o.unknown.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Why a snapshot could not be read at all.
@@ -72,11 +103,12 @@ pub fn extract(
 ) -> Result<Extraction, ExtractError> {
     let db = Db::open(data).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
     let scan = select::scan(&db, filter).map_err(|e| ExtractError::Snapshot(e.to_string()))?;
-    let Decoded {
+    let Selected {
         members,
         cluster,
         undecoded,
         mut warnings,
+        cluster_minor,
     } = decode_all(&scan, filter, decoder);
     warnings.extend(members.iter().filter_map(retired));
     let Filter::Namespace(ns) = filter else {
@@ -88,6 +120,7 @@ pub fn extract(
             dependencies: Vec::new(),
             revision: scan.revision,
             warnings,
+            cluster_minor,
         });
     };
     let dependencies = deps::find(ns, &members, &cluster);
@@ -117,11 +150,12 @@ pub fn extract(
         dependencies,
         revision: scan.revision,
         warnings,
+        cluster_minor,
     })
 }
 
 /// The selected keys, decoded.
-struct Decoded {
+struct Selected {
     /// The namespace's objects (or every object under the prefix).
     members: Vec<Object>,
     /// Cluster-scoped objects, for the dependency report.
@@ -129,19 +163,42 @@ struct Decoded {
     /// Values that could not be decoded, kept raw.
     undecoded: Vec<Undecoded>,
     warnings: Vec<String>,
+    cluster_minor: Option<(u32, String)>,
 }
 
-fn decode_all(scan: &select::Scan<'_>, filter: &Filter, decoder: &Decoder) -> Decoded {
-    let mut d = Decoded {
+fn decode_all(scan: &select::Scan<'_>, filter: &Filter, decoder: &Decoder) -> Selected {
+    let mut d = Selected {
         members: Vec::new(),
         cluster: Vec::new(),
         undecoded: Vec::new(),
         warnings: Vec::new(),
+        cluster_minor: None,
     };
+    let mut nodes = 0;
     for (role, kv) in &scan.entries {
+        // what says the cluster's release: every such key but the 17th Node on
+        let mut source = version::source_of(kv.key);
+        if source == Some(version::Source::Node) {
+            nodes += 1;
+            source = source.filter(|_| nodes <= version::MAX_NODES);
+        }
+        if *role == Role::Version && source.is_none() {
+            continue;
+        }
+        // decoded once, for the release and (unless only a version source) as an object
+        let decoded = decoder.decode(kv.key, kv.value);
+        if let (Some(source), Ok(o)) = (source, &decoded) {
+            let said = version::minor_from(source, &o.json);
+            if said.as_ref().map(|s| s.0) > d.cluster_minor.as_ref().map(|s| s.0) {
+                d.cluster_minor = said;
+            }
+        }
+        if *role == Role::Version {
+            continue;
+        }
         let key = String::from_utf8_lossy(kv.key).into_owned();
-        match decoder.decode(kv.key, kv.value) {
-            Ok(mut json) => {
+        match decoded {
+            Ok(Decoded { mut json, unknown }) => {
                 // as the API server does on read: the object's version is the key's revision
                 if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.insert(
@@ -149,7 +206,10 @@ fn decode_all(scan: &select::Scan<'_>, filter: &Filter, decoder: &Decoder) -> De
                         Value::String(kv.mod_revision.to_string()),
                     );
                 }
-                let o = Object::new(&key, json);
+                let o = Object {
+                    unknown,
+                    ..Object::new(&key, json)
+                };
                 match (role, filter) {
                     (Role::Member, Filter::Namespace(ns)) if o.namespace() != Some(ns.as_str()) => {
                         d.warnings.push(format!(

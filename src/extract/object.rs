@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::k8s::unknown::Unknown;
 use crate::snapshot::stats;
 
 /// One decoded object.
@@ -16,6 +17,8 @@ pub struct Object {
     pub key_group: Option<String>,
     /// The object as the API server would return it.
     pub json: Value,
+    /// Protobuf fields the schema did not know: not in `json`, so the object is lossy.
+    pub unknown: Unknown,
 }
 
 impl Object {
@@ -28,7 +31,13 @@ impl Object {
             plural,
             key_group: group,
             json,
+            unknown: Unknown::default(),
         }
+    }
+
+    /// Whether the JSON misses fields the stored object has.
+    pub fn is_lossy(&self) -> bool {
+        !self.unknown.is_empty()
     }
 
     /// `kind`.

@@ -42,6 +42,8 @@ pub enum Role {
     Namespace,
     /// A cluster-scoped object that may be a dependency.
     Cluster,
+    /// An object that says which Kubernetes release the cluster ran (see `extract::version`).
+    Version,
 }
 
 /// The newest revision of every wanted key.
@@ -55,6 +57,10 @@ pub struct Scan<'a> {
 /// Whether a key is wanted, and as what. In namespace mode every key's path is classified once:
 /// the namespace's keys, its Namespace object, and cluster-scoped kinds it may depend on.
 fn role(filter: &Filter, key: &[u8]) -> Option<Role> {
+    wanted_role(filter, key).or_else(|| super::version::source_of(key).map(|_| Role::Version))
+}
+
+fn wanted_role(filter: &Filter, key: &[u8]) -> Option<Role> {
     match filter {
         Filter::Prefix(p) => key.starts_with(p.as_bytes()).then_some(Role::Member),
         Filter::Namespace(ns) => {
@@ -225,5 +231,7 @@ mod tests {
         let p = Filter::Prefix("/registry/configmaps/".into());
         assert_eq!(role(&p, b"/registry/configmaps/a/b"), Some(Role::Member));
         assert_eq!(role(&p, b"/registry/secrets/a/b"), None);
+        assert_eq!(role(&p, b"/registry/minions/cp-0"), Some(Role::Version));
+        assert_eq!(r("/registry/minions/cp-0"), Some(Role::Version));
     }
 }

@@ -53,11 +53,44 @@ pub fn yaml(v: &Value) -> anyhow::Result<String> {
     serde_saphyr::to_string(v).context("rendering YAML")
 }
 
-fn render(v: &Value, format: Format) -> anyhow::Result<String> {
+fn render(o: &Object, format: Format) -> anyhow::Result<String> {
     Ok(match format {
-        Format::Yaml => yaml(v)?,
-        Format::Json => format!("{}\n", serde_json::to_string_pretty(v)?),
+        Format::Yaml => format!("{}{}", lossy_comment(o), yaml(&o.json)?),
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&o.json)?),
     })
+}
+
+/// For an object the schema did not fully know, YAML comment lines naming what is missing (a
+/// comment, not an annotation: the object itself is left as decoded).
+pub fn lossy_comment(o: &Object) -> String {
+    if !o.is_lossy() {
+        return String::new();
+    }
+    let mut s = format!(
+        "# LOSSY: {} was stored with protobuf fields the schema does not know; they are not below:\n",
+        o.unknown.message
+    );
+    for f in &o.unknown.fields {
+        s.push_str(&format!("#   {}\n", one_line(&f.to_string())));
+    }
+    if o.unknown.more > 0 {
+        s.push_str(&format!("#   and {} more\n", o.unknown.more));
+    }
+    s.push_str("# decode them with --proto-path and the .proto files of the cluster's release\n");
+    s
+}
+
+/// Control characters escaped, so a comment stays one line whatever the data.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// All objects as one stream.
@@ -88,7 +121,7 @@ pub fn stream(
                 if i > 0 {
                     writeln!(out, "---")?;
                 }
-                out.write_all(yaml(&o.json)?.as_bytes())?;
+                out.write_all(render(o, format)?.as_bytes())?;
             }
             for u in undecoded {
                 writeln!(out, "# undecoded {} ({})", u.key, u.reason)?;
@@ -273,7 +306,7 @@ fn write_all(
         let mode = if o.is_secret() { 0o600 } else { 0o644 };
         write_file(
             &staging.join(file_name(i + 1, o, format)),
-            render(&o.json, format)?.as_bytes(),
+            render(o, format)?.as_bytes(),
             mode,
         )?;
         written.files += 1;

@@ -29,6 +29,16 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// The name as the manifest, the JSON outputs and the logs write it (`openshift`, `kubeadm`,
+    /// `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Openshift => "openshift",
+            Platform::Kubeadm => "kubeadm",
+            Platform::Unknown => "unknown",
+        }
+    }
+
     pub fn detect(host: &HostRoot) -> Platform {
         if host.path(OPENSHIFT_ETCD_ENV).is_file() {
             Platform::Openshift

@@ -1,14 +1,16 @@
 //! A stored value → the object as JSON, whatever its encoding: encrypted values are decrypted
 //! first (when keys were given), protobuf is decoded with the schema, JSON passes through, CBOR
 //! and types without a schema are reported (the caller keeps the raw bytes; nothing is dropped).
+//! Protobuf fields the schema does not know come back beside the JSON ([`Decoded::unknown`]).
 
-use prost_reflect::DynamicMessage;
+use prost_reflect::{DynamicMessage, ReflectMessage};
 use serde_json::{Map, Value as Json};
 
 use crate::k8s::encryption::{DecryptError, Keyring};
 use crate::k8s::envelope::{self, Stored};
 use crate::k8s::json::message_to_json;
 use crate::k8s::schema::Schema;
+use crate::k8s::unknown::Unknown;
 
 /// How deep objects embedded in objects (`RawExtension` holding `k8s\0…`) are decoded; deeper
 /// ones stay base64 (a crafted value could otherwise nest until the stack runs out).
@@ -34,6 +36,24 @@ pub enum Undecodable {
     NotAnObject(usize),
 }
 
+/// A stored value as JSON, and what of it the schema did not know (not in the JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The object as the API server would serve it (as far as the schema knows it).
+    pub json: Json,
+    /// Protobuf fields the schema does not know; empty for JSON values.
+    pub unknown: Unknown,
+}
+
+impl Decoded {
+    fn whole(json: Json) -> Self {
+        Decoded {
+            json,
+            unknown: Unknown::default(),
+        }
+    }
+}
+
 /// Decodes stored values with one schema and one set of encryption keys.
 pub struct Decoder {
     schema: Schema,
@@ -47,7 +67,7 @@ impl Decoder {
     }
 
     /// The object stored under `key` (needed as the authenticated data of AES-GCM).
-    pub fn decode(&self, key: &[u8], value: &[u8]) -> Result<Json, Undecodable> {
+    pub fn decode(&self, key: &[u8], value: &[u8]) -> Result<Decoded, Undecodable> {
         match envelope::classify(value).map_err(|e| Undecodable::Malformed(e.to_string()))? {
             Stored::Encrypted {
                 provider,
@@ -76,6 +96,7 @@ impl Decoder {
                 ..
             } => self.protobuf(&api_version, &kind, &raw, false, 0),
             Stored::Json(bytes) => serde_json::from_slice(bytes)
+                .map(Decoded::whole)
                 .map_err(|e| Undecodable::Malformed(format!("JSON: {e}"))),
             Stored::Cbor(_) => Err(Undecodable::Cbor),
             Stored::Other(bytes) => Err(Undecodable::NotAnObject(bytes.len())),
@@ -89,7 +110,7 @@ impl Decoder {
         value: &[u8],
         api_version: &str,
         kind: &str,
-    ) -> Result<Json, Undecodable> {
+    ) -> Result<Decoded, Undecodable> {
         match envelope::classify(value).map_err(|e| Undecodable::Malformed(e.to_string()))? {
             Stored::Protobuf {
                 api_version: a,
@@ -109,7 +130,7 @@ impl Decoder {
         raw: &[u8],
         untyped: bool,
         depth: usize,
-    ) -> Result<Json, Undecodable> {
+    ) -> Result<Decoded, Undecodable> {
         let desc =
             self.schema
                 .message_for(api_version, kind)
@@ -119,22 +140,14 @@ impl Decoder {
                 })?;
         let msg = DynamicMessage::decode(desc, raw)
             .map_err(|e| Undecodable::Malformed(format!("{api_version} {kind}: {e}")))?;
-        let nested = |bytes: &[u8]| -> Option<Json> {
-            match envelope::classify(bytes).ok()? {
-                Stored::Protobuf {
-                    api_version,
-                    kind,
-                    raw,
-                    ..
-                } if depth < MAX_NESTING => self
-                    .protobuf(&api_version, &kind, &raw, false, depth + 1)
-                    .ok(),
-                _ => None,
-            }
-        };
-        let body = message_to_json(&msg, &nested);
+        let embedded = |bytes: &[u8]| self.embedded(bytes, depth);
+        let json = message_to_json(&msg, &|bytes| embedded(bytes).map(|d| d.json));
+        let mut unknown = Unknown::of(&msg, &|bytes| embedded(bytes).map(|d| d.unknown));
+        if !unknown.is_empty() {
+            unknown.message = msg.descriptor().full_name().to_owned();
+        }
         if untyped {
-            return Ok(body);
+            return Ok(Decoded { json, unknown });
         }
         let mut out = Map::new();
         // TypeMeta lives only in the envelope; the API server puts it first
@@ -144,11 +157,34 @@ impl Decoder {
         if !kind.is_empty() {
             out.insert("kind".into(), Json::String(kind.to_owned()));
         }
-        match body {
+        match json {
             Json::Object(fields) => out.extend(fields),
-            other => return Ok(other),
+            other => {
+                return Ok(Decoded {
+                    json: other,
+                    unknown,
+                });
+            }
         }
-        Ok(Json::Object(out))
+        Ok(Decoded {
+            json: Json::Object(out),
+            unknown,
+        })
+    }
+
+    /// An object embedded in another (`RawExtension` holding `k8s\0…`), a few levels deep.
+    fn embedded(&self, bytes: &[u8], depth: usize) -> Option<Decoded> {
+        match envelope::classify(bytes).ok()? {
+            Stored::Protobuf {
+                api_version,
+                kind,
+                raw,
+                ..
+            } if depth < MAX_NESTING => self
+                .protobuf(&api_version, &kind, &raw, false, depth + 1)
+                .ok(),
+            _ => None,
+        }
     }
 }
 
@@ -187,7 +223,8 @@ mod tests {
         let twice = revision_holding(&once);
         let got = d
             .decode(b"/registry/controllerrevisions/ns/x", &twice)
-            .unwrap();
+            .unwrap()
+            .json;
         assert_eq!(got["data"]["data"], serde_json::json!({"a": 1}));
         assert_eq!(got["data"]["kind"], "ControllerRevision");
         let mut tower = br#"{"a":1}"#.to_vec();
@@ -196,7 +233,8 @@ mod tests {
         }
         let got = d
             .decode(b"/registry/controllerrevisions/ns/x", &tower)
-            .unwrap();
+            .unwrap()
+            .json;
         let mut level = &got;
         for _ in 0..=MAX_NESTING {
             level = &level["data"];

@@ -173,14 +173,14 @@ impl Walker<'_> {
     }
 }
 
-fn is_inline(desc: &MessageDescriptor, field: &FieldDescriptor) -> bool {
+pub(crate) fn is_inline(desc: &MessageDescriptor, field: &FieldDescriptor) -> bool {
     INLINE
         .iter()
         .any(|(m, f)| (*m == "*" || *m == desc.name()) && *f == field.name())
 }
 
 /// The JSON tag of a field: the proto name, except where Go's generator kept the Go spelling.
-fn json_name(desc: &MessageDescriptor, field: &FieldDescriptor) -> String {
+pub(crate) fn json_name(desc: &MessageDescriptor, field: &FieldDescriptor) -> String {
     let name = field.name();
     match (desc.name(), name) {
         (_, "aPIGroup") => "apiGroup".into(),
@@ -195,7 +195,7 @@ fn json_name(desc: &MessageDescriptor, field: &FieldDescriptor) -> String {
     }
 }
 
-fn map_key(k: &prost_reflect::MapKey) -> String {
+pub(crate) fn map_key(k: &prost_reflect::MapKey) -> String {
     use prost_reflect::MapKey;
     match k {
         MapKey::String(s) => s.clone(),

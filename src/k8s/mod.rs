@@ -6,3 +6,5 @@ pub mod encryption;
 pub(crate) mod envelope;
 pub(crate) mod json;
 pub mod schema;
+pub mod schema_union;
+pub mod unknown;

@@ -1,5 +1,5 @@
-//! The protobuf schema of stored objects: Kubernetes 1.35's built-in types (compiled at build time
-//! from the `.proto` files of the `k8s-rs-pb` crate, see `build.rs`), plus any `.proto` files the
+//! The protobuf schema of stored objects: Kubernetes' built-in types, the union of every release
+//! the `k8s-rs-pb` crate ships (v1.30 … v1.35, compiled at build time, see `build.rs`), plus any `.proto` files the
 //! user adds at run time with `--proto-path` (e.g. OpenShift's `route.openshift.io`), and the
 //! lookup from a stored `apiVersion` + `kind` to its message.
 
@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
-static BUILTIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-v1.35.fds"));
+use crate::k8s::schema_union::union;
+
+static BUILTIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/k8s-union.fds"));
+/// The releases `build.rs` joined, oldest first.
+const RELEASES: &str = env!("CPBACKUP_K8S_RELEASES");
 
 /// Why a schema could not be loaded.
 #[allow(missing_docs)] // the #[error] messages say what each variant and field means
@@ -21,6 +25,12 @@ pub enum SchemaError {
          \"k8s.io/api/core/v1/generated.proto\")"
     )]
     Compile { dir: PathBuf, reason: String },
+    #[error(
+        "the .proto files under {dir} disagree with the schema they extend (the same field \
+         number with another name or type):\n  {conflicts}\n(give files of one source only, e.g. \
+         one checkout of openshift/api, or one Kubernetes release per directory)"
+    )]
+    Conflict { dir: PathBuf, conflicts: String },
     #[error("no .proto files under {0}")]
     Empty(PathBuf),
     #[error("cannot read {dir}: {reason}")]
@@ -31,19 +41,42 @@ pub enum SchemaError {
 #[derive(Clone)]
 pub struct Schema {
     pool: DescriptorPool,
+    /// The files behind `pool`, to join more releases into.
+    files: prost_types::FileDescriptorSet,
 }
 
 impl Schema {
-    /// The Kubernetes built-in types.
-    pub fn builtin() -> Result<Self, SchemaError> {
-        let pool =
-            DescriptorPool::decode(BUILTIN).map_err(|e| SchemaError::Builtin(e.to_string()))?;
-        Ok(Schema { pool })
+    /// The Kubernetes releases the built-in schema covers, oldest first (`1.30`, …, `1.35`).
+    pub fn releases() -> &'static [&'static str] {
+        static LIST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+        LIST.get_or_init(|| RELEASES.split(',').collect())
     }
 
-    /// Adds every `.proto` file under `dir` (but not under `vendor/`); they may import the
-    /// built-in Kubernetes files (`k8s.io/api/…/generated.proto`, `k8s.io/apimachinery/…`).
-    /// Returns how many files.
+    /// The newest release covered, as its minor version (`35`).
+    pub fn newest_minor() -> u32 {
+        Self::releases()
+            .iter()
+            .filter_map(|r| r.strip_prefix("1.")?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The Kubernetes built-in types.
+    pub fn builtin() -> Result<Self, SchemaError> {
+        let damaged = |e: String| SchemaError::Builtin(e);
+        let files = <prost_types::FileDescriptorSet as prost::Message>::decode(BUILTIN)
+            .map_err(|e| damaged(e.to_string()))?;
+        let pool = DescriptorPool::from_file_descriptor_set(files.clone())
+            .map_err(|e| damaged(e.to_string()))?;
+        Ok(Schema { pool, files })
+    }
+
+    /// Adds every `.proto` file under `dir` (but not under `vendor/`) by the union rule: new
+    /// files and messages are added, and a file or message the schema already has gains the
+    /// fields it lacks (so a newer Kubernetes release's `k8s.io/api/…/generated.proto`, or
+    /// several releases of OpenShift's files, each add their fields). They may import the
+    /// built-in files (`k8s.io/api/…/generated.proto`, `k8s.io/apimachinery/…`), which `dir`
+    /// may also hold in newer versions. Returns how many files.
     pub fn add_proto_dir(&mut self, dir: &Path) -> Result<usize, SchemaError> {
         let mut files = Vec::new();
         collect(dir, dir, &mut files).map_err(|e| SchemaError::Read {
@@ -58,10 +91,10 @@ impl Schema {
             dir: dir.to_owned(),
             reason,
         };
-        let known = KnownFiles(self.pool.clone());
+        // the directory's own copy of a file goes first: it may be a newer release
         let mut resolver = protox::file::ChainFileResolver::new();
-        resolver.add(known);
         resolver.add(protox::file::IncludeFileResolver::new(dir.to_owned()));
+        resolver.add(KnownFiles(self.pool.clone()));
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_imports(true);
         compiler.open_files(&files).map_err(|e| {
@@ -70,14 +103,17 @@ impl Schema {
                 None => e.to_string(),
             })
         })?;
-        let fds = compiler.file_descriptor_set();
-        for file in fds.file {
-            if self.pool.get_file_by_name(file.name()).is_none() {
-                self.pool
-                    .add_file_descriptor_proto(file)
-                    .map_err(|e| compile_err(e.to_string()))?;
+        let mut joined = self.files.clone();
+        union(&mut joined, compiler.file_descriptor_set()).map_err(|conflicts| {
+            let lines: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+            SchemaError::Conflict {
+                dir: dir.to_owned(),
+                conflicts: lines.join("\n  "),
             }
-        }
+        })?;
+        self.pool = DescriptorPool::from_file_descriptor_set(joined.clone())
+            .map_err(|e| compile_err(e.to_string()))?;
+        self.files = joined;
         Ok(files.len())
     }
 
@@ -228,5 +264,86 @@ message Widget {
         let mut s = Schema::builtin().unwrap();
         let err = s.add_proto_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("broken.proto"), "{err}");
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn proto_dirs_join_by_the_union_rule_and_conflicts_are_refused() {
+        const WIDGET: &str = "github.com/example/api/widget/v1/generated.proto";
+        let head = "syntax = \"proto2\";\npackage github.com.example.api.widget.v1;\n";
+        let (old, new, bad) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        write(
+            old.path(),
+            WIDGET,
+            &format!(
+                "{head}message Widget {{ optional string a = 1; optional string gone = 2; }}\n"
+            ),
+        );
+        write(
+            new.path(),
+            WIDGET,
+            &format!(
+                "{head}message Widget {{ optional string a = 1; optional string added = 3; }}\nmessage Gadget {{}}\n"
+            ),
+        );
+        write(
+            bad.path(),
+            WIDGET,
+            &format!("{head}message Widget {{ optional int64 a = 1; }}\n"),
+        );
+        let mut s = Schema::builtin().unwrap();
+        s.add_proto_dir(new.path()).unwrap();
+        s.add_proto_dir(old.path()).unwrap();
+        let w = s.message_for("widget.example.com/v1", "Widget").unwrap();
+        let names: Vec<String> = w.fields().map(|f| f.name().to_owned()).collect();
+        assert_eq!(names, ["a", "gone", "added"]);
+        assert!(s.message_for("widget.example.com/v1", "Gadget").is_some());
+        let err = s.add_proto_dir(bad.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("github.com.example.api.widget.v1.Widget field 1"),
+            "{err}"
+        );
+        // the refused directory changed nothing
+        assert_eq!(
+            s.message_for("widget.example.com/v1", "Widget")
+                .unwrap()
+                .fields()
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_newer_kubernetes_file_adds_its_fields_to_the_builtin_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "k8s.io/api/apps/v1/generated.proto",
+            "syntax = \"proto2\";\npackage k8s.io.api.apps.v1;\n\
+             message DeploymentSpec { optional int32 replicas = 1; optional string rolloutPolicy = 999; }\n",
+        );
+        let mut s = Schema::builtin().unwrap();
+        s.add_proto_dir(dir.path()).unwrap();
+        let spec = s
+            .message_for("apps/v1", "Deployment")
+            .unwrap()
+            .get_field_by_name("spec")
+            .unwrap();
+        let prost_reflect::Kind::Message(spec) = spec.kind() else {
+            panic!("spec is a message")
+        };
+        assert!(spec.get_field_by_name("rolloutPolicy").is_some());
+        // every field 1.35 has is still there
+        assert!(spec.get_field_by_name("strategy").is_some());
+        assert!(s.message_for("apps/v1", "StatefulSet").is_some());
     }
 }

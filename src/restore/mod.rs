@@ -79,7 +79,7 @@ pub fn run_steps(
         tracing::info!(
             step = i + 1,
             of = n,
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            seconds = crate::logging::seconds(started.elapsed().as_secs_f64()),
             "{what}"
         );
         j.steps[i].state = StepState::Done;

@@ -73,6 +73,13 @@ pub fn check_versions(
 ) -> anyhow::Result<Vec<String>> {
     use crate::host::etcd_manifest::minor_of;
     let mut warnings = Vec::new();
+    if manifest.platform == Platform::Unknown {
+        warnings.push(
+            "WARNING: this backup holds the etcd snapshot only (taken with --static-pods none): the node's \
+             certificates, manifests and kubeconfigs stay as they are, only etcd's data is restored"
+                .to_owned(),
+        );
+    }
     if platform == Platform::Openshift {
         return Ok(warnings); // etcd's image is named by digest; the release pins the versions
     }

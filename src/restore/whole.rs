@@ -202,7 +202,7 @@ impl Restore<'_> {
         );
         bar.finish_and_clear();
         tracing::info!(
-            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            seconds = crate::logging::seconds(started.elapsed().as_secs_f64()),
             ok = unpacked.is_ok(),
             peak_rss_kib = crate::logging::peak_rss_kib().unwrap_or(0),
             "unpacked and verified the backup"

@@ -164,6 +164,8 @@ pub struct FileStore {
     pub retain_days: Option<u32>,
     /// Accept a bucket without Object Lock.
     pub allow_mutable: Option<bool>,
+    /// S3 requests in flight at once when listing.
+    pub concurrency: Option<usize>,
 }
 
 impl FileConfig {

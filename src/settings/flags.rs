@@ -56,10 +56,10 @@ pub struct EtcdArgs {
     #[arg(long, env = "CPBACKUP_ETCD_KEY", value_name = "FILE")]
     pub etcd_key: Option<PathBuf>,
     /// Seconds to wait for etcd to answer before giving up (default 10).
-    #[arg(long, env = "CPBACKUP_ETCD_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    #[arg(long, env = "CPBACKUP_ETCD_CONNECT_TIMEOUT", value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub etcd_connect_timeout: Option<u64>,
     /// Seconds without any snapshot data before the stream is declared stalled (default 60).
-    #[arg(long, env = "CPBACKUP_ETCD_STALL_TIMEOUT", value_name = "SECONDS")]
+    #[arg(long, env = "CPBACKUP_ETCD_STALL_TIMEOUT", value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub etcd_stall_timeout: Option<u64>,
 }
 
@@ -110,6 +110,10 @@ pub struct StoreArgs {
     /// Accept a bucket without Object Lock (backups there can be deleted or overwritten).
     #[arg(long, env = "CPBACKUP_ALLOW_MUTABLE")]
     pub allow_mutable: bool,
+    /// S3 requests in flight at once when listing reads records and lock state (1-256,
+    /// default 32).
+    #[arg(long, env = "CPBACKUP_S3_CONCURRENCY", value_name = "N")]
+    pub s3_concurrency: Option<usize>,
     /// Multipart part size in bytes (tests and tuning; at least 5 MiB).
     #[arg(long, env = "CPBACKUP_S3_PART_SIZE", hide = true)]
     pub s3_part_size: Option<usize>,
@@ -197,7 +201,7 @@ pub struct ScheduleFlags {
     #[arg(long, env = "CPBACKUP_TIMEZONE", value_name = "TZ")]
     pub timezone: Option<String>,
     /// Wait a random 0..N seconds after each scheduled time before starting (default 0).
-    #[arg(long, env = "CPBACKUP_JITTER", value_name = "SECONDS")]
+    #[arg(long, env = "CPBACKUP_JITTER", value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub jitter: Option<u64>,
     /// per-node: every master backs up its own member each slot; one-per-cluster: the masters
     /// elect one node per slot through etcd (a lease-backed lock), another takes over if it dies.

@@ -7,6 +7,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod daemon;
+pub mod duration;
 pub(crate) mod etcd;
 pub mod file;
 pub mod flags;
@@ -104,10 +105,17 @@ impl Settings {
     }
 
     /// The state directory (node lock, metrics state, restore journal): flag, file, else
-    /// /var/lib/cpbackup on the host.
+    /// /var/lib/cpbackup on the host; for a user other than root on the machine itself (a
+    /// workstation trying it out), `$XDG_STATE_HOME/cpbackup` (`~/.local/state/cpbackup`).
     pub fn state_dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
             .or_else(|| self.file.state_dir.clone())
+            .or_else(|| {
+                let host = self.host();
+                (host.root() == Path::new("/") && !rustix::process::geteuid().is_root())
+                    .then(user_state_dir)
+                    .flatten()
+            })
             .unwrap_or_else(|| self.host().path("/var/lib/cpbackup"))
     }
 
@@ -127,4 +135,13 @@ impl Settings {
             .or_else(|| self.file.spool_dir.clone())
             .unwrap_or_else(std::env::temp_dir)
     }
+}
+
+/// `$XDG_STATE_HOME/cpbackup`, else `~/.local/state/cpbackup`.
+fn user_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from(std::env::var_os("HOME")?).join(".local/state")))?;
+    Some(base.join("cpbackup"))
 }

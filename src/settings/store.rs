@@ -34,6 +34,15 @@ pub fn resolve(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreS
                 "store {url}: retain_days = {retain_days} is out of range: give 1 to 36500 days"
             )));
         }
+        let list_concurrency = args
+            .s3_concurrency
+            .or(fs.concurrency)
+            .unwrap_or(d.list_concurrency);
+        if !(1..=256).contains(&list_concurrency) {
+            return Err(usage(format!(
+                "store {url}: concurrency = {list_concurrency} is out of range: give 1 to 256 requests"
+            )));
+        }
         out.push(StoreSpec {
             s3: crate::store::s3::S3Settings {
                 endpoint: args.s3_endpoint.clone().or_else(|| fs.endpoint.clone()),
@@ -44,6 +53,7 @@ pub fn resolve(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreS
                 retain_days,
                 allow_mutable: args.allow_mutable || fs.allow_mutable.unwrap_or(false),
                 part_size: args.s3_part_size.unwrap_or(d.part_size),
+                list_concurrency,
             },
             url,
         });

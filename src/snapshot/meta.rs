@@ -19,12 +19,21 @@ pub struct Meta {
     pub page_size: u32,
     /// Page of the root bucket.
     pub root: u64,
-    /// Page of the freelist.
+    /// Page of the freelist; `null` in JSON when bbolt keeps none on disk (etcd's default,
+    /// written as u64::MAX), which jq and JavaScript cannot hold.
+    #[serde(serialize_with = "freelist_page")]
     pub freelist: u64,
     /// High-water mark: pages in use.
     pub pgid: u64,
     /// Id of the last committed transaction.
     pub txid: u64,
+}
+
+fn freelist_page<S: serde::Serializer>(page: &u64, s: S) -> Result<S::Ok, S::Error> {
+    match *page {
+        u64::MAX => s.serialize_none(),
+        p => s.serialize_u64(p),
+    }
 }
 
 #[allow(missing_docs)] // the #[error] messages say what each variant and field means
@@ -141,6 +150,22 @@ pub fn read_meta(head: &[u8], image_len: u64) -> Result<Meta, MetaError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn no_freelist_on_disk_is_null_in_json() {
+        let m = Meta {
+            page_size: 4096,
+            root: 3,
+            freelist: u64::MAX,
+            pgid: 10,
+            txid: 7,
+        };
+        let j = serde_json::to_value(m).unwrap();
+        assert!(j["freelist"].is_null(), "{j}");
+        let j = serde_json::to_value(Meta { freelist: 2, ..m }).unwrap();
+        assert_eq!(j["freelist"], 2);
+    }
+
     use super::*;
 
     /// Builds a two-meta-page image the way bbolt's `WriteTo` does (txid T and T-1).

@@ -203,6 +203,7 @@ mod tests {
             tampered: vec![],
             record_error: None,
             version_id: None,
+            record_version: Some(String::new()),
         }
     }
 

@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::store::naming::{BUNDLE_EXT, RECORD_EXT};
 use crate::store::record::MAX_RECORD_BYTES;
-use crate::store::{BundleName, Listing, Record, Store, Upload, state_of};
+use crate::store::{BundleName, Listing, Record, Store, Upload, scanned_state, state_of};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -203,7 +203,7 @@ impl Store for LocalStore {
         }))
     }
 
-    fn list(&self) -> anyhow::Result<Vec<Listing>> {
+    fn scan(&self) -> anyhow::Result<Vec<Listing>> {
         let mut out = Vec::new();
         let read = |p: &Path| -> anyhow::Result<Vec<fs::DirEntry>> {
             match fs::read_dir(p) {
@@ -220,10 +220,14 @@ impl Store for LocalStore {
         }
         for cluster in read(&self.root)? {
             for node in read(&cluster.path())? {
-                let mut names: Vec<String> = read(&node.path())?
+                let files: std::collections::HashSet<String> = read(&node.path())?
                     .iter()
                     .filter_map(|e| e.file_name().to_str().map(str::to_owned))
                     .filter(|f| !f.starts_with('.'))
+                    .collect();
+                let mut names: Vec<String> = files
+                    .iter()
+                    .cloned()
                     .filter_map(|f| {
                         f.strip_suffix(".json")
                             .map(str::to_owned)
@@ -245,36 +249,50 @@ impl Store for LocalStore {
                     let bundle = node.path().join(&file);
                     let meta = fs::metadata(&bundle).ok().filter(|m| m.is_file());
                     let size = meta.as_ref().map(|m| m.len());
-                    let rec_path = node.path().join(format!(
-                        "{}{}",
-                        file.trim_end_matches(BUNDLE_EXT),
-                        RECORD_EXT
-                    ));
-                    let (record, record_error) = match read_record(&rec_path) {
-                        Ok(r) => (r, None),
-                        Err(e) => (None, Some(e)),
-                    };
+                    let rec_file = format!("{}{}", file.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
+                    let has_record = files.contains(&rec_file);
                     let tampered = meta
                         .and_then(|m| m.modified().ok())
-                        .map(|m| changed_after_record(m, &rec_path))
+                        .map(|m| changed_after_record(m, &node.path().join(&rec_file)))
                         .unwrap_or_default();
-                    let state = state_of(size, record.as_ref(), &tampered);
                     out.push(Listing {
                         name: key,
                         store: self.location(),
                         size,
-                        state,
-                        record,
+                        state: scanned_state(size, has_record, &tampered),
+                        record: None,
                         pending: crate::store::pending::read(&bundle).stores,
                         tampered,
-                        record_error,
+                        record_error: None,
                         version_id: None,
+                        record_version: has_record.then(String::new),
                     });
                 }
             }
         }
         super::sort_listings(&mut out);
         Ok(out)
+    }
+
+    fn read_records(&self, listings: &mut [Listing]) -> anyhow::Result<()> {
+        for l in listings.iter_mut().filter(|l| l.record_version.is_some()) {
+            let bundle = self.path_of(&l.name)?;
+            let rec_path = bundle.with_file_name(format!(
+                "{}{}",
+                bundle
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or_default()
+                    .trim_end_matches(BUNDLE_EXT),
+                RECORD_EXT
+            ));
+            (l.record, l.record_error) = match read_record(&rec_path) {
+                Ok(r) => (r, None),
+                Err(e) => (None, Some(e)),
+            };
+            l.state = state_of(l.size, l.record.as_ref(), &l.tampered);
+        }
+        Ok(())
     }
 
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>> {

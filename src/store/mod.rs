@@ -10,6 +10,7 @@ pub(crate) mod integrity;
 pub(crate) mod local;
 pub(crate) mod naming;
 pub(crate) mod pending;
+pub mod query;
 pub mod record;
 pub(crate) mod registry;
 pub(crate) mod retention;
@@ -66,6 +67,10 @@ pub struct Listing {
     /// The bundle version every read is pinned to (S3: the original VersionId).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// The record's version the listing pass found (S3: its original VersionId; local: `""`);
+    /// `None`: no record beside the bundle.
+    #[serde(skip)]
+    pub record_version: Option<String>,
 }
 
 /// How whole a backup in a store is.
@@ -83,6 +88,8 @@ pub enum BackupState {
     /// Complete, but a key was written again after the backup (or the bundle changed after its
     /// record): the original is what is read; someone with write access to the store tried.
     Tampered,
+    /// Bundle and record are both there, but the record was not read (`list --fast`).
+    Unchecked,
 }
 
 impl BackupState {
@@ -94,6 +101,7 @@ impl BackupState {
             BackupState::SizeMismatch => "size-mismatch",
             BackupState::MissingBundle => "missing-bundle",
             BackupState::Tampered => "tampered",
+            BackupState::Unchecked => "unchecked",
         }
     }
 }
@@ -147,8 +155,19 @@ pub trait Store: Send + Sync {
     }
     /// Starts writing a bundle under `name`.
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>>;
-    /// Every backup, oldest first.
-    fn list(&self) -> anyhow::Result<Vec<Listing>>;
+    /// Every backup, oldest first, from one pass over the store's keys: names, sizes, versions
+    /// and what the versions show of tampering; no record is read (a backup with both its
+    /// bundle and its record is [`BackupState::Unchecked`]).
+    fn scan(&self) -> anyhow::Result<Vec<Listing>>;
+    /// Reads the records (and the lock state) of these listings, as many at once as the store
+    /// allows, and sets their final states. A record that cannot be read is said in its listing.
+    fn read_records(&self, listings: &mut [Listing]) -> anyhow::Result<()>;
+    /// Every backup, oldest first, records read.
+    fn list(&self) -> anyhow::Result<Vec<Listing>> {
+        let mut all = self.scan()?;
+        self.read_records(&mut all)?;
+        Ok(all)
+    }
     /// Streams a bundle's bytes.
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>>;
     /// Streams the bundle a [`Store::list`] entry names, at the version it was pinned to.
@@ -160,6 +179,16 @@ pub trait Store: Send + Sync {
 /// Sorts listings oldest first (by the time in their names), as every store lists them.
 pub fn sort_listings(listings: &mut [Listing]) {
     listings.sort_by_cached_key(|l| BundleName::parse(&l.name));
+}
+
+/// The state a listing pass can tell without reading the record.
+pub fn scanned_state(size: Option<u64>, has_record: bool, tampered: &[String]) -> BackupState {
+    match (size, has_record) {
+        (Some(_), false) => BackupState::Incomplete,
+        (Some(_), true) if !tampered.is_empty() => BackupState::Tampered,
+        (Some(_), true) => BackupState::Unchecked,
+        (None, _) => BackupState::MissingBundle,
+    }
 }
 
 /// Computes a listing's state from what exists; `tampered` holds why the store thinks the

@@ -38,6 +38,10 @@ pub struct Record {
     pub compression: Option<String>,
     /// Taken with `--force` (possibly dirty).
     pub forced: bool,
+    /// Taken with `--static-pods none`: the etcd snapshot without the static pod resources,
+    /// not enough for a whole-cluster restore. Absent (false) in older records.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub etcd_only: bool,
     /// cpbackup's version.
     pub tool_version: String,
     /// Object Lock retention, for stores that have it.
@@ -97,6 +101,7 @@ impl Record {
             recipients: vec![],
             compression: None,
             forced: false,
+            etcd_only: false,
             tool_version: "0".into(),
             lock_mode: None,
             retain_until: None,

@@ -41,13 +41,13 @@ pub fn choose(sel: &Selector, stores: &[Box<dyn Store>]) -> anyhow::Result<Chose
     if let Some(arg) = sel.backup.as_deref().filter(|a| Path::new(a).is_file()) {
         return from_file(arg, &trust);
     }
-    let mut all: Vec<(usize, Listing)> = Vec::new();
-    for (i, s) in stores.iter().enumerate() {
-        all.extend(s.list()?.into_iter().map(|l| (i, l)));
-    }
     let (idx, listing) = if sel.latest {
-        latest(sel, &trust, all)?
+        latest(sel, &trust, stores)?
     } else {
+        let mut all: Vec<(usize, Listing)> = Vec::new();
+        for (i, s) in stores.iter().enumerate() {
+            all.extend(s.list()?.into_iter().map(|l| (i, l)));
+        }
         let want = sel.backup.as_deref().unwrap_or_default().trim_matches('/');
         all.into_iter().find(|(_, l)| l.name == want).ok_or_else(|| {
             usage(format!(
@@ -92,6 +92,7 @@ fn from_file(path: &str, trust: &[String]) -> anyhow::Result<Chosen> {
         tampered: Vec::new(),
         record_error,
         version_id: None,
+        record_version: None,
     };
     trusted(&listing, trust)?;
     Ok(Chosen {
@@ -153,33 +154,69 @@ fn ranked_time(
     Ok(recorded)
 }
 
-/// `--latest`: the newest complete backup of one cluster by its record's time.
+/// Records read at a time while looking for `--latest`, newest names first.
+const LATEST_BATCH: usize = 8;
+
+/// `--latest`: the newest complete backup of one cluster by its record's time. The candidates
+/// come from the listings' names (cluster, node, time); records are read newest first, a batch
+/// at a time, until no unread backup could rank higher (a record's time is within
+/// [`MAX_NAME_RECORD_GAP`] of its name's).
 fn latest(
     sel: &Selector,
     trust: &[String],
-    all: Vec<(usize, Listing)>,
+    stores: &[Box<dyn Store>],
 ) -> anyhow::Result<(usize, Listing)> {
     let now = OffsetDateTime::now_utc();
-    let mut candidates: Vec<(OffsetDateTime, usize, Listing, BundleName)> = Vec::new();
-    for (i, l) in all {
-        if !matches!(l.state, BackupState::Complete | BackupState::Tampered) {
-            continue;
-        }
-        let (Some(name), Some(rec)) = (BundleName::parse(&l.name), l.record.as_ref()) else {
-            continue;
+    let mut unread: Vec<(OffsetDateTime, usize, Listing)> = Vec::new();
+    let mut answered = 0;
+    for (i, s) in stores.iter().enumerate() {
+        // on the day a store is down, the others still have backups: choose among them
+        let scanned = match s.scan() {
+            Ok(l) => l,
+            Err(e) if stores.len() > 1 => {
+                eprintln!(
+                    "WARNING: store {} did not answer: {e:#}; --latest chooses among the others",
+                    s.location()
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        if sel.cluster.as_ref().is_some_and(|c| *c != name.cluster)
-            || sel.node.as_ref().is_some_and(|n| *n != name.node)
-        {
-            continue;
-        }
-        match ranked_time(&l, &name, rec, trust, now) {
-            Ok(at) => candidates.push((at, i, l, name)),
-            Err(why) => eprintln!("WARNING: --latest ignores {} in {}: {why}", l.name, l.store),
+        answered += 1;
+        for l in scanned {
+            let Some(name) = BundleName::parse(&l.name) else {
+                continue;
+            };
+            if sel.cluster.as_ref().is_some_and(|c| *c != name.cluster)
+                || sel.node.as_ref().is_some_and(|n| *n != name.node)
+                || !matches!(l.state, BackupState::Unchecked | BackupState::Tampered)
+            {
+                continue;
+            }
+            // a name dated in the future (planted to win) counts for nothing, not even for
+            // which clusters the stores hold
+            match name.time() {
+                Some(t) if t <= now + MAX_CLOCK_SKEW => unread.push((t, i, l)),
+                Some(t) => eprintln!(
+                    "WARNING: --latest ignores {} in {}: its name is dated {t}, in the future",
+                    l.name,
+                    s.location()
+                ),
+                None => eprintln!(
+                    "WARNING: --latest ignores {} in {}: its name carries no time",
+                    l.name,
+                    s.location()
+                ),
+            }
         }
     }
-    let clusters: std::collections::BTreeSet<&str> =
-        candidates.iter().map(|c| c.3.cluster.as_str()).collect();
+    if answered == 0 {
+        anyhow::bail!("no store answered; see the warnings above");
+    }
+    let clusters: std::collections::BTreeSet<String> = unread
+        .iter()
+        .filter_map(|(_, _, l)| BundleName::parse(&l.name).map(|n| n.cluster))
+        .collect();
     if clusters.len() > 1 {
         return Err(usage(format!(
             "the stores hold backups of {} clusters ({}): say which with --cluster NAME",
@@ -187,20 +224,81 @@ fn latest(
             clusters.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
-    let n = candidates.len();
-    let (at, i, l, name) = candidates
-        .into_iter()
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.name.cmp(&b.2.name)))
-        .ok_or_else(|| {
-            let of = sel.cluster.as_ref().map(|c| format!(" of cluster {c}"));
-            anyhow::anyhow!(
-                "no complete backup{} in the stores; run `cpbackup list` to see what is there",
-                of.unwrap_or_default()
-            )
-        })?;
+    let listed = unread.len();
+    // newest last, so that batches pop off the end
+    unread.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.name.cmp(&b.2.name)));
+    let mut best: Option<(OffsetDateTime, usize, Listing, BundleName)> = None;
+    let mut read = 0;
+    while !unread.is_empty() {
+        if let (Some((at, ..)), Some((next, ..))) = (&best, unread.last())
+            && *at > *next + MAX_NAME_RECORD_GAP
+        {
+            break;
+        }
+        let batch: Vec<(OffsetDateTime, usize, Listing)> =
+            unread.split_off(unread.len().saturating_sub(LATEST_BATCH));
+        read += batch.len();
+        for (i, store) in stores.iter().enumerate() {
+            let mut mine: Vec<Listing> = batch
+                .iter()
+                .filter(|b| b.1 == i)
+                .map(|b| b.2.clone())
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            store.read_records(&mut mine)?;
+            for l in mine {
+                if let Some(c) = rank(&l, trust, now) {
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|b| c.0.cmp(&b.0).then_with(|| l.name.cmp(&b.2.name)).is_gt());
+                    if better {
+                        best = Some((c.0, i, l, c.1));
+                    }
+                }
+            }
+        }
+    }
+    let (at, i, l, name) = best.ok_or_else(|| {
+        let of = sel.cluster.as_ref().map(|c| format!(" of cluster {c}"));
+        anyhow::anyhow!(
+            "no complete backup{} in the stores; run `cpbackup list` to see what is there",
+            of.unwrap_or_default()
+        )
+    })?;
     eprintln!(
-        "--latest chose {} in {}: the newest of {n} complete backup(s) of cluster {} by its record's time ({at})",
+        "--latest chose {} in {}: the newest of {listed} backup(s) of cluster {} by its record's time ({at}; {read} record(s) read)",
         l.name, l.store, name.cluster
     );
     Ok((i, l))
+}
+
+/// A complete backup's record time and name, or `None` (said on stderr) when `--latest` must
+/// pass it over.
+fn rank(
+    l: &Listing,
+    trust: &[String],
+    now: OffsetDateTime,
+) -> Option<(OffsetDateTime, BundleName)> {
+    let name = BundleName::parse(&l.name)?;
+    let rec = match (&l.record, l.state) {
+        (Some(r), BackupState::Complete | BackupState::Tampered) => r,
+        _ => {
+            let why = l
+                .record_error
+                .as_ref()
+                .map(|e| format!("its record is unusable: {e}"))
+                .unwrap_or_else(|| format!("it is {}", l.state.as_str()));
+            eprintln!("WARNING: --latest ignores {} in {}: {why}", l.name, l.store);
+            return None;
+        }
+    };
+    match ranked_time(l, &name, rec, trust, now) {
+        Ok(at) => Some((at, name)),
+        Err(why) => {
+            eprintln!("WARNING: --latest ignores {} in {}: {why}", l.name, l.store);
+            None
+        }
+    }
 }

@@ -153,12 +153,16 @@ fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
         true => scratch.join("data"),
         false => scratch,
     };
-    steps.push(Step::PlaceFiles(PlaceFiles {
-        staged: p.staged.to_path_buf(),
-        target: place_into,
-        replaced: p.work_dir.join("replaced"),
-        select: Selection::KubeadmPkiAndConfs,
-    }));
+    // an etcd-only backup has no files to place: the plan says so instead of listing a step
+    // that would put nothing
+    if p.manifest.platform != Platform::Unknown {
+        steps.push(Step::PlaceFiles(PlaceFiles {
+            staged: p.staged.to_path_buf(),
+            target: place_into,
+            replaced: p.work_dir.join("replaced"),
+            select: Selection::KubeadmPkiAndConfs,
+        }));
+    }
     let revision = p.manifest.etcd.status.revision;
     steps.push(restore_snapshot(p, &etcd, &scratch, &data_dir)?);
     steps.push(Step::StartPod(start(stop_etcd)));

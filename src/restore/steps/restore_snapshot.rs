@@ -144,7 +144,7 @@ impl Action for RestoreSnapshot {
             }
         }
         tracing::info!(
-            seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+            seconds = crate::logging::seconds(started.elapsed().as_secs_f64()),
             "snapshot restored"
         );
         if let Some(n) = self.bump_offline {

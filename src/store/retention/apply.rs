@@ -2,11 +2,13 @@
 //! rest (never what Object Lock still holds) and aborts uploads abandoned for a day. Run by
 //! `cpbackup prune` and by the daemon after each slot.
 
+use std::collections::{HashMap, HashSet};
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Candidate, Policy};
-use crate::store::{BackupState, BundleName, Deleted, Store};
+use crate::store::{BackupState, BundleName, Deleted, Listing, Store};
 
 /// Unfinished uploads older than this are aborted.
 const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -98,27 +100,52 @@ pub fn apply(
     let mut rows = Vec::new();
     let mut failures = 0;
     for store in stores {
-        let listings = store.list()?;
+        // planned from the listing pass alone: names carry the time, and a backup with its
+        // bundle and its record (one version each) counts as complete
+        let listings: Vec<Listing> = store
+            .scan()?
+            .into_iter()
+            .filter(|l| l.size.is_some())
+            .filter(|l| BundleName::parse(&l.name).is_some_and(|n| scope.includes(&n)))
+            .collect();
         let candidates: Vec<Candidate> = listings
             .iter()
-            .filter(|l| l.size.is_some())
             .filter_map(|l| Some((l, BundleName::parse(&l.name)?)))
-            .filter(|(_, name)| scope.includes(name))
             .map(|(l, name)| Candidate {
                 name: l.name.clone(),
                 group: name.group(scope.by_cluster),
-                time: l
-                    .record
-                    .as_ref()
-                    .and_then(|r| OffsetDateTime::parse(&r.created, &Rfc3339).ok())
-                    .or_else(|| name.time())
-                    .unwrap_or(now),
-                complete: l.state == BackupState::Complete,
+                time: name.time().unwrap_or(now),
+                complete: matches!(l.state, BackupState::Complete | BackupState::Unchecked),
             })
             .collect();
-        for d in super::plan(&candidates, policy, now) {
+        let decisions = super::plan(&candidates, policy, now);
+        // the dry run reads the lock state of what would be deleted, so that it shows the plan
+        // the real run carries out; the real run learns it from the deletes themselves
+        let due: HashSet<String> = decisions
+            .iter()
+            .filter(|d| dry_run && !d.keep)
+            .map(|d| d.name.clone())
+            .collect();
+        let mut doomed: Vec<Listing> = listings
+            .into_iter()
+            .filter(|l| due.contains(&l.name))
+            .collect();
+        store.read_records(&mut doomed)?;
+        let doomed: HashMap<&str, &Listing> = doomed.iter().map(|l| (l.name.as_str(), l)).collect();
+        for d in decisions {
+            let locked_until = doomed
+                .get(d.name.as_str())
+                .and_then(|l| l.record.as_ref())
+                .and_then(|r| r.retain_until.as_deref())
+                .filter(|u| OffsetDateTime::parse(u, &Rfc3339).is_ok_and(|u| u > now))
+                .map(str::to_owned);
             let (action, reason) = if d.keep {
                 (Action::Keep, d.reason)
+            } else if let (true, Some(until)) = (dry_run, &locked_until) {
+                (
+                    Action::Locked,
+                    format!("{}; Object Lock keeps it until {until}", d.reason),
+                )
             } else if dry_run {
                 (Action::Delete, d.reason)
             } else {

@@ -70,6 +70,16 @@ pub struct S3Settings {
     pub retain_days: u32,
     pub allow_mutable: bool,
     pub part_size: usize,
+    /// Records and lock states read at once when listing.
+    pub list_concurrency: usize,
+}
+
+/// Default for [`S3Settings::list_concurrency`].
+pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
+
+/// The record key beside a bundle key (`….cpb` → `….cpb.json`).
+fn record_name(bundle: &str) -> String {
+    format!("{}{}", bundle.trim_end_matches(BUNDLE_EXT), RECORD_EXT)
 }
 
 impl Default for S3Settings {
@@ -83,8 +93,75 @@ impl Default for S3Settings {
             retain_days: 30,
             allow_mutable: false,
             part_size: DEFAULT_PART_SIZE,
+            list_concurrency: DEFAULT_LIST_CONCURRENCY,
         }
     }
+}
+
+/// `context: what went wrong`; a failure of the node's configuration (see [`first_contact`]) is
+/// a usage error (exit 2) with its fix.
+pub(super) fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    context: String,
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> anyhow::Error {
+    match first_contact(e) {
+        Some((fix, true)) => crate::error::usage(format!("{context}: {fix}")),
+        Some((fix, false)) => anyhow::anyhow!("{context}: {fix}"),
+        None => anyhow::anyhow!("{context}: {}", describe(e)),
+    }
+}
+
+/// The S3 failures of first contact, one line each with the fix, and whether the node's
+/// configuration is at fault (no credentials, no region, an untrusted TLS certificate) rather
+/// than the network (an endpoint that does not answer, which another try may pass).
+fn first_contact<E: std::error::Error + 'static>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> Option<(String, bool)> {
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    let t = text.to_ascii_lowercase();
+    let (fix, config) = if t.contains("loading credentials") || t.contains("no credentials") {
+        (
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE \
+         (~/.aws/credentials), or run with IRSA / web identity or an instance role",
+            true,
+        )
+    } else if t.contains("region") && (t.contains("missing") || t.contains("no region")) {
+        (
+            "no AWS region: set region in the store's [[store]] table, --s3-region or AWS_REGION",
+            true,
+        )
+    } else if t.contains("invalid peer certificate")
+        || t.contains("unknownissuer")
+        || t.contains("certificate")
+    {
+        (
+            "the S3 endpoint's TLS certificate is not trusted: give its CA with --s3-ca-bundle FILE (or \
+         ca_bundle in the [[store]] table)",
+            true,
+        )
+    } else if t.contains("connection refused")
+        || t.contains("dns error")
+        || t.contains("timed out")
+        || t.contains("timeout")
+    {
+        (
+            "the S3 endpoint does not answer: check --s3-endpoint (endpoint in the [[store]] table), \
+         the network and any proxy",
+            false,
+        )
+    } else {
+        return None;
+    };
+    Some((
+        format!("{fix} ({})", text.lines().next().unwrap_or("")),
+        config,
+    ))
 }
 
 fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -100,6 +177,9 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
         _ => "",
     };
     if code.is_empty() {
+        if let Some((fix, _)) = first_contact(e) {
+            return fix;
+        }
         let mut chain = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
@@ -169,10 +249,12 @@ impl S3Store {
                 .and_then(|c| c.object_lock_enabled())
                 .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
             Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read the Object Lock configuration of bucket {}: {}",
-                self.bucket,
-                describe(&e)
+            Err(e) => Err(sdk_error(
+                format!(
+                    "cannot read the Object Lock configuration of bucket {}",
+                    self.bucket
+                ),
+                &e,
             )),
         }
     }
@@ -187,20 +269,21 @@ impl S3Store {
         (mode, DateTime::from(until))
     }
 
-    fn head_lock(
+    /// A version's size, Object Lock mode and retain-until date (HeadObject).
+    async fn fetch_lock(
         &self,
         key: &str,
         version: Option<&str>,
     ) -> anyhow::Result<(u64, Option<String>, Option<String>)> {
-        let h = block(
-            self.client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .set_version_id(version.and_then(version_param))
-                .send(),
-        )
-        .map_err(|e| anyhow::anyhow!("HeadObject {key}: {}", describe(&e)))?;
+        let h = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version.and_then(version_param))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("HeadObject {key}: {}", describe(&e)))?;
         Ok((
             h.content_length().unwrap_or(0).max(0) as u64,
             h.object_lock_mode().map(|m| m.as_str().to_owned()),
@@ -368,7 +451,7 @@ impl Store for S3Store {
         }))
     }
 
-    fn list(&self) -> anyhow::Result<Vec<Listing>> {
+    fn scan(&self) -> anyhow::Result<Vec<Listing>> {
         let base = if self.prefix.is_empty() {
             String::new()
         } else {
@@ -388,7 +471,7 @@ impl Store for S3Store {
         names.dedup();
         let mut out = Vec::new();
         for name in names {
-            let rec_name = format!("{}{}", name.trim_end_matches(BUNDLE_EXT), RECORD_EXT);
+            let rec_name = record_name(&name);
             let bundle = objects.get(&name);
             let rec = objects.get(&rec_name);
             let mut tampered: Vec<String> = Vec::new();
@@ -408,43 +491,76 @@ impl Store for S3Store {
             }
             let original = bundle.and_then(Versions::original);
             let size = original.map(|o| o.size);
-            let (mut record, record_error) = match rec
-                .and_then(Versions::original)
-                .map(|o| self.read_record(&rec_name, &o.id))
-            {
-                Some(Ok(r)) => (Some(r), None),
-                Some(Err(e)) => (None, Some(e)),
-                None => (None, None),
-            };
-            if let (Some(b), Some(r)) = (original, record.as_mut()) {
-                if let Some(want) = &r.bundle_version_id
-                    && *want != b.id
-                {
-                    tampered.push(format!(
-                        "the record names bundle version {want}, the oldest version is {}",
-                        b.id
-                    ));
-                }
-                // Lock state as the server reports it now, not as the record remembers it.
-                let (_, mode, until) = self.head_lock(&self.key(&name), Some(&b.id))?;
-                r.lock_mode = mode;
-                r.retain_until = until;
-            }
-            let state = state_of(size, record.as_ref(), &tampered);
+            let record_version = rec.and_then(Versions::original).map(|o| o.id.clone());
             out.push(Listing {
-                state,
+                state: crate::store::scanned_state(size, record_version.is_some(), &tampered),
                 name,
                 store: self.location(),
                 size,
-                record,
+                record: None,
                 pending: Vec::new(),
                 tampered,
-                record_error,
+                record_error: None,
                 version_id: original.map(|o| o.id.clone()),
+                record_version,
             });
         }
         crate::store::sort_listings(&mut out);
         Ok(out)
+    }
+
+    fn read_records(&self, listings: &mut [Listing]) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let wanted: Vec<usize> = (0..listings.len())
+            .filter(|&i| listings[i].record_version.is_some())
+            .collect();
+        let jobs = wanted.iter().map(|&i| {
+            let l = &listings[i];
+            let (name, rec_version, bundle_version) = (
+                l.name.clone(),
+                l.record_version.clone(),
+                l.version_id.clone(),
+            );
+            async move {
+                let record = self
+                    .fetch_record(&record_name(&name), rec_version.as_deref().unwrap_or(""))
+                    .await;
+                // lock state as the server reports it now, not as the record remembers it
+                let lock = match (&record, &bundle_version) {
+                    (Ok(_), Some(v)) => Some(self.fetch_lock(&self.key(&name), Some(v)).await),
+                    _ => None,
+                };
+                (i, record, lock)
+            }
+        });
+        let results: Vec<_> = block(
+            futures::stream::iter(jobs)
+                .buffer_unordered(self.settings.list_concurrency.max(1))
+                .collect::<Vec<_>>(),
+        );
+        for (i, record, lock) in results {
+            let l = &mut listings[i];
+            match record {
+                Ok(mut r) => {
+                    if let (Some(b), Some(want)) = (&l.version_id, &r.bundle_version_id)
+                        && want != b
+                    {
+                        l.tampered.push(format!(
+                            "the record names bundle version {want}, the oldest version is {b}"
+                        ));
+                    }
+                    if let Some(lock) = lock {
+                        let (_, mode, until) = lock?;
+                        r.lock_mode = mode;
+                        r.retain_until = until;
+                    }
+                    l.record = Some(r);
+                }
+                Err(e) => l.record_error = Some(e),
+            }
+            l.state = state_of(l.size, l.record.as_ref(), &l.tampered);
+        }
+        Ok(())
     }
 
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>> {

@@ -13,7 +13,7 @@ use crate::store::bridge::block;
 use crate::store::record::MAX_RECORD_BYTES;
 use crate::store::{Record, Store};
 
-use super::{S3Store, describe};
+use super::{S3Store, describe, sdk_error};
 
 /// One object version as ListObjectVersions reports it.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ impl S3Store {
                     .set_version_id_marker(markers.1.clone())
                     .send(),
             )
-            .map_err(|e| anyhow::anyhow!("listing {}: {}", self.location(), describe(&e)))?;
+            .map_err(|e| sdk_error(format!("listing {}", self.location()), &e))?;
             for v in page.versions() {
                 if let (Some(k), Some(id)) =
                     (v.key().and_then(|k| k.strip_prefix(prefix)), v.version_id())
@@ -174,17 +174,17 @@ impl S3Store {
                 .set_version_id(version)
                 .send(),
         )
-        .map_err(|e| anyhow::anyhow!("downloading {key}: {}", describe(&e)))?;
+        .map_err(|e| sdk_error(format!("downloading {key}"), &e))?;
         Ok(Box::new(S3Reader {
             inner: Box::pin(out.body.into_async_read()),
         }))
     }
 
     /// One version of a record, or why it cannot be used.
-    pub(super) fn read_record(&self, rel: &str, version: &str) -> Result<Record, String> {
+    pub(super) async fn fetch_record(&self, rel: &str, version: &str) -> Result<Record, String> {
         let key = self.key(rel);
         let vid = version_param(version);
-        let bytes = block(async {
+        let bytes = async {
             let out = self
                 .client
                 .get_object()
@@ -202,7 +202,8 @@ impl S3Store {
                 .await
                 .map_err(|e| format!("cannot read it: {e}"))?;
             Ok::<_, String>(buf)
-        })?;
+        }
+        .await?;
         Record::parse_limited(&bytes)
     }
 }

@@ -211,7 +211,29 @@ impl Etcd {
             .args(args);
         c
     }
+}
 
+/// Writes binary values (protobuf envelopes hold NUL bytes, which etcdctl's argv cannot) and then
+/// deletes `deletes`, in order, with the etcd client.
+pub fn put_all(endpoint: &str, kvs: &[(String, Vec<u8>)], deletes: &[&str]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap();
+        for (k, v) in kvs {
+            c.put(k.as_bytes(), v.clone(), None).await.unwrap();
+        }
+        for k in deletes {
+            c.delete(*k, None).await.unwrap();
+        }
+    });
+}
+
+impl Etcd {
     pub fn put(&self, key: &str, value: &str) {
         let out = self.ctl(&["put", key, value]).output().unwrap();
         assert!(

@@ -207,3 +207,66 @@ impl FlakyProxy {
         self.down.load(Ordering::SeqCst)
     }
 }
+
+/// A TCP proxy in front of an HTTP server that logs every request line it forwards
+/// (`GET /bucket/key?versionId=… HTTP/1.1`): how many requests a command made, and which.
+pub struct RequestLog {
+    pub addr: String,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl RequestLog {
+    pub fn start(upstream: &str) -> RequestLog {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let log = lines.clone();
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = TcpStream::connect(&upstream).unwrap();
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    let mut pending = Vec::new();
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => {
+                                let _ = s_out.shutdown(std::net::Shutdown::Write);
+                                break;
+                            }
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(i) = pending.windows(2).position(|w| w == b"\r\n") {
+                            let line = String::from_utf8_lossy(&pending[..i]).into_owned();
+                            pending.drain(..i + 2);
+                            let method = line.split(' ').next().unwrap_or("");
+                            if ["GET", "HEAD", "PUT", "POST", "DELETE"].contains(&method)
+                                && line.ends_with(" HTTP/1.1")
+                            {
+                                log.lock().unwrap().push(line);
+                            }
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (server, client);
+                    let _ = std::io::copy(&mut s, &mut c);
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        RequestLog { addr, lines }
+    }
+
+    /// The requests logged so far, and forgets them.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
