@@ -132,6 +132,17 @@ pub enum Command {
     /// finished with --continue or undone with --rollback. Nothing is deleted: etcd's data
     /// directory and every replaced file are moved aside.
     Restore(Box<RestoreArgs>),
+    /// Check this node for what a backup and a restore will need; says OK or the fix for each.
+    ///
+    /// Platform and static pod resources; the etcd member (reachable with the discovered
+    /// certificates, no alarm, database against its quota); every certificate a backup carries,
+    /// with its expiry (WARN within --warn-days, FAIL when expired: a restore puts them back as
+    /// they are); the recipients; every store (a probe object written and removed, Object Lock
+    /// and default retention, this node's clock against the store's); free space for a restore;
+    /// the restore tool; the timer or daemon, and the age of the newest backup. Exit 0 when
+    /// nothing failed (warnings allowed), 1 when a check failed, 2 for a usage error.
+    #[command(after_long_help = DOCTOR_EXAMPLES)]
+    Doctor(Box<DoctorArgs>),
     /// Run forever: back up on a cron schedule, prune, upload pending copies, serve metrics.
     ///
     /// Never two backups at once (an overlapping slot is skipped and counted); a failed backup is
@@ -151,6 +162,27 @@ pub enum Command {
     /// `cpbackup man | man -l -`; `cpbackup man --out /usr/local/share/man/man1` writes
     /// cpbackup.1 and cpbackup-<command>.1 (scripts/install.sh does).
     Man(ManArgs),
+}
+
+const DOCTOR_EXAMPLES: &str = "Examples:
+  cpbackup doctor                          # this node, with /etc/cpbackup/config.toml
+  cpbackup doctor --output json | jq '.checks[] | select(.status != \"ok\")'
+  oc debug node/master-0 -- chroot /host cpbackup doctor
+  cpbackup --host-root /host doctor --no-write-probe";
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub settings: BackupSettings,
+    /// Warn about certificates that expire within this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: i64,
+    /// Do not write a probe object to the stores (only list them).
+    #[arg(long)]
+    pub no_write_probe: bool,
+    /// Largest tolerated difference between this node's clock and a store's.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::settings::duration::parse_seconds)]
+    pub max_clock_skew: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -21,6 +21,7 @@ pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub(crate) mod etcd;
 pub mod extract;

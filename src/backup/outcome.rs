@@ -57,6 +57,9 @@ pub struct BackupReport {
     pub upload_seconds: f64,
     /// Every store's outcome.
     pub stores: Vec<StoreOutcome>,
+    /// The certificates the bundle holds, with their expiry (for the metrics).
+    #[serde(skip)]
+    pub certificates: Vec<crate::doctor::certs::CertInfo>,
 }
 
 impl BackupReport {

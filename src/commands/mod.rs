@@ -5,6 +5,7 @@
 pub(crate) mod backup;
 pub(crate) mod daemon;
 pub(crate) mod docs;
+pub(crate) mod doctor;
 pub(crate) mod export_openshift;
 pub(crate) mod extract;
 pub(crate) mod inspect;
@@ -39,6 +40,7 @@ pub fn run(command: &Command, s: &Settings) -> anyhow::Result<()> {
         Command::Restore(a) => restore::run(a, s),
         Command::Daemon(a) => daemon::run(a, s),
         Command::Backup(a) => backup::run(a, s),
+        Command::Doctor(a) => doctor::run(a, s),
         Command::Completion(a) => docs::completion(a),
         Command::Man(a) => docs::man(a),
     }

@@ -153,6 +153,9 @@ pub struct State {
     pub verify_failures_total: u64,
     /// Backups of this cluster listed `tampered` at the last check.
     pub tampered_backups: Option<u64>,
+    /// notAfter (Unix seconds) of each certificate file the last backup held, by host path
+    /// (the soonest when a file holds several).
+    pub certificate_expiry: BTreeMap<String, i64>,
 }
 
 /// Values only a running daemon has.
@@ -209,6 +212,14 @@ impl State {
                 self.snapshot_bytes = Some(r.snapshot_size);
                 self.etcd_db_bytes = Some(r.etcd_db_size);
                 self.etcd_revision = Some(r.etcd_revision);
+                self.certificate_expiry.clear();
+                for c in &r.certificates {
+                    let t = self
+                        .certificate_expiry
+                        .entry(c.path.display().to_string())
+                        .or_insert(c.not_after);
+                    *t = (*t).min(c.not_after);
+                }
                 if r.failed_stores() == 0 {
                     self.last_success = Some(now);
                     self.last_cluster_success = Some(now);
@@ -270,6 +281,15 @@ impl State {
         for (name, kind, help, value) in self.singles() {
             o.one(name, kind, help, value);
         }
+        o.family(
+            "cpbackup_certificate_expiry_timestamp_seconds",
+            GAUGE,
+            "notAfter of each certificate file the last backup held (a restore puts them back as they are).",
+            self.certificate_expiry
+                .iter()
+                .map(|(path, t)| (format!("{{path=\"{}\"}}", escape(path)), *t as f64))
+                .collect(),
+        );
         o.labelled(
             "cpbackup_backup_failures_total",
             "Failed backup attempts by reason (config, lock, etcd, store, cancelled, election, precheck).",

@@ -51,15 +51,7 @@ impl Target {
             )));
         }
         let procedure = super::platform::of(platform);
-        let tool = match procedure.needs_tool() {
-            true => {
-                let image = super::platform::kubeadm::kubeadm_etcd(host)
-                    .ok()
-                    .and_then(|e| e.image);
-                Some(RestoreTool::find_or_image(etcdutl, host, image.as_deref())?)
-            }
-            false => None,
-        };
+        let tool = restore_tool(platform, host, etcdutl)?;
         let data_dir_host = procedure.data_dir(host)?;
         Ok(Target {
             platform,
@@ -243,4 +235,20 @@ impl Restore<'_> {
 /// Removes an operation's work directory (the decrypted staging included).
 fn discard(work: &Work) {
     let _ = fsops::remove_tree(&work.dir);
+}
+
+/// The snapshot-restore tool a restore of this platform runs (`None`: the platform restores
+/// without one): `etcdutl` given, else found on the node, else the tool of etcd's image.
+pub fn restore_tool(
+    platform: Platform,
+    host: &HostRoot,
+    etcdutl: Option<&Path>,
+) -> anyhow::Result<Option<RestoreTool>> {
+    if !super::platform::of(platform).needs_tool() {
+        return Ok(None);
+    }
+    let image = super::platform::kubeadm::kubeadm_etcd(host)
+        .ok()
+        .and_then(|e| e.image);
+    RestoreTool::find_or_image(etcdutl, host, image.as_deref()).map(Some)
 }

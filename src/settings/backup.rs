@@ -16,8 +16,13 @@ use crate::store::retention::Policy;
 /// Resolves and checks a backup's settings; every usage error surfaces here, before any side
 /// effect (the signing key is loaded once to prove it is usable).
 pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
+    job_with(args, s, recipients(args, s)?)
+}
+
+/// The recipients: flags over the file; at least one.
+pub fn recipients(args: &BackupSettings, s: &Settings) -> anyhow::Result<Recipients> {
     let file = &s.file;
-    let recipients = Recipients::load(
+    Recipients::load(
         &if args.recipients.recipients.is_empty() {
             file.recipients.clone()
         } else {
@@ -27,7 +32,17 @@ pub fn job(args: &BackupSettings, s: &Settings) -> anyhow::Result<BackupJob> {
             .recipients_file
             .as_deref()
             .or(file.recipients_file.as_deref()),
-    )?;
+    )
+}
+
+/// As [`job`], with the recipients already resolved (`doctor` reports a recipient problem as
+/// one of its checks instead of stopping at it).
+pub fn job_with(
+    args: &BackupSettings,
+    s: &Settings,
+    recipients: Recipients,
+) -> anyhow::Result<BackupJob> {
+    let file = &s.file;
     let codec = codec(args, s);
     let mut extra = file.extra_paths.clone();
     extra.extend(args.extra_paths.iter().cloned());

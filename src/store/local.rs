@@ -168,6 +168,34 @@ impl Store for LocalStore {
         Ok(n)
     }
 
+    fn probe(&self, cluster: &str, node: &str) -> anyhow::Result<crate::store::Probe> {
+        let dir = self.root.join(cluster).join(node);
+        let hint = || {
+            format!(
+                "store {} is not writable: check the path and its permissions (backups run as root), or choose another --store",
+                self.root.display()
+            )
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(hint)?;
+        let probe = dir.join(format!(".cpbackup-probe-{}", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+            .and_then(|mut f| {
+                f.write_all(b"cpbackup doctor\n")
+                    .and_then(|()| f.sync_all())
+            });
+        let _ = fs::remove_file(&probe);
+        written.with_context(hint)?;
+        Ok(crate::store::Probe::default())
+    }
+
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
         let dir = self.root.join(&name.cluster).join(&name.node);
         let hint = || {

@@ -127,6 +127,19 @@ pub enum Deleted {
     },
 }
 
+/// What a write probe found out about a store.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Probe {
+    /// Object Lock on the bucket: `None` where the store has no such notion (a directory).
+    pub object_lock: Option<bool>,
+    /// The bucket's default retention (`COMPLIANCE 30 days`), if it has one.
+    pub default_retention: Option<String>,
+    /// The store's clock when it took the probe (its HTTP `Date`), Unix seconds.
+    pub server_time: Option<i64>,
+    /// Whether the settings accept a bucket without Object Lock (`allow_mutable`).
+    pub allow_mutable: bool,
+}
+
 /// A bundle being written. Dropping it without `commit` discards it.
 pub trait Upload: Write + Send {
     /// Makes the bundle visible under its final name, then writes its record beside it.
@@ -142,6 +155,10 @@ pub trait Store: Send + Sync {
     fn preflight_write(&self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Proves the store takes writes (`cpbackup doctor`): writes a small probe object under
+    /// `<cluster>/<node>/` and removes it again (S3: a delete marker; a version the bucket's
+    /// default retention locks expires with it), and says what the store enforces.
+    fn probe(&self, cluster: &str, node: &str) -> anyhow::Result<Probe>;
     /// Removes what interrupted backups of this node left behind (temp files, multipart
     /// uploads). Called with the node lock held, so nothing of this node is in progress.
     fn abort_unfinished(&self, _cluster: &str, _node: &str) -> anyhow::Result<usize> {

@@ -11,6 +11,7 @@
 //! The [`Store`] trait is blocking; S3 calls run through [`crate::store::bridge`]. The upload
 //! lives in `upload.rs`, version listing and pinned reads in `versions.rs`.
 
+mod probe;
 mod upload;
 mod versions;
 
@@ -330,6 +331,10 @@ impl Store for S3Store {
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+
+    fn probe(&self, cluster: &str, node: &str) -> anyhow::Result<crate::store::Probe> {
+        self.write_probe(cluster, node)
     }
 
     fn preflight_write(&self) -> anyhow::Result<()> {

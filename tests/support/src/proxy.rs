@@ -270,3 +270,72 @@ impl RequestLog {
         std::mem::take(&mut *self.lines.lock().unwrap())
     }
 }
+
+/// A TCP proxy in front of an HTTP server that rewrites the `Date:` header of every response to
+/// `date` (an IMF-fixdate, 29 characters): a server whose clock is off.
+pub struct DateRewrite {
+    pub addr: String,
+}
+
+const DATE_HEADER: &[u8] = b"\r\nDate: ";
+
+/// Rewrites the complete Date headers in `buf`; returns how many leading bytes can be sent now
+/// (a header cut by the read stays behind until the rest arrives).
+fn rewrite_dates(buf: &mut [u8], date: &[u8]) -> usize {
+    let mut from = 0;
+    while let Some(i) = buf[from..]
+        .windows(DATE_HEADER.len())
+        .position(|w| w.eq_ignore_ascii_case(DATE_HEADER))
+    {
+        let start = from + i + DATE_HEADER.len();
+        if buf.len() < start + date.len() {
+            return from + i;
+        }
+        buf[start..start + date.len()].copy_from_slice(date);
+        from = start + date.len();
+    }
+    let tail = (1..DATE_HEADER.len())
+        .rev()
+        .find(|&n| buf.len() >= n && buf[buf.len() - n..].eq_ignore_ascii_case(&DATE_HEADER[..n]))
+        .unwrap_or(0);
+    buf.len() - tail
+}
+
+impl DateRewrite {
+    pub fn start(upstream: &str, date: &'static str) -> DateRewrite {
+        assert_eq!(date.len(), 29, "an IMF-fixdate is 29 characters");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = TcpStream::connect(&upstream).unwrap();
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let (mut s, mut c) = (server, client);
+                    let mut buf = [0u8; 16384];
+                    let mut pending = Vec::new();
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            let _ = c.write_all(&pending);
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        let ready = rewrite_dates(&mut pending, date.as_bytes());
+                        if c.write_all(&pending[..ready]).is_err() {
+                            break;
+                        }
+                        pending.drain(..ready);
+                    }
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        DateRewrite { addr }
+    }
+}
