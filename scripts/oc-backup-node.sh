@@ -8,7 +8,8 @@
 #   --image IMAGE  run the cpbackup image in the debug pod with --host-root /host; without it,
 #                  run the host's own /usr/local/bin/cpbackup under `chroot /host`
 #   BACKUP_ARGS    passed to `cpbackup backup` (e.g. --store s3://… --recipient age1…);
-#                  settings from /etc/cpbackup/config.toml on the node apply as well
+#                  settings from /etc/cpbackup/config.toml on the node apply as well (with
+#                  --image too: under --host-root the node's config is the default)
 # The nodes are backed up one after the other; the exit code is 1 if any of them failed, and
 # the failed nodes are named at the end. Needs `oc` logged in as a cluster admin.
 set -uo pipefail
@@ -16,7 +17,7 @@ IMAGE=
 ALL=0
 NODES=()
 ARGS=()
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --all) ALL=1; shift ;;

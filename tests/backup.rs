@@ -246,6 +246,15 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
         )
     };
     let (snap_db, res_tgz) = export(&dir.join("export"));
+    assert_eq!(
+        fs::metadata(dir.join("export"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700,
+        "the directory holding every control-plane key in plaintext is created 0700"
+    );
     // revision.json beside them, as OpenShift's etcd-rev sidecar writes it, from the raft
     // indexes the backup recorded with every member's hash.
     let rj: serde_json::Value =

@@ -272,3 +272,75 @@ fn durations_take_units() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!stderr(&o).contains("not a duration"), "{}", stderr(&o));
 }
+
+#[test]
+fn under_host_root_the_nodes_own_config_is_the_default() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let host = dir.join("host");
+    fs::create_dir_all(host.join("etc/cpbackup")).unwrap();
+    let store = dir.join("store-from-the-node-config");
+    fs::write(
+        host.join("etc/cpbackup/config.toml"),
+        format!("[[store]]\nurl = \"{}\"\n", store.display()),
+    )
+    .unwrap();
+    // No --config: the node's file under --host-root names the store `list` reads.
+    let mut c = cpbackup(dir);
+    c.env_remove("CPBACKUP_CONFIG")
+        .arg("--host-root")
+        .arg(&host)
+        .arg("list");
+    let o = run(c);
+    assert!(
+        stderr(&o).contains("store-from-the-node-config does not exist"),
+        "the store of the node's config was not used: {}",
+        stderr(&o)
+    );
+    // A broken node config is named by its path under the host root (exit 2).
+    fs::write(host.join("etc/cpbackup/config.toml"), "no_such_key = 1\n").unwrap();
+    let mut c = cpbackup(dir);
+    c.env_remove("CPBACKUP_CONFIG")
+        .arg("--host-root")
+        .arg(&host)
+        .arg("list");
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("host/etc/cpbackup/config.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_refused_plain_http_etcd_is_not_blamed_on_certificates() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (_, recipient) = keygen(dir, "k");
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let mut c = cpbackup(dir);
+    c.args([
+        "backup",
+        "--etcd-endpoint",
+        &endpoint,
+        "--recipient",
+        &recipient,
+    ])
+    .args([
+        "--static-pods",
+        "none",
+        "--etcd-connect-timeout",
+        "2",
+        "--store",
+    ])
+    .arg(dir.join("store"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("plain HTTP"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("serving certificate"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -199,3 +199,22 @@ fn words_and_invocations() {
         ]
     );
 }
+
+#[test]
+fn the_iam_permissions_are_listed_once() {
+    // Two lists drift apart; the guides link to the one in docs/configuration.md.
+    let with: Vec<String> = doc_files()
+        .into_iter()
+        .filter(|p| {
+            fs::read_to_string(p)
+                .unwrap()
+                .contains("s3:PutObjectRetention")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(with.len(), 1, "{with:?}");
+    assert!(with[0].ends_with("docs/configuration.md"), "{with:?}");
+    let ops = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+        .unwrap();
+    assert!(ops.contains("configuration.md#iam-permissions"));
+}

@@ -84,3 +84,31 @@ fn exec_lines_are_valid_cpbackup_command_lines() {
         assert!(o.status.success(), "{name}: {exec}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn documentation_lines_name_manual_pages_cpbackup_installs() {
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cpbackup(t.path());
+    c.args(["man", "--out"]).arg(t.path().join("man1"));
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in UNITS {
+        let text = unit(name);
+        let docs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("Documentation="))
+            .flat_map(str::split_whitespace)
+            .collect();
+        assert!(!docs.is_empty(), "{name} has no Documentation=");
+        for d in docs {
+            let page = d
+                .strip_prefix("man:")
+                .and_then(|p| p.strip_suffix("(1)"))
+                .unwrap_or_else(|| panic!("{name}: {d} is not a manual page cpbackup installs"));
+            assert!(
+                t.path().join(format!("man1/{page}.1")).is_file(),
+                "{name}: `cpbackup man --out` writes no {page}.1"
+            );
+        }
+    }
+}

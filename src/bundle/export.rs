@@ -13,6 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -138,7 +139,12 @@ pub fn export_openshift(
     expect: &Expectation,
     out_dir: &Path,
 ) -> anyhow::Result<Exported> {
-    fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    // Created 0700: it is about to hold every control-plane key in plaintext.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let dir = Beneath::open(out_dir).with_context(|| {
         format!(
             "cannot use {} as the export directory (a symlink is refused; give the real directory)",

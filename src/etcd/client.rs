@@ -52,7 +52,14 @@ pub async fn connect(
         opts = opts.with_tls(tls);
     }
     let ep = access.endpoint.clone();
+    let plain = !access.endpoint.starts_with("https://");
     let hint = || {
+        if plain {
+            return format!(
+                "etcd at {ep} did not answer: check that etcd runs and listens there (plain HTTP: no \
+                 certificates are used; give an https:// URL if etcd serves TLS)"
+            );
+        }
         format!(
             "etcd at {ep} did not answer: check that etcd runs and listens there, that the CA ({}) signed its \
              serving certificate and that it accepts the client certificate ({})",

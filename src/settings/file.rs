@@ -171,7 +171,14 @@ pub struct FileStore {
 impl FileConfig {
     /// Reads the config file. A missing file is fine only when it is the default path.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Self> {
-        let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        Self::load_from(explicit, Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    /// As [`FileConfig::load`], with `default` read when no file is named (a missing default
+    /// means defaults): `<host-root>/etc/cpbackup/config.toml` under `--host-root`, so the
+    /// node's own config applies from a debug pod too.
+    pub fn load_from(explicit: Option<&Path>, default: &Path) -> anyhow::Result<Self> {
+        let path = explicit.unwrap_or(default);
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {

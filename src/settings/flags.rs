@@ -15,7 +15,8 @@ use crate::output::OutputFormat;
 /// Flags every command takes (global: accepted before or after the command name).
 #[derive(Debug, Clone, Default, Args)]
 pub struct GlobalFlags {
-    /// Config file (TOML). Default /etc/cpbackup/config.toml; a missing default file means defaults.
+    /// Config file (TOML). Default /etc/cpbackup/config.toml (under --host-root when given, so
+    /// the node's own config applies from a debug pod); a missing default file means defaults.
     #[arg(long, global = true, env = "CPBACKUP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -45,7 +45,11 @@ pub struct Settings {
 impl Settings {
     /// Reads the config file the global flags name and resolves the global settings.
     pub fn load(global: &GlobalFlags) -> anyhow::Result<Self> {
-        let file = FileConfig::load(global.config.as_deref())?;
+        let default = match &global.host_root {
+            Some(root) => crate::host::HostRoot::new(root).path(DEFAULT_CONFIG_PATH),
+            None => PathBuf::from(DEFAULT_CONFIG_PATH),
+        };
+        let file = FileConfig::load_from(global.config.as_deref(), &default)?;
         Ok(Self::with_file(global, file))
     }
 
