@@ -219,6 +219,13 @@ fn restores_and_keeps_the_old_data(version: Version) {
     let o = run(n.restore(&["--latest", "--yes"]));
     ok(&o);
     assert!(stdout(&o).contains("Next steps"), "{}", stdout(&o));
+    // Each step said once (here a log line: stderr is no terminal), not twice.
+    assert_eq!(
+        stderr(&o).matches("move the etcd data directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     n.assert_restored();
     n.assert_bumped(backup_rev);
     let j = n.journal();
@@ -487,6 +494,23 @@ fn bad_key_corrupt_bundle_or_missing_tool_stop_before_anything_is_touched() {
     assert_eq!(tree_digest(&moved, &[]), moved_before);
     fs::remove_file(&k8s).unwrap();
     fs::rename(&moved, &k8s).unwrap();
+
+    // No --yes and no terminal to ask on: refused before the bundle is fetched or decrypted
+    // (a wrong key would otherwise be the error; here the identity does not matter).
+    let mut c = cpbackup(&n.dir);
+    c.args([
+        "--host-root",
+        n.root.to_str().unwrap(),
+        "restore",
+        "--latest",
+    ])
+    .arg("--identity")
+    .arg(&other)
+    .arg("--store")
+    .arg(&n.store);
+    let o = run(c);
+    fails_with(&o, 2, "no terminal to ask on");
+    assert!(!stderr(&o).contains("unpacking"), "{}", stderr(&o));
 
     assert_eq!(n.digest(), before, "the host was touched");
     assert!(!journal.exists());

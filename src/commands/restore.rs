@@ -139,6 +139,11 @@ fn restore(
         trust: args.trust.clone(),
     };
     crate::commands::check_backup_arg(&which, "restore")?;
+    if !args.dry_run {
+        // Before the bundle is fetched and decrypted: a question nobody can answer would only
+        // come after minutes of work.
+        ui.can_confirm("restore")?;
+    }
     let target = Target::check(
         &session.host,
         platform(args, session),
@@ -211,9 +216,9 @@ impl Ui for Terminal {
         };
         output::emit(self.format, &report, |r| {
             let mut s = format!(
-                "{} plan ({:?} node{}), journal {}:",
+                "{} plan ({} node{}), journal {}:",
                 r.operation.as_str(),
-                r.platform,
+                r.platform.as_str(),
                 r.backup
                     .map(|b| format!(", backup {b}"))
                     .unwrap_or_default(),
@@ -231,11 +236,7 @@ impl Ui for Terminal {
         if self.yes {
             return Ok(());
         }
-        if !std::io::stdin().is_terminal() {
-            return Err(usage(format!(
-                "refusing to {what} without confirmation: no terminal to ask on. Read the plan (--dry-run), then pass --yes"
-            )));
-        }
+        self.can_confirm(what)?;
         eprint!("Type yes to {what}: ");
         std::io::stderr().flush()?;
         let mut line = String::new();
@@ -256,6 +257,16 @@ impl Ui for Terminal {
 }
 
 impl Terminal {
+    /// Whether a confirmation can be had: --yes, or a terminal to ask on.
+    fn can_confirm(&self, what: &str) -> anyhow::Result<()> {
+        if self.yes || std::io::stdin().is_terminal() {
+            return Ok(());
+        }
+        Err(usage(format!(
+            "refusing to {what} without confirmation: no terminal to ask on. Read the plan (--dry-run), then pass --yes"
+        )))
+    }
+
     /// The report of a completed operation: where the old data is, what to do next.
     fn finished(&self, j: &Journal) -> anyhow::Result<()> {
         let aside: Vec<String> = j

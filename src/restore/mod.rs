@@ -20,6 +20,7 @@ pub mod tools;
 pub mod whole;
 
 use clap::ValueEnum;
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Context;
@@ -59,8 +60,11 @@ pub fn run_steps(
             continue;
         }
         let what = j.steps[i].step.describe();
-        if !quiet {
+        let terminal = std::io::stderr().is_terminal();
+        if terminal && !quiet {
             eprintln!("[{}/{n}] {what}", i + 1);
+        } else {
+            tracing::info!(step = i + 1, of = n, "{what}");
         }
         j.steps[i].state = StepState::Running;
         j.save(restore_dir)?;
@@ -76,12 +80,14 @@ pub fn run_steps(
                 ctx.rollback_cmd
             )
         })?;
-        tracing::info!(
-            step = i + 1,
-            of = n,
-            seconds = crate::logging::seconds(started.elapsed().as_secs_f64()),
-            "{what}"
-        );
+        let seconds = crate::logging::seconds(started.elapsed().as_secs_f64());
+        // Said once: `[i/n] …` on a terminal, structured log lines elsewhere (journald, files),
+        // where a step that hangs must show which one started.
+        if terminal {
+            tracing::debug!(step = i + 1, of = n, seconds, "step done");
+        } else {
+            tracing::info!(step = i + 1, of = n, seconds, "step done");
+        }
         j.steps[i].state = StepState::Done;
         j.save(restore_dir)?;
         failpoint(i + 1, "after");
