@@ -53,14 +53,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-const EXTRACT_EXAMPLES: &str = "Examples:
-  cpbackup extract --identity key.txt BACKUP --namespace shop --out ./shop/
-  cpbackup extract snapshot.db --namespace shop --format yaml > shop.yaml
-  cpbackup extract BACKUP --namespace shop --apply --kubeconfig kc \\
-      --to-namespace shop-restored --dry-run=server
-  cpbackup extract snapshot.db --prefix /registry/configmaps/ --format json
-Guide: docs/extract.md";
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take one backup now: etcd snapshot + static pod resources, encrypted, to every store.
@@ -69,6 +61,7 @@ pub enum Command {
     /// straight into the stores: no plaintext copy touches the disk. The etcd endpoint and its
     /// client certificates are discovered from the host (OpenShift etcd.env, or kubeadm's
     /// /etc/kubernetes/pki) unless given.
+    #[command(after_long_help = crate::help::BACKUP)]
     Backup(Box<BackupArgs>),
     /// List the backups in the stores: time, node, revision, size, lock, state, notes.
     ///
@@ -78,11 +71,13 @@ pub enum Command {
     /// --node, --since, --until, --limit) are applied to the names first, so only what is shown
     /// is read; --fast reads no record, --summary gives one line per cluster. A store that does
     /// not answer is named, the others are still listed (exit 1).
+    #[command(after_long_help = crate::help::LIST)]
     List(ListArgs),
     /// Decrypt a backup and check every hash, the snapshot's sha256 trailer and its bbolt meta pages.
     ///
     /// Streams the bundle; nothing is written to disk. Exit code 1 names what is wrong: wrong
     /// key, corrupted or tampered bytes, truncation, or a hash mismatch.
+    #[command(after_long_help = crate::help::VERIFY)]
     Verify(VerifyArgs),
     /// Apply the retention policy: delete old backups, never one still under Object Lock.
     ///
@@ -90,19 +85,21 @@ pub enum Command {
     /// --max-age-days it goes; the newest complete backup always stays; with no rule nothing is
     /// deleted. Locked S3 object versions are kept and reported. Unfinished uploads older than a
     /// day are aborted. --dry-run prints the plan only.
+    #[command(after_long_help = crate::help::PRUNE)]
     Prune(PruneArgs),
     /// What is in a snapshot: revision, keys, size, and which resources and namespaces hold them.
     ///
     /// Reads a bare snapshot (`etcdctl snapshot save` output or a copied member/snap/db) directly,
     /// or the snapshot inside a backup (decrypted as it streams into an unlinked, 0600 spool file
     /// that vanishes when cpbackup exits). Needs no etcd.
+    #[command(after_long_help = crate::help::INSPECT)]
     Inspect(InspectArgs),
     /// Write a backup as OpenShift's cluster-backup.sh would: snapshot_<ts>.db and
     /// static_kuberesources_<ts>.tar.gz, for the stock cluster-restore.sh.
     ///
     /// Both files are plaintext (0600) and hold every control-plane key: write them only where the
     /// restore needs them (e.g. /home/core/assets/backup on the recovery master).
-    #[command(name = "export-openshift")]
+    #[command(name = "export-openshift", after_long_help = crate::help::EXPORT)]
     ExportOpenshift(ExportArgs),
     /// One namespace (or a key prefix) from a backup or a bare snapshot, offline, as YAML/JSON
     /// that re-applies cleanly, or applied to a live cluster.
@@ -116,12 +113,13 @@ pub enum Command {
     /// auto-created objects left out, per-kind fix-ups, apply order; the cluster-scoped objects
     /// the namespace needs are reported (--with-cluster-deps writes them too). A value that
     /// cannot be decoded is reported and kept raw, never dropped.
-    #[command(after_long_help = EXTRACT_EXAMPLES)]
+    #[command(after_long_help = crate::help::EXTRACT)]
     Extract(Box<ExtractArgs>),
     /// Make a new age identity (private key) file, mode 0600, and print its recipient.
     ///
     /// Give the printed recipient (age1…) to `backup --recipient`; keep the identity file off the
     /// control-plane nodes (it is needed only to read backups).
+    #[command(after_long_help = crate::help::KEYGEN)]
     Keygen(KeygenArgs),
     /// Whole-cluster restore of this control-plane node from a backup (prints a plan first).
     ///
@@ -131,6 +129,7 @@ pub enum Command {
     /// verified before anything is touched; every step is journaled, so a restore cut short is
     /// finished with --continue or undone with --rollback. Nothing is deleted: etcd's data
     /// directory and every replaced file are moved aside.
+    #[command(after_long_help = crate::help::RESTORE)]
     Restore(Box<RestoreArgs>),
     /// Check this node for what a backup and a restore will need; says OK or the fix for each.
     ///
@@ -141,7 +140,7 @@ pub enum Command {
     /// and default retention, this node's clock against the store's); free space for a restore;
     /// the restore tool; the timer or daemon, and the age of the newest backup. Exit 0 when
     /// nothing failed (warnings allowed), 1 when a check failed, 2 for a usage error.
-    #[command(after_long_help = DOCTOR_EXAMPLES)]
+    #[command(after_long_help = crate::help::DOCTOR)]
     Doctor(Box<DoctorArgs>),
     /// Run forever: back up on a cron schedule, prune, upload pending copies, serve metrics.
     ///
@@ -150,25 +149,22 @@ pub enum Command {
     /// the config file; SIGTERM aborts an upload in flight (nothing half-written stays) and exits.
     /// /metrics serves Prometheus text, /healthz turns 503 when the last success is older than
     /// twice the schedule interval.
+    #[command(after_long_help = crate::help::DAEMON)]
     Daemon(Box<DaemonArgs>),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     ///
     /// bash: `cpbackup completion bash > /etc/bash_completion.d/cpbackup`; zsh: into a directory
     /// of your $fpath as `_cpbackup`; fish: `~/.config/fish/completions/cpbackup.fish`.
     /// scripts/install.sh installs the bash and zsh ones.
+    #[command(after_long_help = crate::help::COMPLETION)]
     Completion(CompletionArgs),
     /// Print the manual page (roff) for cpbackup, or write one per command into a directory.
     ///
     /// `cpbackup man | man -l -`; `cpbackup man --out /usr/local/share/man/man1` writes
     /// cpbackup.1 and cpbackup-<command>.1 (scripts/install.sh does).
+    #[command(after_long_help = crate::help::MAN)]
     Man(ManArgs),
 }
-
-const DOCTOR_EXAMPLES: &str = "Examples:
-  cpbackup doctor                          # this node, with /etc/cpbackup/config.toml
-  cpbackup doctor --output json | jq '.checks[] | select(.status != \"ok\")'
-  oc debug node/master-0 -- chroot /host cpbackup doctor
-  cpbackup --host-root /host doctor --no-write-probe";
 
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
@@ -283,7 +279,7 @@ pub struct RestoreArgs {
     /// from a --disable-etcd; --dry-run shows the plan, --rollback removes the member again.
     #[arg(long, conflicts_with_all = ["continue_", "rollback"])]
     pub rejoin: bool,
-    /// This node's kind (default: detected from the host).
+    /// This node's kind (auto: detected from the host).
     #[arg(long, value_enum, default_value = "auto")]
     pub platform: RestorePlatform,
     /// The snapshot restore tool (default: etcdutl, else etcdctl 3.4/3.5, on PATH or in the
@@ -297,7 +293,7 @@ pub struct RestoreArgs {
     /// OpenShift's restore pod bumps by its own rule (1.2 × the raft index in revision.json).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     pub bump_revision: Option<u64>,
-    /// Seconds to wait for a pod to stop or for etcd to serve before failing (default 300).
+    /// How long to wait for a pod to stop or for etcd to serve before failing.
     #[arg(long, default_value_t = 300, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub wait_timeout: u64,
     /// State directory (journal and work files under restore/; default /var/lib/cpbackup).
@@ -313,10 +309,10 @@ pub struct RestoreArgs {
     /// localhost-recovery.kubeconfig).
     #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    /// --post-restore: seconds to wait for the cluster to settle (default 1800).
+    /// --post-restore: how long to wait for the cluster to settle.
     #[arg(long, default_value_t = 1800, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub settle_timeout: u64,
-    /// --post-restore: how long every cluster operator must stay settled (default 300, as
+    /// --post-restore: how long every cluster operator must stay settled (as
     /// `oc adm wait-for-stable-cluster`).
     #[arg(long, default_value_t = 300, value_name = "DURATION", value_parser = crate::settings::duration::parse_seconds)]
     pub stable_period: u64,
@@ -523,7 +519,7 @@ pub struct ExtractArgs {
 #[derive(Debug, Clone, Args)]
 pub struct KeygenArgs {
     /// Where to write the identity (created with mode 0600; an existing file is never overwritten).
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Make an ed25519 signing key for the nodes instead (`backup --signing-key`); prints its
     /// public key for readers' --trust-signer.

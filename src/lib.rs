@@ -26,6 +26,7 @@ pub mod error;
 pub(crate) mod etcd;
 pub mod extract;
 pub(crate) mod fsutil;
+pub mod help;
 pub(crate) mod host;
 pub mod k8s;
 pub(crate) mod keys;

@@ -17,28 +17,53 @@ use crate::output::OutputFormat;
 pub struct GlobalFlags {
     /// Config file (TOML). Default /etc/cpbackup/config.toml (under --host-root when given, so
     /// the node's own config applies from a debug pod); a missing default file means defaults.
-    #[arg(long, global = true, env = "CPBACKUP_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CPBACKUP_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Read every host path (etcd certificates, static pod resources) under this directory, e.g.
     /// /host inside `oc debug node/…`. Paths given explicitly are used as written.
-    #[arg(long, global = true, env = "CPBACKUP_HOST_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CPBACKUP_HOST_ROOT",
+        value_name = "DIR"
+    )]
     pub host_root: Option<PathBuf>,
 
-    /// Report format on stdout.
-    #[arg(long, global = true, env = "CPBACKUP_OUTPUT", value_enum)]
+    /// Report format on stdout (-o json, as kubectl).
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CPBACKUP_OUTPUT",
+        value_enum
+    )]
     pub output: Option<OutputFormat>,
 
     /// Log format on stderr (text on a terminal is coloured).
-    #[arg(long, global = true, env = "CPBACKUP_LOG_FORMAT", value_enum)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "CPBACKUP_LOG_FORMAT",
+        value_enum
+    )]
     pub log_format: Option<LogFormat>,
 
     /// More log detail (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// Only warnings and errors on stderr; no progress bar.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 }
 
@@ -102,6 +127,18 @@ pub struct StoreArgs {
     /// Extra CA certificates (PEM) to trust for the S3 endpoint.
     #[arg(long, env = "CPBACKUP_S3_CA_BUNDLE", value_name = "FILE")]
     pub s3_ca_bundle: Option<PathBuf>,
+    /// S3 requests in flight at once when listing reads records and lock state (1-256,
+    /// default 32).
+    #[arg(long, env = "CPBACKUP_S3_CONCURRENCY", value_name = "N")]
+    pub s3_concurrency: Option<usize>,
+}
+
+/// The stores of the commands that write backups (`backup`, `daemon`, `doctor`): where, plus
+/// how new objects are locked. Read-only commands take [`StoreArgs`] alone.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreWriteArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
     /// Object Lock mode for new backups (default compliance).
     #[arg(long, env = "CPBACKUP_LOCK_MODE", value_enum)]
     pub lock_mode: Option<crate::store::s3::LockMode>,
@@ -111,10 +148,6 @@ pub struct StoreArgs {
     /// Accept a bucket without Object Lock (backups there can be deleted or overwritten).
     #[arg(long, env = "CPBACKUP_ALLOW_MUTABLE")]
     pub allow_mutable: bool,
-    /// S3 requests in flight at once when listing reads records and lock state (1-256,
-    /// default 32).
-    #[arg(long, env = "CPBACKUP_S3_CONCURRENCY", value_name = "N")]
-    pub s3_concurrency: Option<usize>,
     /// Multipart part size in bytes (tests and tuning; at least 5 MiB).
     #[arg(long, env = "CPBACKUP_S3_PART_SIZE", hide = true)]
     pub s3_part_size: Option<usize>,
@@ -141,7 +174,7 @@ pub struct BackupSettings {
     #[command(flatten)]
     pub recipients: RecipientArgs,
     #[command(flatten)]
-    pub stores: StoreArgs,
+    pub stores: StoreWriteArgs,
     /// Which static pod resources to include.
     #[arg(long, env = "CPBACKUP_STATIC_PODS", value_enum)]
     pub static_pods: Option<StaticPodsMode>,

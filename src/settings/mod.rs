@@ -90,7 +90,12 @@ impl Settings {
 
     /// The stores: flags replacing the file's list.
     pub fn stores(&self, args: &StoreArgs) -> anyhow::Result<Vec<StoreSpec>> {
-        store::resolve(args, &self.file)
+        store::resolve(args, &flags::StoreWriteArgs::default(), &self.file)
+    }
+
+    /// The stores of a command that writes backups, with its lock flags.
+    pub fn write_stores(&self, args: &flags::StoreWriteArgs) -> anyhow::Result<Vec<StoreSpec>> {
+        store::resolve(&args.stores, args, &self.file)
     }
 
     /// Identity files, flags replacing the file's list; at least one.

@@ -2,12 +2,17 @@
 //! every store's own keys.
 
 use super::file::{FileConfig, FileStore};
-use super::flags::StoreArgs;
+use super::flags::{StoreArgs, StoreWriteArgs};
 use crate::error::usage;
 use crate::store::StoreSpec;
 
-/// Stores: `--store` flags replace the file's list; S3 flags apply over every store's settings.
-pub fn resolve(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreSpec>> {
+/// Stores: `--store` flags replace the file's list; S3 flags apply over every store's settings
+/// (`write`: the lock flags of the commands that write backups).
+pub fn resolve(
+    args: &StoreArgs,
+    write: &StoreWriteArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Vec<StoreSpec>> {
     let from_file: Vec<&FileStore> = file.stores.iter().collect();
     let default = FileStore::default();
     let entries: Vec<(String, &FileStore)> = if args.stores.is_empty() {
@@ -28,7 +33,10 @@ pub fn resolve(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreS
             ));
         }
         let d = crate::store::s3::S3Settings::default();
-        let retain_days = args.retain_days.or(fs.retain_days).unwrap_or(d.retain_days);
+        let retain_days = write
+            .retain_days
+            .or(fs.retain_days)
+            .unwrap_or(d.retain_days);
         if retain_days == 0 || retain_days > 36500 {
             return Err(usage(format!(
                 "store {url}: retain_days = {retain_days} is out of range: give 1 to 36500 days"
@@ -49,10 +57,10 @@ pub fn resolve(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<Vec<StoreS
                 region: args.s3_region.clone().or_else(|| fs.region.clone()),
                 path_style: args.s3_path_style || fs.path_style.unwrap_or(false),
                 ca_bundle: args.s3_ca_bundle.clone().or_else(|| fs.ca_bundle.clone()),
-                lock_mode: args.lock_mode.or(fs.lock_mode).unwrap_or(d.lock_mode),
+                lock_mode: write.lock_mode.or(fs.lock_mode).unwrap_or(d.lock_mode),
                 retain_days,
-                allow_mutable: args.allow_mutable || fs.allow_mutable.unwrap_or(false),
-                part_size: args.s3_part_size.unwrap_or(d.part_size),
+                allow_mutable: write.allow_mutable || fs.allow_mutable.unwrap_or(false),
+                part_size: write.s3_part_size.unwrap_or(d.part_size),
                 list_concurrency,
             },
             url,
@@ -72,10 +80,11 @@ mod tests {
             stores: vec!["/b".into()],
             ..Default::default()
         };
-        assert_eq!(resolve(&args, &file).unwrap()[0].url, "/b");
+        let w = StoreWriteArgs::default();
+        assert_eq!(resolve(&args, &w, &file).unwrap()[0].url, "/b");
         let none = StoreArgs::default();
-        assert_eq!(resolve(&none, &file).unwrap()[0].url, "/a");
-        let e = resolve(&none, &FileConfig::default()).unwrap_err();
+        assert_eq!(resolve(&none, &w, &file).unwrap()[0].url, "/a");
+        let e = resolve(&none, &w, &FileConfig::default()).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2);
     }
 
@@ -85,20 +94,21 @@ mod tests {
             "[[store]]\nurl = \"s3://b/p\"\nlock_mode = \"governance\"\nretain_days = 7\nendpoint = \"http://x\"\n",
         )
         .unwrap();
-        let s = &resolve(&StoreArgs::default(), &file).unwrap()[0];
+        let none = StoreArgs::default();
+        let s = &resolve(&none, &StoreWriteArgs::default(), &file).unwrap()[0];
         assert_eq!(s.s3.retain_days, 7);
         assert_eq!(s.s3.lock_mode, crate::store::s3::LockMode::Governance);
-        let flags = StoreArgs {
+        let flags = StoreWriteArgs {
             retain_days: Some(90),
             ..Default::default()
         };
-        assert_eq!(resolve(&flags, &file).unwrap()[0].s3.retain_days, 90);
-        let zero = StoreArgs {
+        assert_eq!(resolve(&none, &flags, &file).unwrap()[0].s3.retain_days, 90);
+        let zero = StoreWriteArgs {
             retain_days: Some(0),
             ..Default::default()
         };
         assert_eq!(
-            crate::error::exit_code(&resolve(&zero, &file).unwrap_err()),
+            crate::error::exit_code(&resolve(&none, &zero, &file).unwrap_err()),
             2
         );
     }

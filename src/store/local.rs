@@ -246,8 +246,22 @@ impl Store for LocalStore {
                 self.root.display()
             );
         }
-        for cluster in read(&self.root)? {
-            for node in read(&cluster.path())? {
+        // Only directories hold backups at the cluster and node levels; anything else there (a
+        // README, a stray file) is named and skipped instead of failing the whole listing.
+        let dirs = |p: &Path| -> anyhow::Result<Vec<fs::DirEntry>> {
+            Ok(read(p)?
+                .into_iter()
+                .filter(|e| {
+                    let dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    if !dir && !e.file_name().to_string_lossy().starts_with('.') {
+                        tracing::warn!(path = %e.path().display(), "not a backup directory; ignored");
+                    }
+                    dir
+                })
+                .collect())
+        };
+        for cluster in dirs(&self.root)? {
+            for node in dirs(&cluster.path())? {
                 let files: std::collections::HashSet<String> = read(&node.path())?
                     .iter()
                     .filter_map(|e| e.file_name().to_str().map(str::to_owned))
