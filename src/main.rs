@@ -8,6 +8,7 @@ use clap::Parser;
 use cpbackup::cli::Cli;
 use cpbackup::commands;
 use cpbackup::error::exit_code;
+use cpbackup::logging::LogFormat;
 use cpbackup::settings::Settings;
 
 fn main() -> ExitCode {
@@ -15,22 +16,39 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     let settings = match Settings::load(&cli.global) {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, cli.global.log_format.unwrap_or(LogFormat::Text)),
     };
     commands::apply_file_defaults(&mut cli.command, &settings);
     cpbackup::logging::init(settings.log_format, cli.global.verbose, settings.quiet);
     match commands::run(&cli.command, &settings) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, settings.log_format),
     }
 }
 
-fn fail(e: &anyhow::Error) -> ExitCode {
+/// The last word on stderr: a line for people, or under `--log-format json` one more JSON log
+/// object (the shape of the others, with the exit code), so a log pipeline parses every line.
+fn fail(e: &anyhow::Error, format: LogFormat) -> ExitCode {
     if reader_went_away(e) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("cpbackup: error: {e:#}");
-    ExitCode::from(exit_code(e))
+    let code = exit_code(e);
+    match format {
+        LogFormat::Text => eprintln!("cpbackup: error: {e:#}"),
+        LogFormat::Json => {
+            let now = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let line = serde_json::json!({
+                "timestamp": now,
+                "level": "ERROR",
+                "fields": {"message": format!("{e:#}"), "exit_code": code},
+                "target": "cpbackup",
+            });
+            eprintln!("{line}");
+        }
+    }
+    ExitCode::from(code)
 }
 
 /// `cpbackup extract … | head`: the reader closed stdout. Nothing is wrong and nothing is left to

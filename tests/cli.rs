@@ -389,3 +389,34 @@ fn help_keeps_global_flags_apart_and_read_only_commands_without_write_flags() {
         stderr(&o)
     );
 }
+
+#[test]
+fn under_log_format_json_every_stderr_line_is_json_the_error_too() {
+    let t = tempfile::tempdir().unwrap();
+    let mut c = cpbackup(t.path());
+    c.args(["--log-format", "json", "list", "--store"])
+        .arg(t.path().join("missing"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["fields"]["exit_code"], 1);
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    // A configuration error exits 2, still as JSON.
+    let mut c = cpbackup(t.path());
+    c.env("CPBACKUP_CONFIG", t.path().join("nope.toml"))
+        .args(["--log-format", "json", "list"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    let last: serde_json::Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(last["fields"]["exit_code"], 2);
+}
