@@ -267,6 +267,9 @@ fn latest(
             of.unwrap_or_default()
         )
     })?;
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string());
     eprintln!(
         "--latest chose {} in {}: the newest of {listed} backup(s) of cluster {} by its record's time ({at}; {read} record(s) read)",
         l.name, l.store, name.cluster
