@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end, for real, on throwaway things: a kubeadm-shaped control-plane host
-# root whose etcd is run by a stand-in kubelet, filled with Kubernetes-like objects; an
-# encrypted backup to a local store; list, verify, inspect, extract one namespace offline; then
-# the real `cpbackup restore` (plan, journaled run, proof, rollback). Cleans up after itself.
+# root whose etcd is run by a stand-in kubelet, filled with Kubernetes-like objects; `cpbackup
+# doctor`; an encrypted backup to a local store; list, verify, inspect, extract one namespace
+# offline; then the real `cpbackup restore` (plan, journaled run, proof, rollback). Cleans up
+# after itself.
 #
 # First run on a fresh 2-core Debian machine: about 4 minutes (1 installing Debian's etcd, age
 # and protoc, 3 downloading crates and building cpbackup); later runs about 6 seconds.
@@ -115,39 +116,43 @@ show "cpbackup keygen --out recovery.key"
 "$BIN" keygen --out "$WORK/recovery.key" >"$WORK/recipient.txt"
 cat "$WORK/recipient.txt"
 
-step "3. backup: snapshot + static pod resources → tar → zstd → age → store"
+step "3. doctor: what a backup and a restore will need, checked first (WARN: no timer here, no backup yet)"
+cpbackup doctor --etcd-endpoint "$EP" --recipient "$(cat "$WORK/recipient.txt")" \
+  --store "$WORK/store" --cluster-name demo --node-name cp-0
+
+step "4. backup: snapshot + static pod resources → tar → zstd → age → store"
 cpbackup backup --etcd-endpoint "$EP" --recipient "$(cat "$WORK/recipient.txt")" \
   --store "$WORK/store" --cluster-name demo --node-name cp-0
 dump >"$WORK/at-backup.txt"
 BACKUP_REV=$(revision)
 
-step "4. list: what the store holds (needs no key)"
+step "5. list: what the store holds (needs no key)"
 cpbackup list --store "$WORK/store"
 
-step "5. verify: decrypt, check every hash, the snapshot's own checksum and its bbolt pages"
+step "6. verify: decrypt, check every hash, the snapshot's own checksum and its bbolt pages"
 cpbackup verify --store "$WORK/store" --identity "$WORK/recovery.key" --latest
 
-step "6. inspect: what the snapshot holds per namespace, without any etcd"
+step "7. inspect: what the snapshot holds per namespace, without any etcd"
 cpbackup inspect --store "$WORK/store" --identity "$WORK/recovery.key" --latest --by namespace
 
-step "7. extract: namespace shop, offline, one re-appliable file per object"
+step "8. extract: namespace shop, offline, one re-appliable file per object"
 cpbackup extract --store "$WORK/store" --identity "$WORK/recovery.key" --latest --namespace shop --out "$WORK/shop"
 ls "$WORK/shop" | head -3
 grep -q updated "$WORK/shop/"*-configmap-settings-1.yaml || { echo "extract did not return the newest value" >&2; exit 1; }
 
-step "8. life goes on after the backup: a write and a delete the restore will undo"
+step "9. life goes on after the backup: a write and a delete the restore will undo"
 ctl put /registry/configmaps/shop/written-after-backup '{"kind":"ConfigMap"}' >/dev/null
 ctl del /registry/deployments/billing/web >/dev/null
 dump >"$WORK/later.txt"
 echo "now $(($(wc -l <"$WORK/later.txt") / 2)) keys at revision $(revision)"
 
-step "9. restore --dry-run: the plan, checked against the bundle; nothing on the host changes"
+step "10. restore --dry-run: the plan, checked against the bundle; nothing on the host changes"
 cpbackup restore --identity "$WORK/recovery.key" --store "$WORK/store" --latest --dry-run
 
-step "10. restore: every step journaled, so it can be continued or rolled back"
+step "11. restore: every step journaled, so it can be continued or rolled back"
 cpbackup restore --identity "$WORK/recovery.key" --store "$WORK/store" --latest --yes
 
-step "11. proof: every key and value as at the backup, at a revision above any a client saw"
+step "12. proof: every key and value as at the backup, at a revision above any a client saw"
 dump >"$WORK/restored.txt"
 if ! cmp -s "$WORK/at-backup.txt" "$WORK/restored.txt"; then
   echo "MISMATCH between the backed-up and the restored etcd:" >&2
@@ -161,7 +166,7 @@ OLD=$(sed -n 's/.*"to": *"\([^"]*\)".*/\1/p' "$CPBACKUP_STATE_DIR/restore/journa
 [ -n "$OLD" ] && [ -f "$OLD/member/snap/db" ] || { echo "the old data directory was not kept" >&2; exit 1; }
 echo "OK: the old data directory is kept at $OLD"
 
-step "12. restore --rollback: the node exactly as before the restore"
+step "13. restore --rollback: the node exactly as before the restore"
 cpbackup restore --rollback --yes
 for _ in $(seq 1 300); do dump 2>/dev/null | cmp -s - "$WORK/later.txt" && break; sleep 0.1; done
 dump | cmp -s - "$WORK/later.txt" || { echo "the rollback did not bring the later data back" >&2; exit 1; }
