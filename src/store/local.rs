@@ -30,6 +30,24 @@ impl LocalStore {
         self.path_of(key)
     }
 
+    fn not_writable(&self) -> String {
+        format!(
+            "store {} is not writable: check the path and its permissions (backups run as root), or choose another --store",
+            self.root.display()
+        )
+    }
+
+    /// `<root>/<cluster>/<node>`, created 0700 where missing.
+    fn node_dir(&self, cluster: &str, node: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.root.join(cluster).join(node);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| self.not_writable())?;
+        Ok(dir)
+    }
+
     fn path_of(&self, key: &str) -> anyhow::Result<PathBuf> {
         let n = BundleName::parse(key).ok_or_else(|| {
             crate::error::usage(format!(
@@ -169,18 +187,7 @@ impl Store for LocalStore {
     }
 
     fn probe(&self, cluster: &str, node: &str) -> anyhow::Result<crate::store::Probe> {
-        let dir = self.root.join(cluster).join(node);
-        let hint = || {
-            format!(
-                "store {} is not writable: check the path and its permissions (backups run as root), or choose another --store",
-                self.root.display()
-            )
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(hint)?;
+        let dir = self.node_dir(cluster, node)?;
         let probe = dir.join(format!(".cpbackup-probe-{}", std::process::id()));
         let written = OpenOptions::new()
             .write(true)
@@ -192,23 +199,12 @@ impl Store for LocalStore {
                     .and_then(|()| f.sync_all())
             });
         let _ = fs::remove_file(&probe);
-        written.with_context(hint)?;
+        written.with_context(|| self.not_writable())?;
         Ok(crate::store::Probe::default())
     }
 
     fn create(&self, name: &BundleName) -> anyhow::Result<Box<dyn Upload>> {
-        let dir = self.root.join(&name.cluster).join(&name.node);
-        let hint = || {
-            format!(
-                "store {} is not writable: check the path and its permissions, or choose another --store",
-                self.root.display()
-            )
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(hint)?;
+        let dir = self.node_dir(&name.cluster, &name.node)?;
         let dest = dir.join(&name.file);
         if dest.exists() {
             anyhow::bail!(
@@ -222,7 +218,7 @@ impl Store for LocalStore {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .with_context(hint)?;
+            .with_context(|| self.not_writable())?;
         Ok(Box::new(LocalUpload {
             file: Some(file),
             dir,
