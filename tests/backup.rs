@@ -240,6 +240,7 @@ fn openshift_backup_over_mtls_from_etcd35_is_readable_by_upstream_tools() {
         let o = run(c);
         assert!(o.status.success(), "export failed: {}", stderr(&o));
         let v = json(&o);
+        conforms("export-openshift", &v);
         (
             std::path::PathBuf::from(v["snapshot"].as_str().unwrap()),
             std::path::PathBuf::from(v["static_kuberesources"].as_str().unwrap()),

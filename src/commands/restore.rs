@@ -206,6 +206,11 @@ struct PlanReport<'a> {
 
 impl Ui for Terminal {
     fn plan(&self, j: &Journal, dry_run: bool) -> anyhow::Result<()> {
+        // JSON is one document per run: the plan of a dry run, or the outcome of a real one
+        // (which names the journal holding the plan).
+        if self.format == OutputFormat::Json && !dry_run {
+            return Ok(());
+        }
         let report = PlanReport {
             operation: j.operation,
             dry_run,
@@ -292,6 +297,8 @@ impl Terminal {
             "id": j.id,
             "backup": j.backup,
             "outcome": "completed",
+            "journal": Journal::path(&self.restore_dir),
+            "steps": j.steps.iter().map(|s| &s.step).collect::<Vec<_>>(),
             "previous_etcd_data": aside,
             "next_steps": next,
         });
