@@ -342,6 +342,29 @@ fn each_broken_thing_is_named_with_its_fix() {
             .contains("etcd's image registry.k8s.io/etcd:3.5.15-0"),
         "{r:#}"
     );
+    // A planted backup dated 2099 (anyone with PutObject can write one) must not make the
+    // newest backup look fresh forever: it counts for nothing, as for --latest.
+    let node_dir = n.store.join("c1/cp-1");
+    let real = walk(&node_dir)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "cpb"))
+        .unwrap();
+    fs::copy(&real, node_dir.join("20991231T000000Z-rev999.cpb")).unwrap();
+    fs::copy(
+        real.with_extension("cpb.json"),
+        node_dir.join("20991231T000000Z-rev999.cpb.json"),
+    )
+    .unwrap();
+    let o = n.doctor(&[]);
+    let r = report(&o);
+    let c = check(&r, "newest backup");
+    assert_eq!(c["status"], "ok", "{c:#}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(!detail.contains("2099"), "{c:#}");
+    assert!(
+        detail.contains(real.file_name().unwrap().to_str().unwrap()),
+        "{c:#}"
+    );
     let _ = &n.pki;
 }
 

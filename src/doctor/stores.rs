@@ -1,13 +1,12 @@
 //! The stores' checks: each reachable and writable (a probe object), Object Lock and its
 //! default retention, the node's clock against the store's; then the age of this cluster's
-//! newest complete backup and of the newest one checked against its record.
+//! newest backup as `--latest` picks it and of the newest one checked against its record.
 
 use std::time::Duration;
 
 use super::node::age;
 use super::{Check, Options, Status, rfc3339};
 use crate::backup::BackupJob;
-use crate::store::{BackupState, BundleName};
 
 pub(super) fn check(
     job: &BackupJob,
@@ -26,58 +25,31 @@ pub(super) fn check(
     }
     let node = job.node.clone().or_else(crate::host::discover::hostname);
     let node = node.as_deref().unwrap_or("node");
-    let mut newest: Option<(String, i64)> = None;
+    let mut opened = Vec::new();
     for spec in &job.stores {
         let name = format!("store {}", spec.url);
-        let store = match crate::store::open(spec) {
-            Ok(s) => s,
-            Err(e) => {
-                checks.push(Check::bad(
-                    Status::Fail,
-                    name,
-                    format!("{e:#}"),
-                    "fix the store's URL and settings",
-                ));
-                continue;
-            }
-        };
-        if opts.write_probe {
-            checks.push(probe(
-                &name,
-                store.as_ref(),
-                cluster.unwrap_or("doctor"),
-                node,
-                opts,
-            ));
-        }
-        match store.scan() {
-            Ok(listings) => {
-                for l in listings {
-                    let whole = matches!(
-                        l.state,
-                        BackupState::Unchecked | BackupState::Complete | BackupState::Tampered
-                    );
-                    let Some(n) = BundleName::parse(&l.name) else {
-                        continue;
-                    };
-                    let Some(t) = n.time() else { continue };
-                    if whole
-                        && cluster.is_none_or(|c| c == n.cluster)
-                        && newest.as_ref().is_none_or(|(_, old)| t.unix_timestamp() > *old)
-                    {
-                        newest = Some((l.name.clone(), t.unix_timestamp()));
-                    }
+        match crate::store::open(spec) {
+            Ok(store) => {
+                if opts.write_probe {
+                    checks.push(probe(
+                        &name,
+                        store.as_ref(),
+                        cluster.unwrap_or("doctor"),
+                        node,
+                        opts,
+                    ));
                 }
+                opened.push(store);
             }
             Err(e) => checks.push(Check::bad(
                 Status::Fail,
-                format!("{name} listing"),
+                name,
                 format!("{e:#}"),
-                "backups there cannot be found by `list` or `--latest`: fix access (s3:ListBucketVersions)",
+                "fix the store's URL and settings",
             )),
         }
     }
-    checks.push(newest_backup(job, cluster, newest, opts.max_backup_age));
+    checks.push(newest_backup(job, cluster, &opened, opts.max_backup_age));
 }
 
 fn probe(
@@ -141,10 +113,12 @@ fn probe(
     Check::ok(name, detail.join(", "))
 }
 
+/// The newest backup as `--latest` would pick it (record read and checked, names dated in the
+/// future ignored), and the newest one checked against its record on this node.
 fn newest_backup(
     job: &BackupJob,
     cluster: Option<&str>,
-    newest: Option<(String, i64)>,
+    stores: &[Box<dyn crate::store::Store>],
     max_age: Duration,
 ) -> Check {
     let name = "newest backup";
@@ -159,19 +133,35 @@ fn newest_backup(
             "none checked against its record on this node yet (`cpbackup verify --latest`)".into()
         }
     };
-    let Some((backup, t)) = newest else {
-        return Check::bad(
-            Status::Warn,
-            name,
-            format!(
-                "no complete backup of cluster {} in the stores",
-                cluster.unwrap_or("?")
-            ),
-            "take one now: `cpbackup backup`",
-        );
+    let sel = crate::store::select::Selector {
+        latest: true,
+        cluster: cluster.map(str::to_owned),
+        ..Default::default()
     };
-    let old = Duration::from_secs((now - t).max(0) as u64);
-    let detail = format!("{backup}, {} ago; {verified}", age(old));
+    let newest = match crate::store::select::newest(&sel, &[], stores) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return Check::bad(
+                Status::Warn,
+                name,
+                format!(
+                    "no complete backup of cluster {} in the stores",
+                    cluster.unwrap_or("?")
+                ),
+                "take one now: `cpbackup backup`",
+            );
+        }
+        Err(e) => {
+            return Check::bad(
+                Status::Fail,
+                name,
+                format!("{e:#}"),
+                "backups there cannot be found by `list` or `--latest`: fix access (s3:ListBucketVersions)",
+            );
+        }
+    };
+    let old = Duration::from_secs((now - newest.at.unix_timestamp()).max(0) as u64);
+    let detail = format!("{}, {} ago; {verified}", newest.listing.name, age(old));
     if old > max_age {
         Check::bad(
             Status::Warn,

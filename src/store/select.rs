@@ -157,15 +157,55 @@ fn ranked_time(
 /// Records read at a time while looking for `--latest`, newest names first.
 const LATEST_BATCH: usize = 8;
 
-/// `--latest`: the newest complete backup of one cluster by its record's time. The candidates
-/// come from the listings' names (cluster, node, time); records are read newest first, a batch
-/// at a time, until no unread backup could rank higher (a record's time is within
-/// [`MAX_NAME_RECORD_GAP`] of its name's).
+/// `--latest`, saying on stderr which backup it chose and why.
 fn latest(
     sel: &Selector,
     trust: &[String],
     stores: &[Box<dyn Store>],
 ) -> anyhow::Result<(usize, Listing)> {
+    let n = newest(sel, trust, stores)?.ok_or_else(|| {
+        let of = sel.cluster.as_ref().map(|c| format!(" of cluster {c}"));
+        anyhow::anyhow!(
+            "no complete backup{} in the stores; run `cpbackup list` to see what is there",
+            of.unwrap_or_default()
+        )
+    })?;
+    let at =
+        n.at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| n.at.to_string());
+    eprintln!(
+        "--latest chose {} in {}: the newest of {} backup(s) of cluster {} by its record's time ({at}; {} record(s) read)",
+        n.listing.name, n.listing.store, n.listed, n.cluster, n.read
+    );
+    Ok((n.store, n.listing))
+}
+
+/// What [`newest`] found.
+pub(crate) struct Newest {
+    /// Index of the store that holds it.
+    pub store: usize,
+    /// The backup, its record read and checked.
+    pub listing: Listing,
+    /// Its record's time.
+    pub at: OffsetDateTime,
+    /// Its cluster.
+    pub cluster: String,
+    /// Candidates listed.
+    pub listed: usize,
+    /// Records read to decide.
+    pub read: usize,
+}
+
+/// The newest complete backup of one cluster by its record's time (what `--latest` picks;
+/// `doctor` asks the same). The candidates come from the listings' names (cluster, node, time;
+/// a name dated in the future counts for nothing); records are read newest first, a batch at a
+/// time, until no unread backup could rank higher (a record's time is within
+/// [`MAX_NAME_RECORD_GAP`] of its name's).
+pub(crate) fn newest(
+    sel: &Selector,
+    trust: &[String],
+    stores: &[Box<dyn Store>],
+) -> anyhow::Result<Option<Newest>> {
     let now = OffsetDateTime::now_utc();
     let mut unread: Vec<(OffsetDateTime, usize, Listing)> = Vec::new();
     let mut answered = 0;
@@ -260,21 +300,17 @@ fn latest(
             }
         }
     }
-    let (at, i, l, name) = best.ok_or_else(|| {
-        let of = sel.cluster.as_ref().map(|c| format!(" of cluster {c}"));
-        anyhow::anyhow!(
-            "no complete backup{} in the stores; run `cpbackup list` to see what is there",
-            of.unwrap_or_default()
-        )
-    })?;
-    let at = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.to_string());
-    eprintln!(
-        "--latest chose {} in {}: the newest of {listed} backup(s) of cluster {} by its record's time ({at}; {read} record(s) read)",
-        l.name, l.store, name.cluster
-    );
-    Ok((i, l))
+    let Some((at, i, l, name)) = best else {
+        return Ok(None);
+    };
+    Ok(Some(Newest {
+        store: i,
+        listing: l,
+        at,
+        cluster: name.cluster,
+        listed,
+        read,
+    }))
 }
 
 /// A complete backup's record time and name, or `None` (said on stderr) when `--latest` must
