@@ -238,6 +238,11 @@ impl S3Store {
 
     /// Whether the bucket has Object Lock enabled.
     fn lock_enabled(&self) -> anyhow::Result<bool> {
+        Ok(self.lock_configuration()?.0)
+    }
+
+    /// The bucket's Object Lock: enabled, and its default retention (`COMPLIANCE 30 days`).
+    fn lock_configuration(&self) -> anyhow::Result<(bool, Option<String>)> {
         let r = block(
             self.client
                 .get_object_lock_configuration()
@@ -245,11 +250,25 @@ impl S3Store {
                 .send(),
         );
         match r {
-            Ok(out) => Ok(out
-                .object_lock_configuration()
-                .and_then(|c| c.object_lock_enabled())
-                .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
-            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            Ok(out) => {
+                let c = out.object_lock_configuration();
+                let enabled = c
+                    .and_then(|c| c.object_lock_enabled())
+                    .is_some_and(|e| *e == ObjectLockEnabled::Enabled);
+                let default = c
+                    .and_then(|c| c.rule())
+                    .and_then(|r| r.default_retention())
+                    .map(|d| {
+                        let mode = d.mode().map(|m| m.as_str()).unwrap_or("?");
+                        match (d.days(), d.years()) {
+                            (Some(n), _) => format!("{mode} {n} days"),
+                            (None, Some(n)) => format!("{mode} {n} years"),
+                            (None, None) => mode.to_owned(),
+                        }
+                    });
+                Ok((enabled, default))
+            }
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok((false, None)),
             Err(e) => Err(sdk_error(
                 format!(
                     "cannot read the Object Lock configuration of bucket {}",

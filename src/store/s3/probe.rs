@@ -6,14 +6,14 @@
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockEnabled};
+use aws_sdk_s3::types::ChecksumAlgorithm;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use super::{S3Store, describe, sdk_error};
+use super::{S3Store, describe};
 use crate::store::Probe;
 use crate::store::bridge::block;
 
@@ -57,47 +57,9 @@ impl S3Store {
             allow_mutable: self.settings.allow_mutable,
             ..Probe::default()
         };
-        let lock = block(
-            self.client
-                .get_object_lock_configuration()
-                .bucket(&self.bucket)
-                .send(),
-        );
-        match lock {
-            Ok(out) => {
-                let c = out.object_lock_configuration();
-                probe.object_lock = Some(
-                    c.and_then(|c| c.object_lock_enabled())
-                        .is_some_and(|e| *e == ObjectLockEnabled::Enabled),
-                );
-                probe.default_retention = c
-                    .and_then(|c| c.rule())
-                    .and_then(|r| r.default_retention())
-                    .map(|d| {
-                        let mode = d.mode().map(|m| m.as_str()).unwrap_or("?");
-                        match (d.days(), d.years()) {
-                            (Some(n), _) => format!("{mode} {n} days"),
-                            (None, Some(n)) => format!("{mode} {n} years"),
-                            (None, None) => mode.to_owned(),
-                        }
-                    });
-            }
-            Err(e)
-                if aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
-                    == Some("ObjectLockConfigurationNotFoundError") =>
-            {
-                probe.object_lock = Some(false);
-            }
-            Err(e) => {
-                return Err(sdk_error(
-                    format!(
-                        "cannot read the Object Lock configuration of bucket {}",
-                        self.bucket
-                    ),
-                    &e,
-                ));
-            }
-        }
+        let (enabled, default) = self.lock_configuration()?;
+        probe.object_lock = Some(enabled);
+        probe.default_retention = default;
         let key = self.key(&format!("{cluster}/{node}/.cpbackup-probe"));
         let date = DateHeader::default();
         block(
