@@ -31,6 +31,7 @@ pub(crate) fn publish(
     let Streamed {
         fan,
         entries,
+        certificates,
         seconds: snapshot_seconds,
         ..
     } = streamed;
@@ -70,20 +71,14 @@ pub(crate) fn publish(
         snapshot_seconds,
         upload_seconds: upload_started.elapsed().as_secs_f64(),
         stores: outcomes,
-        certificates: crate::doctor::certs::scan(
-            &source
-                .plan
-                .sources
-                .iter()
-                .map(|s| s.path.clone())
-                .collect::<Vec<_>>(),
-        )
-        .into_iter()
-        .map(|mut c| {
-            c.path = job.host.host_path_of(&c.path).unwrap_or(c.path);
-            c
-        })
-        .collect(),
+        // found as the files passed into the bundle, named by the host's own paths
+        certificates: certificates
+            .into_iter()
+            .map(|mut c| {
+                c.path = job.host.host_path_of(&c.path).unwrap_or(c.path);
+                c
+            })
+            .collect(),
     };
     let failed = report.failed_stores();
     tracing::info!(

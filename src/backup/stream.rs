@@ -76,6 +76,8 @@ pub(crate) fn open_uploads(stores: &Stores, source: &Source) -> Result<Uploads, 
 pub(crate) struct Streamed {
     pub fan: FanOut,
     pub entries: usize,
+    /// The certificates in the bundled host files.
+    pub certificates: Vec<crate::doctor::certs::CertInfo>,
     pub snapshot_size: u64,
     pub seconds: f64,
 }
@@ -105,7 +107,8 @@ pub(crate) async fn bundle(
         failed: etcd_failed.clone(),
     };
     let (pbar, cancel_rx) = (bar.clone(), cancel.clone());
-    let pipeline = tokio::task::spawn_blocking(move || -> anyhow::Result<(FanOut, usize)> {
+    type Written = (FanOut, usize, Vec<crate::doctor::certs::CertInfo>);
+    let pipeline = tokio::task::spawn_blocking(move || -> anyhow::Result<Written> {
         let threads = default_threads();
         let mut w = BundleWriter::new(FanOut::new(uploads), &recipients, codec, level, threads)?;
         let snap = w.append_snapshot(snapshot_size, snapshot, |n| pbar.inc(n))?;
@@ -123,7 +126,8 @@ pub(crate) async fn bundle(
             manifest.etcd.bbolt_page_size = m.page_size;
         }
         let entries = w.entry_count() + 1;
-        Ok((w.finish(manifest)?, entries))
+        let certificates = w.certificates().to_vec();
+        Ok((w.finish(manifest)?, entries, certificates))
     });
     let result = pipeline
         .await
@@ -131,7 +135,7 @@ pub(crate) async fn bundle(
         .because(R::Store)?;
     bar.finish_and_clear();
     let cancelled = *cancel.borrow();
-    let (fan, entries) = result.map_err(|e| {
+    let (fan, entries, certificates) = result.map_err(|e| {
         let reason = if cancelled {
             R::Cancelled
         } else if etcd_failed.load(Ordering::Relaxed) {
@@ -150,6 +154,7 @@ pub(crate) async fn bundle(
     Ok(Streamed {
         fan,
         entries,
+        certificates,
         snapshot_size,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -1,4 +1,4 @@
-//! Writing a bundle in one streaming pass: tar entries → parallel gzip → age → the output.
+//! Writing a bundle in one streaming pass: tar entries → the codec (all cores) → age → the output.
 //!
 //! The snapshot is checked as it passes (sha256 trailer, bbolt meta pages); host trees are
 //! walked without following symlinks, keeping modes and owners; every entry's SHA-256 goes into
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::codec::{Codec, Encoder};
 use crate::bundle::manifest::{Entry, EntryKind, MANIFEST_PATH, Manifest, SNAPSHOT_PATH};
+use crate::doctor::certs::{self, CertInfo};
 use crate::host::static_pods::Source;
 use crate::keys::Recipients;
 use crate::snapshot::{SnapshotCheck, SnapshotSummary, TrailerStatus};
@@ -25,6 +26,7 @@ pub struct BundleWriter<W: Write> {
     tar: tar::Builder<Encoder<age::stream::StreamWriter<W>>>,
     codec: Codec,
     entries: Vec<Entry>,
+    certificates: Vec<CertInfo>,
 }
 
 impl<W: Write> BundleWriter<W> {
@@ -50,6 +52,7 @@ impl<W: Write> BundleWriter<W> {
             tar,
             codec,
             entries: Vec::new(),
+            certificates: Vec::new(),
         })
     }
 
@@ -163,10 +166,15 @@ impl<W: Write> BundleWriter<W> {
                 remaining: meta.len(),
                 hash: Sha256::new(),
                 path,
+                // small files are kept while they pass, to find the certificates in them
+                kept: (meta.len() <= certs::MAX_FILE).then(Vec::new),
             };
             self.tar
                 .append_data(&mut h, apath, &mut r)
                 .with_context(|| format!("archiving {}", path.display()))?;
+            if let Some(bytes) = &r.kept {
+                certs::certificates_in(path, bytes, &mut self.certificates);
+            }
             entry.size = meta.len();
             entry.sha256 = Some(hex::encode(r.hash.finalize()));
             self.entries.push(entry);
@@ -174,6 +182,11 @@ impl<W: Write> BundleWriter<W> {
             tracing::warn!(path = %path.display(), "skipping a socket, FIFO or device file");
         }
         Ok(())
+    }
+
+    /// The X.509 certificates in the host files written so far (for their expiry metric).
+    pub fn certificates(&self) -> &[CertInfo] {
+        &self.certificates
     }
 
     /// Entries written so far (the manifest not included).
@@ -230,6 +243,8 @@ struct ExactReader<'a, R> {
     remaining: u64,
     hash: Sha256,
     path: &'a Path,
+    /// The bytes read, when asked for.
+    kept: Option<Vec<u8>>,
 }
 
 impl<R: Read> Read for ExactReader<'_, R> {
@@ -249,6 +264,9 @@ impl<R: Read> Read for ExactReader<'_, R> {
             ));
         }
         self.hash.update(&buf[..n]);
+        if let Some(k) = &mut self.kept {
+            k.extend_from_slice(&buf[..n]);
+        }
         self.remaining -= n as u64;
         Ok(n)
     }

@@ -1,14 +1,15 @@
 //! The X.509 certificates a backup carries and a restore puts back: every PEM certificate in
 //! the static pod resources (and the kubeconfigs' embedded `client-certificate-data`), with its
-//! expiry. A restore of expired certificates is a second outage, so `doctor` warns ahead and the
-//! daemon exports the dates as a metric.
+//! expiry. A restore of expired certificates is a second outage, so `doctor` warns ahead (it
+//! scans the host) and the daemon exports the dates as a metric (the bundle writer finds them
+//! as the files pass, with [`certificates_in`]).
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
 /// Files larger than this are not certificates.
-const MAX_FILE: u64 = 1 << 20;
+pub const MAX_FILE: u64 = 1 << 20;
 /// Directories deeper than this are not walked (static pod resources are shallow).
 const MAX_DEPTH: usize = 8;
 
