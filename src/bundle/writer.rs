@@ -2,7 +2,8 @@
 //!
 //! The snapshot is checked as it passes (sha256 trailer, bbolt meta pages); host trees are
 //! walked without following symlinks, keeping modes and owners; every entry's SHA-256 goes into
-//! the manifest written last. Nothing is buffered beyond the gzip blocks in flight.
+//! the manifest written last. Nothing is buffered beyond the codec blocks in flight and one host
+//! file of at most 1 MiB (searched for certificates).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
