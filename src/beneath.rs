@@ -129,6 +129,49 @@ impl Beneath {
         Ok(File::from(fd))
     }
 
+    /// The bytes of the regular file `rel` (at most `limit`), read without following a link.
+    pub fn read(&self, rel: &str, limit: u64) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let f = self.open_nofollow(rel)?;
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{rel}: not a regular file"),
+            ));
+        }
+        let mut out = Vec::new();
+        f.take(limit.saturating_add(1)).read_to_end(&mut out)?;
+        if out.len() as u64 > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{rel}: larger than {limit} bytes"),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Replaces the file `rel` with `bytes` at `mode` (whatever was there, a link included, is
+    /// unlinked, never followed; the new file is created `O_EXCL|O_NOFOLLOW`).
+    pub fn replace_file(&self, rel: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let (dir, name) = self.parent(rel, false)?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(at(rel, e)),
+        }
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| at(rel, e))?;
+        let mut f = File::from(fd);
+        f.write_all(bytes)?;
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| at(rel, e))?;
+        f.sync_all()
+    }
+
     /// Sets owner and mode of the file or directory `rel` on its own descriptor. Without the
     /// privilege to change owners (not root), the owner is left as it is.
     pub fn set_owner_mode(&self, rel: &str, uid: u64, gid: u64, mode: u32) -> io::Result<()> {

@@ -279,6 +279,25 @@ pub struct RestoreArgs {
     /// from a --disable-etcd; --dry-run shows the plan, --rollback removes the member again.
     #[arg(long, conflicts_with_all = ["continue_", "rollback"])]
     pub rejoin: bool,
+    /// kubeadm: restore onto a new machine with another name and address (the old masters are
+    /// gone). From the backup's own CAs (kept, so existing tokens and kubeconfigs stay valid)
+    /// the etcd server and peer and the API server certificates are re-issued for
+    /// --node-name and --node-ip, the kubelet gets a client certificate for its new name, the
+    /// manifests and kubeconfigs are rewritten, and the old masters' leases, Nodes and the
+    /// `kubernetes` endpoints are deleted from the restored database before etcd starts (saved
+    /// to a file first). --dry-run shows every change as a diff. Not for OpenShift.
+    #[arg(long, requires_all = ["node_name", "node_ip"], conflicts_with_all = ["continue_", "rollback", "disable_etcd", "rejoin"])]
+    pub new_host: bool,
+    /// With --new-host: this host's node name (also its etcd member name).
+    #[arg(long, value_name = "NAME", requires = "new_host")]
+    pub node_name: Option<String>,
+    /// With --new-host: the address etcd and the API server advertise on this host.
+    #[arg(long, value_name = "IP", requires = "new_host")]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// With --new-host: keep the old masters' Nodes, node leases, API server leases and the
+    /// `kubernetes` endpoints in the restored database.
+    #[arg(long, requires = "new_host")]
+    pub keep_old_nodes: bool,
     /// This node's kind (auto: detected from the host).
     #[arg(long, value_enum, default_value = "auto")]
     pub platform: RestorePlatform,

@@ -144,10 +144,12 @@ fn restore(
         // come after minutes of work.
         ui.can_confirm("restore")?;
     }
+    let new_host = new_host(args)?;
     let target = Target::check(
         &session.host,
         platform(args, session),
         args.etcdutl.as_deref(),
+        new_host.is_some(),
     )?;
     let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
     let ids = Identities::load(&s.identities(&args.identities)?)?;
@@ -162,6 +164,7 @@ fn restore(
         bump: args
             .bump_revision
             .unwrap_or(crate::restore::plan::DEFAULT_BUMP),
+        new_host: new_host.as_ref(),
     };
     if args.dry_run {
         return restore.dry_run(chosen, ui);
@@ -169,6 +172,19 @@ fn restore(
     let j = restore.run(chosen, ui)?;
     ui.finished(&j)?;
     post(args, j.platform)
+}
+
+/// `--new-host --node-name N --node-ip IP`, checked.
+fn new_host(args: &RestoreArgs) -> anyhow::Result<Option<crate::restore::newhost::NewHost>> {
+    if !args.new_host {
+        return Ok(None);
+    }
+    let (Some(name), Some(ip)) = (&args.node_name, args.node_ip) else {
+        return Err(usage(
+            "--new-host needs --node-name NAME and --node-ip IP: the name and address this host takes in the cluster",
+        ));
+    };
+    crate::restore::newhost::NewHost::new(name, ip, args.keep_old_nodes).map(Some)
 }
 
 /// `--post-restore`, when asked for.
@@ -202,6 +218,8 @@ struct PlanReport<'a> {
     platform: Platform,
     journal: PathBuf,
     steps: Vec<&'a Step>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    changes: &'a [String],
 }
 
 impl Ui for Terminal {
@@ -218,6 +236,7 @@ impl Ui for Terminal {
             platform: j.platform,
             journal: Journal::path(&self.restore_dir),
             steps: j.steps.iter().map(|s| &s.step).collect(),
+            changes: &j.changes,
         };
         output::emit(self.format, &report, |r| {
             let mut s = format!(
@@ -231,6 +250,12 @@ impl Ui for Terminal {
             );
             for (i, step) in r.steps.iter().enumerate() {
                 s.push_str(&format!("\n  {}. {}", i + 1, step.describe()));
+            }
+            if !r.changes.is_empty() {
+                s.push_str("\nfor this new host, the backup's files change so:");
+                for c in r.changes {
+                    s.push_str(&format!("\n  {c}"));
+                }
             }
             s
         })

@@ -94,6 +94,10 @@ pub struct Journal {
     /// How it was started (journals written before this field have none).
     #[serde(default)]
     pub invocation: Invocation,
+    /// What the restore changes besides its steps (`--new-host`: certificates re-issued, lines
+    /// of manifests and kubeconfigs rewritten, keys deleted), for the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 pub const JOURNAL_FILE: &str = "journal.json";

@@ -9,6 +9,7 @@
 
 pub mod fsops;
 pub mod journal;
+pub mod newhost;
 pub mod node;
 pub mod plan;
 pub mod platform;

@@ -32,6 +32,8 @@ pub struct PlanInput<'a> {
     pub token: &'a str,
     /// How far to raise the restored revision.
     pub bump: u64,
+    /// `--new-host`: the bundle's files adapted to this host (kubeadm only).
+    pub new_host: Option<&'a crate::restore::newhost::Prepared>,
 }
 
 pub(crate) fn etcd_watch(data_dir_host: &str, data_dir: &Path, openshift: bool) -> Watch {

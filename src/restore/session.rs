@@ -247,6 +247,7 @@ pub fn new_journal(
             .collect(),
         outcome: None,
         invocation: Invocation::default(),
+        changes: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::journal::{Journal, Operation};
+use super::newhost::{self, NewHost};
 use super::session::{Session, Ui, new_journal};
 use super::tools::RestoreTool;
 use super::{fsops, plan};
@@ -36,7 +37,11 @@ impl Target {
         host: &HostRoot,
         platform: Platform,
         etcdutl: Option<&Path>,
+        new_host: bool,
     ) -> anyhow::Result<Self> {
+        if new_host {
+            return Self::new_host(host, platform, etcdutl);
+        }
         if platform == Platform::Unknown
             && !host
                 .path(plan::KUBEADM_MANIFESTS)
@@ -57,6 +62,29 @@ impl Target {
             platform,
             tool,
             data_dir: host.path(&data_dir_host),
+        })
+    }
+
+    /// `--new-host`: a kubeadm host that may have nothing of a control plane yet; the tool is
+    /// the host's (else etcd's image, once the bundle names it), the data directory kubeadm's.
+    fn new_host(
+        host: &HostRoot,
+        platform: Platform,
+        etcdutl: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        if platform == Platform::Openshift {
+            return Err(usage(
+                "--new-host restores kubeadm clusters only: OpenShift's certificates are managed by its operators.                  Follow the disaster-recovery documentation of your OpenShift release to replace masters; nothing was changed",
+            ));
+        }
+        let tool = match etcdutl {
+            Some(_) => Some(RestoreTool::find(etcdutl, host)?),
+            None => RestoreTool::find(None, host).ok(),
+        };
+        Ok(Target {
+            platform: Platform::Kubeadm,
+            tool,
+            data_dir: host.path("/var/lib/etcd"),
         })
     }
 
@@ -91,6 +119,8 @@ pub struct Restore<'a> {
     pub progress: bool,
     /// How far to raise the restored revision.
     pub bump: u64,
+    /// `--new-host`: the name and address this host takes.
+    pub new_host: Option<&'a NewHost>,
 }
 
 /// Where one operation keeps its files, and what it is called.
@@ -105,6 +135,17 @@ impl Restore<'_> {
     /// `--dry-run`: verifies the whole bundle and prints the plan; changes nothing.
     pub fn dry_run(&self, chosen: Chosen, ui: &dyn Ui) -> anyhow::Result<()> {
         let work = self.work(&chosen)?;
+        if self.new_host.is_some() {
+            // the plan needs the bundle's files and snapshot: staged privately, then discarded
+            let name = chosen.listing.name.clone();
+            let (manifest, size) = self.stage(&work, chosen, ui)?;
+            let planned = self.adapt_and_plan(&work, &manifest, size, &name, ui);
+            discard(&work);
+            let j = planned?;
+            ui.plan(&j, true)?;
+            ui.say("dry run: the backup verifies and nothing on this host was changed; run again without --dry-run to restore");
+            return Ok(());
+        }
         ui.say(&format!(
             "verifying {} (nothing will be changed)…",
             chosen.listing.name
@@ -129,20 +170,10 @@ impl Restore<'_> {
         let work = self.work(&chosen)?;
         let name = chosen.listing.name.clone();
         let (manifest, size) = self.stage(&work, chosen, ui)?;
-        let planned = self
-            .target
-            .check_space(size)
-            .and_then(|()| {
-                plan::check_versions(&self.session.host, self.target.platform, &manifest)
-            })
-            .and_then(|warnings| {
-                warnings.iter().for_each(|w| ui.say(w));
-                self.plan(&work, &manifest)
-            });
-        let steps = planned
+        let mut j = self
+            .adapt_and_plan(&work, &manifest, size, &name, ui)
             .inspect_err(|_| discard(&work))
             .context("nothing on this node was changed")?;
-        let mut j = self.journal(&work, &name, steps);
         ui.plan(&j, false)?;
         ui.confirm("restore this node")
             .inspect_err(|_| discard(&work))?;
@@ -151,6 +182,60 @@ impl Restore<'_> {
             peak_rss_kib = crate::logging::peak_rss_kib().unwrap_or(0),
             "restore finished"
         );
+        Ok(j)
+    }
+
+    /// The checks of the staged bundle, `--new-host`'s adaptation, and the journal of the plan.
+    fn adapt_and_plan(
+        &self,
+        work: &Work,
+        manifest: &Manifest,
+        size: u64,
+        name: &str,
+        ui: &dyn Ui,
+    ) -> anyhow::Result<Journal> {
+        self.target.check_space(size)?;
+        let prepared = match self.new_host {
+            Some(nh) => Some(newhost::prepare(&work.staged, &work.dir, manifest, nh)?),
+            None => {
+                for w in plan::check_versions(&self.session.host, self.target.platform, manifest)? {
+                    ui.say(&w);
+                }
+                None
+            }
+        };
+        for w in prepared.iter().flat_map(|p| &p.warnings) {
+            ui.say(w);
+        }
+        // a new host without etcdutl restores with the tool of the image the bundle names
+        let image_tool = match (&self.target.tool, &prepared) {
+            (None, Some(nh)) => {
+                let image = std::fs::read_to_string(nh.manifests.join("etcd.yaml"))
+                    .ok()
+                    .and_then(|t| crate::host::etcd_manifest::image(&t));
+                Some(RestoreTool::find_or_image(
+                    None,
+                    &self.session.host,
+                    image.as_deref(),
+                )?)
+            }
+            _ => None,
+        };
+        let steps = plan::restore(&plan::PlanInput {
+            host: &self.session.host,
+            platform: self.target.platform,
+            id: &work.id,
+            work_dir: &work.dir,
+            staged: &work.staged,
+            manifest,
+            etcd: self.etcd,
+            tool: self.target.tool.as_ref().or(image_tool.as_ref()),
+            token: &work.token,
+            bump: self.bump,
+            new_host: prepared.as_ref(),
+        })?;
+        let mut j = self.journal(work, name, steps);
+        j.changes = prepared.map(|p| p.changes).unwrap_or_default();
         Ok(j)
     }
 
@@ -217,6 +302,7 @@ impl Restore<'_> {
             tool: self.target.tool.as_ref(),
             token: &work.token,
             bump: self.bump,
+            new_host: None,
         })
     }
 

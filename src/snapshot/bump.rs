@@ -63,6 +63,26 @@ pub enum BumpError {
 /// Bumps the revision of the bbolt database at `path` (not followed if a link) by `amount` and
 /// marks every older revision compacted.
 pub fn bump_revision(path: &Path, amount: u64) -> Result<Bumped, BumpError> {
+    edit(path, |db| plan(db, amount))
+}
+
+/// Deletes `keys` from the restored etcd database at `path` as etcd deletes them: one
+/// tombstone each in the `key` bucket, at the revision after the newest one (sub-revisions 0,
+/// 1, …), so etcd starts with them gone and the head revision one higher. Returns that
+/// revision (`None`: no keys, nothing written). Run on a restored member's `member/snap/db`
+/// before etcd starts.
+pub fn delete_keys(path: &Path, keys: &[Vec<u8>]) -> Result<Option<i64>, BumpError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    edit(path, |db| plan_deletions(db, keys)).map(Some)
+}
+
+/// Opens the database, plans one transaction on it, writes it as bbolt commits.
+fn edit<T>(
+    path: &Path,
+    plan: impl FnOnce(&Db<'_>) -> Result<(Commit, T), BumpError>,
+) -> Result<T, BumpError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -75,7 +95,7 @@ pub fn bump_revision(path: &Path, amount: u64) -> Result<Bumped, BumpError> {
         return Err(BumpError::HasTrailer(path.display().to_string()));
     }
     let db = Db::open(&map)?;
-    let commit = plan(&db, amount)?;
+    let (commit, out) = plan(&db)?;
     drop(map);
     for (pgid, bytes) in &commit.pages {
         file.write_all_at(bytes, pgid * commit.page_size)?;
@@ -83,7 +103,7 @@ pub fn bump_revision(path: &Path, amount: u64) -> Result<Bumped, BumpError> {
     file.sync_all()?;
     file.write_all_at(&commit.meta, commit.meta_slot * commit.page_size)?;
     file.sync_all()?;
-    Ok(commit.bumped)
+    Ok(out)
 }
 
 fn libc_o_nofollow() -> i32 {
@@ -96,24 +116,14 @@ struct Commit {
     pages: Vec<(u64, Vec<u8>)>,
     meta_slot: u64,
     meta: Vec<u8>,
-    bumped: Bumped,
 }
 
-fn plan(db: &Db<'_>, amount: u64) -> Result<Commit, BumpError> {
-    let mut tx = Tx {
-        db,
-        next: db.meta.pgid,
-        written: BTreeMap::new(),
-    };
+fn plan(db: &Db<'_>, amount: u64) -> Result<(Commit, Bumped), BumpError> {
+    let mut tx = Tx::new(db);
     let root = Ref::Page(db.meta.root);
     let (key_root, key_seq) = tx.bucket(&root, KEY_BUCKET)?;
     let (meta_root, meta_seq) = tx.bucket(&root, META_BUCKET)?;
-    let mut latest = tx.last_key(key_root.clone(), 0)?.map_or(0, |k| main_of(&k));
-    for mark in [SCHEDULED_COMPACT, FINISHED_COMPACT] {
-        if let Some((_, v)) = tx.get(meta_root.clone(), mark, 0)? {
-            latest = latest.max(main_of(&v));
-        }
-    }
+    let latest = tx.head(&key_root, &meta_root)?;
     let bumped = i64::try_from(amount)
         .ok()
         .and_then(|a| latest.checked_add(a))
@@ -136,30 +146,51 @@ fn plan(db: &Db<'_>, amount: u64) -> Result<Commit, BumpError> {
         BUCKET_LEAF_FLAG,
         0,
     )?;
-    let ps = db.meta.page_size as usize;
-    let pages = tx
-        .written
-        .iter()
-        .map(|(id, n)| encode(*id, n, ps).map(|b| (*id, b)))
-        .collect::<Result<_, _>>()?;
-    let old = db.meta_page()?;
-    let txid = db.meta.txid + 1;
-    let meta_slot = txid % 2;
-    let mut meta = old.to_vec();
-    meta[0..8].copy_from_slice(&meta_slot.to_le_bytes());
-    meta[32..40].copy_from_slice(&root.to_le_bytes());
-    meta[48..56].copy_from_slice(&NO_FREELIST.to_le_bytes());
-    meta[56..64].copy_from_slice(&tx.next.to_le_bytes());
-    meta[64..72].copy_from_slice(&txid.to_le_bytes());
-    let sum = fnv1a64(&meta[16..72]);
-    meta[72..80].copy_from_slice(&sum.to_le_bytes());
-    Ok(Commit {
-        page_size: ps as u64,
-        pages,
-        meta_slot,
-        meta,
-        bumped: Bumped { latest, bumped },
-    })
+    Ok((tx.commit(root)?, Bumped { latest, bumped }))
+}
+
+fn plan_deletions(db: &Db<'_>, keys: &[Vec<u8>]) -> Result<(Commit, i64), BumpError> {
+    let mut tx = Tx::new(db);
+    let root = Ref::Page(db.meta.root);
+    let (mut key_root, key_seq) = tx.bucket(&root, KEY_BUCKET)?;
+    let (meta_root, _) = tx.bucket(&root, META_BUCKET)?;
+    let latest = tx.head(&key_root, &meta_root)?;
+    let rev = latest
+        .checked_add(1)
+        .ok_or(BumpError::TooLarge { latest, amount: 1 })?;
+    let mut key_page = db.meta.root; // replaced below: `keys` is never empty here
+    for (sub, key) in keys.iter().enumerate() {
+        let mut k = revision_key(rev);
+        k[9..17].copy_from_slice(&(sub as i64).to_be_bytes());
+        k.push(b't');
+        key_page = tx.put(key_root, &k, &tombstone_value(key), 0, 0)?;
+        key_root = Ref::Page(key_page);
+    }
+    let root = tx.put(
+        root,
+        KEY_BUCKET,
+        &bucket_header(key_page, key_seq),
+        BUCKET_LEAF_FLAG,
+        0,
+    )?;
+    Ok((tx.commit(root)?, rev))
+}
+
+/// The `mvccpb.KeyValue` of a tombstone: the key alone (field 1), as etcd writes it.
+fn tombstone_value(key: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x0a];
+    let mut n = key.len() as u64;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            v.push(b);
+            break;
+        }
+        v.push(b | 0x80);
+    }
+    v.extend_from_slice(key);
+    v
 }
 
 /// etcd's 17-byte revision key: main (big-endian), `_`, sub 0.
@@ -197,7 +228,58 @@ struct Tx<'d, 'a> {
     written: BTreeMap<u64, Node>,
 }
 
-impl Tx<'_, '_> {
+impl<'d, 'a> Tx<'d, 'a> {
+    fn new(db: &'d Db<'a>) -> Self {
+        Tx {
+            db,
+            next: db.meta.pgid,
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// The head revision as etcd computes it on start: the newest entry of `key`, or the
+    /// compaction marks when they are higher.
+    fn head(&self, key_root: &Ref, meta_root: &Ref) -> Result<i64, BumpError> {
+        let mut latest = self
+            .last_key(key_root.clone(), 0)?
+            .map_or(0, |k| main_of(&k));
+        for mark in [SCHEDULED_COMPACT, FINISHED_COMPACT] {
+            if let Some((_, v)) = self.get(meta_root.clone(), mark, 0)? {
+                latest = latest.max(main_of(&v));
+            }
+        }
+        Ok(latest)
+    }
+
+    /// The pages written and the meta page that makes `root` the tree in force (txid + 1, in
+    /// the slot bbolt would use, freelist marked unsynced).
+    fn commit(self, root: u64) -> Result<Commit, BumpError> {
+        let db = self.db;
+        let ps = db.meta.page_size as usize;
+        let pages = self
+            .written
+            .iter()
+            .map(|(id, n)| encode(*id, n, ps).map(|b| (*id, b)))
+            .collect::<Result<_, _>>()?;
+        let old = db.meta_page()?;
+        let txid = db.meta.txid + 1;
+        let meta_slot = txid % 2;
+        let mut meta = old.to_vec();
+        meta[0..8].copy_from_slice(&meta_slot.to_le_bytes());
+        meta[32..40].copy_from_slice(&root.to_le_bytes());
+        meta[48..56].copy_from_slice(&NO_FREELIST.to_le_bytes());
+        meta[56..64].copy_from_slice(&self.next.to_le_bytes());
+        meta[64..72].copy_from_slice(&txid.to_le_bytes());
+        let sum = fnv1a64(&meta[16..72]);
+        meta[72..80].copy_from_slice(&sum.to_le_bytes());
+        Ok(Commit {
+            page_size: ps as u64,
+            pages,
+            meta_slot,
+            meta,
+        })
+    }
+
     fn load(&self, at: Ref) -> Result<Node, BumpError> {
         Ok(match at {
             Ref::Page(id) => match self.written.get(&id) {
@@ -493,11 +575,7 @@ mod tests {
         assert!(meta.contains(&(SCHEDULED_COMPACT.to_vec(), mark.clone())));
         assert!(meta.contains(&(FINISHED_COMPACT.to_vec(), mark)));
         // The sequence of the key bucket is kept.
-        let tx = Tx {
-            db: &db,
-            next: db.meta.pgid,
-            written: BTreeMap::new(),
-        };
+        let tx = Tx::new(&db);
         assert_eq!(
             tx.bucket(&Ref::Page(db.meta.root), KEY_BUCKET).unwrap().1,
             5
@@ -517,6 +595,28 @@ mod tests {
         assert_eq!((b.latest, b.bumped), (104, 204));
         let after = std::fs::read(&p).unwrap();
         assert_eq!(Db::open(&after).unwrap().meta.txid, 11);
+    }
+
+    #[test]
+    fn deleted_keys_are_tombstones_at_the_next_revision_after_a_bump() {
+        let (_d, p) = write(&etcd_like());
+        bump_revision(&p, 100).unwrap();
+        let keys = [b"/registry/a".to_vec(), b"/registry/c".to_vec()];
+        assert_eq!(delete_keys(&p, &keys).unwrap(), Some(105));
+        assert_eq!(delete_keys(&p, &[]).unwrap(), None, "nothing to delete");
+        let after = std::fs::read(&p).unwrap();
+        let db = Db::open(&after).unwrap();
+        assert_eq!(db.meta.txid, 11, "one transaction each");
+        let ks = mvcc::keyspace(&db).unwrap();
+        assert_eq!(ks.head_revision(), 105);
+        assert_eq!(ks.compact_revision, 104, "the compaction mark stays");
+        let live: Vec<_> = ks.iter().map(|kv| kv.key.to_vec()).collect();
+        assert_eq!(live, vec![b"/registry/b".to_vec()]);
+        let entries = entries(&db, b"key");
+        let (k, v) = &entries[entries.len() - 1];
+        let rev = mvcc::parse_revision(k).unwrap();
+        assert_eq!((rev.main, rev.sub, rev.tombstone), (105, 1, true));
+        assert_eq!(mvcc::decode_kv(v).unwrap().key, b"/registry/c");
     }
 
     #[test]

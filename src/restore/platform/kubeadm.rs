@@ -126,6 +126,9 @@ pub fn kubeadm_etcd_at(manifest: PathBuf) -> anyhow::Result<KubeadmEtcd> {
 }
 
 fn restore(p: &PlanInput) -> anyhow::Result<Vec<Step>> {
+    if let Some(prepared) = p.new_host {
+        return super::kubeadm_new_host::restore(p, prepared);
+    }
     let host = p.host;
     let place_into = placement_target(host, "/etc/kubernetes")?;
     let etcd = kubeadm_etcd(host)?;
@@ -221,7 +224,7 @@ pub(crate) fn set_data_dir_aside(id: &str, data_dir: &Path, steps: &mut Vec<Step
 /// etcdutl/etcdctl restoring the staged snapshot as this member, with a revision bump (by the
 /// tool where it can, else by cpbackup on what it restored); in a static pod of etcd's image
 /// when the host has no tool, the paths then as the host names them.
-fn restore_snapshot(
+pub(super) fn restore_snapshot(
     p: &PlanInput,
     etcd: &KubeadmEtcd,
     scratch: &Path,
@@ -273,6 +276,7 @@ fn restore_snapshot(
         }),
         bump_offline: (!tool.bump_revision).then_some(p.bump),
         pod,
+        remove: None,
     }))
 }
 

@@ -26,7 +26,7 @@ pub use move_aside::{MoveAside, MoveContents};
 pub use place_files::{PlaceFiles, Selection};
 pub use pods::{StartPod, StopPod};
 pub use rejoin::{JoinManifest, MemberAdd, WaitJoined};
-pub use restore_snapshot::{RestorePod, RestoreSnapshot};
+pub use restore_snapshot::{RemoveKeys, RestorePod, RestoreSnapshot};
 pub use stage_openshift::StageOpenshift;
 pub use wait_serving::{EtcdTarget, RemoveStaged, WaitServing};
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Action, Ctx, StagedSnapshot, publish_new_file, recheck_staged, unique};
 use crate::restore::fsops::{create_private_dir, move_path, remove_tree};
 use crate::restore::node::{self, Watch};
-use crate::snapshot::bump::bump_revision;
+use crate::snapshot::bump::{bump_revision, delete_keys};
 
 /// Run the node's etcdutl/etcdctl into `scratch`, then move its `member` into the data dir.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +37,19 @@ pub struct RestoreSnapshot {
     /// Run by the kubelet as this static pod instead of on the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<RestorePod>,
+    /// `--new-host`: keys of the old masters deleted from the restored database before etcd
+    /// starts (saved with their values beforehand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<RemoveKeys>,
+}
+
+/// Keys deleted offline from the restored database (tombstones at the next revision).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveKeys {
+    /// The keys, base64 (exact bytes).
+    pub keys_base64: Vec<String>,
+    /// Where they were saved with their values.
+    pub saved_in: PathBuf,
 }
 
 /// The restore as a static pod of etcd's image, for a host without etcdutl/etcdctl.
@@ -102,8 +115,19 @@ impl Action for RestoreSnapshot {
                 )
             })
             .unwrap_or_default();
+        let remove = self
+            .remove
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "; delete the {} key(s) of the old masters (saved in {})",
+                    r.keys_base64.len(),
+                    r.saved_in.display()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "restore the snapshot{how}: {} {}{bump}; then its member/ into {}",
+            "restore the snapshot{how}: {} {}{bump}{remove}; then its member/ into {}",
             self.program.display(),
             self.args.join(" "),
             self.data_dir.display()
@@ -155,6 +179,24 @@ impl Action for RestoreSnapshot {
                 from = b.latest,
                 to = b.bumped,
                 "revision bumped and older revisions marked compacted"
+            );
+        }
+        if let Some(r) = &self.remove {
+            use base64::Engine;
+            let db = scratch.join("member/snap/db");
+            let keys = r
+                .keys_base64
+                .iter()
+                .map(|k| base64::engine::general_purpose::STANDARD.decode(k))
+                .collect::<Result<Vec<_>, _>>()
+                .context("the journal's keys to delete are not base64")?;
+            let at = delete_keys(&db, &keys)
+                .with_context(|| format!("deleting the old masters' keys in {}", db.display()))?;
+            tracing::info!(
+                keys = keys.len(),
+                revision = at.unwrap_or_default(),
+                saved_in = %r.saved_in.display(),
+                "old masters' keys deleted"
             );
         }
         create_private_dir(&self.data_dir)?;

@@ -1,0 +1,413 @@
+//! Restore onto a new machine: a kubeadm master with real certificates (kubeadm's layout, RSA
+//! keys in PKCS#1) on loopback address A is backed up and lost; a fresh host root with another
+//! name and address B is restored with `--new-host`. etcd serves on B to a client that trusts
+//! only the original CA, the re-issued certificates name B and not A, the manifests and
+//! kubeconfigs name B, the kubelet has a certificate for its new name, and the old master's
+//! leases, Node and the `kubernetes` endpoints are gone from etcd and kept in the clean-up file.
+
+use cpbackup_testkit as support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const V: Version = Version::V35;
+const A: &str = "127.0.0.11";
+const B: &str = "127.0.0.12";
+
+fn wait_serving(pki: &Pki, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = etcdctl_tls(V, pki, url, &["get", "/health-probe"]);
+        if o.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd at {url} never served: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(50)); // readiness poll
+    }
+}
+
+fn put(pki: &Pki, url: &str, k: &str, v: &str, extra: &[&str]) {
+    let mut args = vec!["put", k, v];
+    args.extend_from_slice(extra);
+    let o = etcdctl_tls(V, pki, url, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn sans(crt: &Path) -> String {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
+fn restore(dir: &Path, root: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = cpbackup(dir);
+    c.args(["--host-root", root.to_str().unwrap(), "restore"])
+        .arg("--state-dir")
+        .arg(root.join("var/lib/cpbackup"))
+        .args(["--wait-timeout", "60"])
+        .args(args);
+    run(c)
+}
+
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let old = KubeadmHost {
+        name: "cp-old".into(),
+        ip: A.into(),
+        client: free_port(),
+        peer: free_port(),
+    };
+    let old_root = dir.join("old");
+    let host_pki = kubeadm_init_root(&old_root, &old, "cp.example.test");
+    // The operator's own copy of the CA and a client certificate, outside the lost host.
+    let kept = dir.join("operator");
+    fs::create_dir_all(&kept).unwrap();
+    for (from, to) in [
+        (&host_pki.ca, "etcd-ca.crt"),
+        (&host_pki.client_cert, "client.crt"),
+        (&host_pki.client_key, "client.key"),
+    ] {
+        fs::copy(from, kept.join(to)).unwrap();
+    }
+    fs::copy(
+        old_root.join("etc/kubernetes/pki/ca.crt"),
+        kept.join("ca.crt"),
+    )
+    .unwrap();
+    let client = Pki {
+        dir: kept.clone(),
+        ca: kept.join("etcd-ca.crt"),
+        server_cert: PathBuf::new(),
+        server_key: PathBuf::new(),
+        client_cert: kept.join("client.crt"),
+        client_key: kept.join("client.key"),
+    };
+    let old_kubelet = FakeKubelet::start(&old_root, V);
+    let a_url = format!("https://{A}:{}", old.client);
+    wait_serving(&client, &a_url);
+
+    // A cluster's worth of what matters here.
+    let lease = etcdctl_tls(V, &client, &a_url, &["lease", "grant", "3600"]);
+    let lease_id = stdout(&lease).split_whitespace().nth(1).unwrap().to_owned();
+    let masterlease = format!(
+        r#"{{"kind":"Endpoints","apiVersion":"v1","subsets":[{{"addresses":[{{"ip":"{A}"}}]}}]}}"#
+    );
+    put(
+        &client,
+        &a_url,
+        &format!("/registry/masterleases/{A}"),
+        &masterlease,
+        &["--lease", &lease_id],
+    );
+    let endpoints = format!(
+        r#"{{"kind":"Endpoints","apiVersion":"v1","metadata":{{"name":"kubernetes","namespace":"default"}},"subsets":[{{"addresses":[{{"ip":"{A}"}}],"ports":[{{"name":"https","port":6443}}]}}]}}"#
+    );
+    put(
+        &client,
+        &a_url,
+        "/registry/services/endpoints/default/kubernetes",
+        &endpoints,
+        &[],
+    );
+    for n in ["cp-old", "worker-1"] {
+        let node = format!(r#"{{"kind":"Node","apiVersion":"v1","metadata":{{"name":"{n}"}}}}"#);
+        put(
+            &client,
+            &a_url,
+            &format!("/registry/minions/{n}"),
+            &node,
+            &[],
+        );
+        let l = format!(
+            r#"{{"kind":"Lease","apiVersion":"coordination.k8s.io/v1","metadata":{{"name":"{n}","namespace":"kube-node-lease"}}}}"#
+        );
+        put(
+            &client,
+            &a_url,
+            &format!("/registry/leases/kube-node-lease/{n}"),
+            &l,
+            &[],
+        );
+    }
+    let config = "apiServer:\\n  certSANs:\\n  - lb.example.test\\napiVersion: kubeadm.k8s.io/v1beta4\\ncontrolPlaneEndpoint: cp.example.test:6443\\nkind: ClusterConfiguration\\nkubernetesVersion: v1.31.2\\nnetworking:\\n  dnsDomain: cluster.local\\n  serviceSubnet: 10.96.0.0/12\\n";
+    let cm = format!(
+        r#"{{"kind":"ConfigMap","apiVersion":"v1","metadata":{{"name":"kubeadm-config","namespace":"kube-system"}},"data":{{"ClusterConfiguration":"{config}"}}}}"#
+    );
+    put(
+        &client,
+        &a_url,
+        "/registry/configmaps/kube-system/kubeadm-config",
+        &cm,
+        &[],
+    );
+    put(
+        &client,
+        &a_url,
+        "/registry/deployments/shop/web",
+        "the workload",
+        &[],
+    );
+
+    let (key, recipient) = keygen(dir, "k");
+    let store = dir.join("store");
+    let mut c = cpbackup(dir);
+    c.args(["--host-root", old_root.to_str().unwrap(), "backup"])
+        .args(["--recipient", &recipient, "--node-name", "cp-old"])
+        .args(["--etcd-endpoint", &a_url])
+        .arg("--store")
+        .arg(&store);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let new_root = dir.join("new");
+    fs::create_dir_all(new_root.join("etc/kubernetes/manifests")).unwrap();
+    fs::create_dir_all(new_root.join("var/lib")).unwrap();
+    let etcdutl = V.bin("etcdutl");
+    let from_backup = [
+        "--identity",
+        key.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--latest",
+        "--etcdutl",
+        etcdutl.to_str().unwrap(),
+        "--new-host",
+        "--node-name",
+        "cp-new-0",
+    ];
+    let with_ip = |ip: &str, more: &[&str]| -> Vec<String> {
+        from_backup
+            .iter()
+            .chain(&["--node-ip", ip])
+            .chain(more)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    // The old member still answers at A: taking its address is refused, nothing changed.
+    let before = tree_digest(&new_root, &["var/lib/cpbackup"]);
+    let o = restore(dir, &new_root, &args(&with_ip(A, &["--dry-run"])));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("still answers"), "{}", stderr(&o));
+    assert_eq!(tree_digest(&new_root, &["var/lib/cpbackup"]), before);
+
+    // The old master is lost.
+    drop(old_kubelet);
+
+    // The dry run shows every change as a diff and changes nothing.
+    let o = restore(dir, &new_root, &args(&with_ip(B, &["--dry-run"])));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let plan = stdout(&o);
+    for want in [
+        format!("- --advertise-address={A}"),
+        format!("+ - --advertise-address={B}"),
+        "+ - --name=cp-new-0".to_owned(),
+        format!("+ server: https://{B}:6443"),
+        format!("/registry/masterleases/{A}"),
+        "/registry/minions/cp-old".to_owned(),
+        "pki/etcd/server.crt: re-issued".to_owned(),
+        "client-key-data: <".to_owned(),
+    ] {
+        assert!(plan.contains(&want), "the plan lacks {want:?}:\n{plan}");
+    }
+    assert!(!plan.contains("S0VZ"), "a key is never shown");
+    assert_eq!(
+        tree_digest(&new_root, &["var/lib/cpbackup"]),
+        before,
+        "the dry run changed the host"
+    );
+
+    // The restore.
+    let _new_kubelet = FakeKubelet::start(&new_root, V);
+    let o = restore(dir, &new_root, &args(&with_ip(B, &["--yes"])));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+
+    // etcd serves on B, to a client that trusts only the original etcd CA.
+    let b_url = format!("https://{B}:{}", old.client);
+    wait_serving(&client, &b_url);
+    let keys = etcdctl_tls(
+        V,
+        &client,
+        &b_url,
+        &["get", "/registry", "--prefix", "--keys-only"],
+    );
+    let keys: Vec<String> = stdout(&keys)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "/registry/configmaps/kube-system/kubeadm-config",
+            "/registry/deployments/shop/web",
+            "/registry/leases/kube-node-lease/worker-1",
+            "/registry/minions/worker-1",
+        ],
+        "the old master's objects are gone, everything else is there"
+    );
+    let members = etcdctl_tls(V, &client, &b_url, &["member", "list", "-w", "json"]);
+    let m: serde_json::Value = serde_json::from_slice(&members.stdout).unwrap();
+    assert_eq!(m["members"][0]["name"], "cp-new-0");
+    assert_eq!(
+        m["members"][0]["peerURLs"][0],
+        format!("https://{B}:{}", old.peer)
+    );
+
+    // The certificates name B and the new node, not A or the old one; the CA is the original.
+    let pki = new_root.join("etc/kubernetes/pki");
+    for leaf in ["etcd/server.crt", "etcd/peer.crt"] {
+        let s = sans(&pki.join(leaf));
+        assert!(
+            s.contains(&format!("IP Address:{B}")) && s.contains("DNS:cp-new-0"),
+            "{leaf}: {s}"
+        );
+        assert!(!s.contains(A) && !s.contains("cp-old"), "{leaf}: {s}");
+    }
+    let s = sans(&pki.join("apiserver.crt"));
+    for want in [
+        format!("IP Address:{B}"),
+        "IP Address:10.96.0.1".into(),
+        "DNS:kubernetes.default.svc.cluster.local".into(),
+        "DNS:cp.example.test".into(),
+        "DNS:lb.example.test".into(),
+        "DNS:cp-new-0".into(),
+    ] {
+        assert!(s.contains(&want), "apiserver.crt lacks {want}: {s}");
+    }
+    assert!(
+        !s.contains(A) && !s.contains("cp-old"),
+        "apiserver.crt: {s}"
+    );
+    for (ca, leaf) in [
+        ("etcd-ca.crt", "etcd/server.crt"),
+        ("ca.crt", "apiserver.crt"),
+    ] {
+        let o = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(kept.join(ca))
+            .arg(pki.join(leaf))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{leaf}: {}{}", stdout(&o), stderr(&o));
+    }
+
+    // Manifests and kubeconfigs name B; the kubelet has a certificate for its new name.
+    let k = new_root.join("etc/kubernetes");
+    let api = fs::read_to_string(k.join("manifests/kube-apiserver.yaml")).unwrap();
+    assert!(
+        api.contains(&format!("--advertise-address={B}")) && !api.contains(A),
+        "{api}"
+    );
+    let etcd = fs::read_to_string(k.join("manifests/etcd.yaml")).unwrap();
+    assert!(
+        etcd.contains(&format!(
+            "--initial-cluster=cp-new-0=https://{B}:{}",
+            old.peer
+        )),
+        "{etcd}"
+    );
+    assert!(!etcd.contains(A) && !etcd.contains("cp-old"), "{etcd}");
+    for c in ["kube-controller-manager", "kube-scheduler"] {
+        assert!(
+            k.join(format!("manifests/{c}.yaml")).is_file(),
+            "{c} started"
+        );
+    }
+    let cm = fs::read_to_string(k.join("controller-manager.conf")).unwrap();
+    assert!(cm.contains(&format!("server: https://{B}:6443")), "{cm}");
+    let kubelet = fs::read_to_string(k.join("kubelet.conf")).unwrap();
+    assert!(kubelet.contains("user: system:node:cp-new-0"), "{kubelet}");
+    let data = kubelet
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+        .expect("inline kubelet certificate");
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let crt = dir.join("kubelet.crt");
+    fs::write(&crt, pem).unwrap();
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(&crt)
+        .output()
+        .unwrap();
+    let subject = stdout(&o);
+    assert!(
+        subject.contains("system:node:cp-new-0") && subject.contains("system:nodes"),
+        "{subject}"
+    );
+    let o = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(kept.join("ca.crt"))
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // What was removed is kept, with its value, in the restore directory.
+    let saved = files_named(&new_root.join("var/lib/cpbackup"), "removed-old-hosts.json");
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&saved[0]).unwrap()).unwrap();
+    let removed: Vec<&str> = doc["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "/registry/leases/kube-node-lease/cp-old",
+            format!("/registry/masterleases/{A}").as_str(),
+            "/registry/minions/cp-old",
+            "/registry/services/endpoints/default/kubernetes",
+        ]
+    );
+    let value = doc["removed"][1]["value_base64"].as_str().unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap(),
+        masterlease.as_bytes()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&saved[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
