@@ -1,6 +1,7 @@
-//! The offline revision bump on arbitrary bytes written to a file: it must refuse or bump,
-//! never panic, loop or allocate without bound; a file it bumped must open again with the
-//! reader and hold the bumped revision at its head.
+//! The offline edits of a restored database (the revision bump, `--new-host`'s deletions) on
+//! arbitrary bytes written to a file: each must refuse or write, never panic, loop or allocate
+//! without bound; a file it bumped must open again with the reader and hold the bumped
+//! revision at its head, and after the deletions the deleted key is gone.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -13,5 +14,16 @@ fuzz_target!(|data: &[u8]| {
         let db = cpbackup::snapshot::db::Db::open(&after).expect("a bumped file opens");
         let ks = cpbackup::snapshot::mvcc::keyspace(&db).expect("and reads");
         assert_eq!(ks.head_revision(), b.bumped);
+        let key = ks.live.keys().next().map(|k| k.to_vec());
+        drop(ks);
+        if let Some(key) = key {
+            let at = cpbackup::snapshot::bump::delete_keys(&path, &[key.clone()])
+                .expect("a bumped file takes a deletion");
+            let after = std::fs::read(&path).expect("read back");
+            let db = cpbackup::snapshot::db::Db::open(&after).expect("an edited file opens");
+            let ks = cpbackup::snapshot::mvcc::keyspace(&db).expect("and reads");
+            assert_eq!(Some(ks.head_revision()), at);
+            assert!(!ks.live.contains_key(key.as_slice()));
+        }
     }
 });

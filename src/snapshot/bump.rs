@@ -1,4 +1,6 @@
-//! The revision bump of a restored etcd database, done by cpbackup itself for restore tools
+//! The offline edits of a restored etcd database (before etcd first starts on it): the
+//! revision bump, and the deletions of `restore --new-host` ([`delete_keys`]: tombstones at
+//! the next revision, as etcd's own delete writes them). The bump is done by cpbackup for restore tools
 //! that lack `--bump-revision`/`--mark-compacted` (etcd 3.4, 3.5.0–3.5.9). It writes the
 //! database `etcdutl snapshot restore --bump-revision N --mark-compacted` writes: an entry with
 //! an empty value at revision latest + N in the `key` bucket, and `scheduledCompactRev` and

@@ -123,6 +123,23 @@ fn shown(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Manifests and kubeconfigs come from a bundle anyone with the recipient could write.
+        #[test]
+        fn any_text_is_rewritten_without_panic_and_only_where_the_address_stands(
+            text in "\\PC{0,200}", old in "[0-9.:a-f]{1,12}", new in "[0-9.]{1,15}"
+        ) {
+            let out = replace_address(&text, &old, &new);
+            if !text.contains(old.as_str()) {
+                prop_assert_eq!(&out, &text);
+            }
+            let _ = replace_on_server_lines(&text, &old, &new);
+            let _ = diff(&text, &out);
+            let _ = kubelet_identity(&text, &old, "n", "c", "k");
+        }
+    }
 
     #[test]
     fn only_whole_addresses_are_replaced() {
