@@ -234,7 +234,7 @@ pub struct RestoreArgs {
     /// The backup to restore: a name from `list`, a path to a .cpb file, or --latest.
     #[arg(
         value_name = "BACKUP",
-        conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd", "rejoin"]
+        conflicts_with_all = ["latest", "continue_", "rollback", "disable_etcd"]
     )]
     pub backup: Option<String>,
     /// With --latest: only this cluster's backups (needed when the stores hold several).
@@ -247,7 +247,7 @@ pub struct RestoreArgs {
     pub trust: TrustArgs,
     /// Restore this cluster's newest trustworthy backup (ranked by its record's time; says
     /// which it chose and why).
-    #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd", "rejoin"])]
+    #[arg(long, conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
     pub latest: bool,
     #[command(flatten)]
     pub identities: IdentityArgs,
@@ -285,8 +285,10 @@ pub struct RestoreArgs {
     /// --node-name and --node-ip, the kubelet gets a client certificate for its new name, the
     /// manifests and kubeconfigs are rewritten, and the old masters' leases, Nodes and the
     /// `kubernetes` endpoints are deleted from the restored database before etcd starts (saved
-    /// to a file first). --dry-run shows every change as a diff. Not for OpenShift.
-    #[arg(long, requires_all = ["node_name", "node_ip"], conflicts_with_all = ["continue_", "rollback", "disable_etcd", "rejoin"])]
+    /// to a file first). --dry-run shows every change as a diff. Not for OpenShift. With
+    /// --rejoin, a further new machine joins the restored cluster as a master, its files taken
+    /// from the backup and adapted the same way (the database is the cluster's).
+    #[arg(long, requires_all = ["node_name", "node_ip"], conflicts_with_all = ["continue_", "rollback", "disable_etcd"])]
     pub new_host: bool,
     /// With --new-host: this host's node name (also its etcd member name).
     #[arg(long, value_name = "NAME", requires = "new_host")]

@@ -4,6 +4,8 @@
 //! only the original CA, the re-issued certificates name B and not A, the manifests and
 //! kubeconfigs name B, the kubelet has a certificate for its new name, and the old master's
 //! leases, Node and the `kubernetes` endpoints are gone from etcd and kept in the clean-up file.
+//! Then a second fresh machine on address C joins the restored cluster as a master
+//! (`--rejoin --new-host`), its files from the same backup.
 
 use cpbackup_testkit as support;
 
@@ -17,6 +19,7 @@ use support::*;
 const V: Version = Version::V35;
 const A: &str = "127.0.0.11";
 const B: &str = "127.0.0.12";
+const C: &str = "127.0.0.13";
 
 fn wait_serving(pki: &Pki, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -410,4 +413,178 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         fs::metadata(&saved[0]).unwrap().permissions().mode() & 0o777,
         0o600
     );
+
+    // A second fresh machine joins as a master on C, its files from the same backup.
+    let third = dir.join("third");
+    fs::create_dir_all(third.join("etc/kubernetes/manifests")).unwrap();
+    fs::create_dir_all(third.join("var/lib")).unwrap();
+    let _third_kubelet = FakeKubelet::start(&third, V);
+    let join: Vec<String> = [
+        "--identity",
+        key.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--latest",
+        "--rejoin",
+        "--new-host",
+        "--node-name",
+        "cp-new-1",
+        "--node-ip",
+        C,
+        "--etcd-endpoint",
+        &b_url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let before = tree_digest(&third, &["var/lib/cpbackup"]);
+    let mut dry = join.clone();
+    dry.push("--dry-run".into());
+    let o = restore(dir, &third, &args(&dry));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("add member cp-new-1"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("key(s) of the old masters"),
+        "a join deletes nothing"
+    );
+    assert_eq!(tree_digest(&third, &["var/lib/cpbackup"]), before);
+    let mut real = join.clone();
+    real.push("--yes".into());
+    let o = restore(dir, &third, &args(&real));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let c_url = format!("https://{C}:{}", old.client);
+    wait_serving(&client, &c_url);
+    let members = etcdctl_tls(V, &client, &b_url, &["member", "list", "-w", "json"]);
+    let m: serde_json::Value = serde_json::from_slice(&members.stdout).unwrap();
+    let mut names: Vec<(String, bool)> = m["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap_or_default().to_owned(),
+                x["isLearner"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("cp-new-0".to_owned(), false),
+            ("cp-new-1".to_owned(), false)
+        ],
+        "two voting members"
+    );
+    let on = |url: &str| {
+        let o = etcdctl_tls(
+            V,
+            &client,
+            url,
+            &["get", "/registry", "--prefix", "--consistency=s"],
+        );
+        stdout(&o)
+    };
+    assert_eq!(
+        on(&c_url),
+        on(&b_url),
+        "the new member holds the cluster's data"
+    );
+    let s = sans(&third.join("etc/kubernetes/pki/etcd/peer.crt"));
+    assert!(
+        s.contains(&format!("IP Address:{C}")) && s.contains("DNS:cp-new-1"),
+        "{s}"
+    );
+    assert!(!s.contains(A) && !s.contains(B), "{s}");
+    let etcd = fs::read_to_string(third.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    assert!(etcd.contains("--initial-cluster-state=existing"), "{etcd}");
+}
+
+/// What `--new-host` cannot do is refused before anything on the host changes, with what to
+/// do instead: an OpenShift backup, an etcd-only backup, a backup without a CA key it needs.
+#[test]
+fn openshift_etcd_only_and_external_ca_backups_are_refused_with_nothing_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let ip = unique_loopback_ip();
+    let pki = Pki::new(&dir.join("pki"), &[&ip]);
+    let etcd = Etcd::start(V, dir, &ip, 2379, Some(&pki));
+    etcd.put("/registry/namespaces/shop", "{}");
+    let (key, recipient) = keygen(dir, "k");
+    let backup = |root: &Path, store: &Path, extra: &[&str]| {
+        let mut c = cpbackup(dir);
+        c.arg("--host-root")
+            .arg(root)
+            .args(["backup", "--recipient", &recipient, "--node-name", "m0"])
+            .args(["--etcd-endpoint", &format!("https://{ip}:2379")])
+            .arg("--etcd-cacert")
+            .arg(&pki.ca)
+            .arg("--etcd-cert")
+            .arg(&pki.client_cert)
+            .arg("--etcd-key")
+            .arg(&pki.client_key)
+            .arg("--store")
+            .arg(store)
+            .args(extra);
+        let o = run(c);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let openshift = dir.join("openshift");
+    fake_openshift_root(&openshift, "m0", &ip, &pki, 3);
+    backup(&openshift, &dir.join("s-openshift"), &[]);
+    let external_ca = dir.join("external-ca");
+    let me = KubeadmHost {
+        name: "m0".into(),
+        ip: ip.clone(),
+        client: 2379,
+        peer: 2380,
+    };
+    kubeadm_init_root(&external_ca, &me, "cp.example.test");
+    fs::remove_file(external_ca.join("etc/kubernetes/pki/etcd/ca.key")).unwrap();
+    backup(&external_ca, &dir.join("s-external-ca"), &[]);
+    backup(
+        &external_ca,
+        &dir.join("s-etcd-only"),
+        &["--static-pods", "none"],
+    );
+
+    let fresh = dir.join("fresh");
+    fs::create_dir_all(fresh.join("etc/kubernetes/manifests")).unwrap();
+    fs::create_dir_all(fresh.join("var/lib")).unwrap();
+    let before = tree_digest(&fresh, &["var/lib/cpbackup"]);
+    for (store, says) in [
+        ("s-openshift", "OpenShift's certificates"),
+        ("s-etcd-only", "etcd snapshot only"),
+        ("s-external-ca", "no usable CA key pki/etcd/ca.key"),
+    ] {
+        for mode in ["--dry-run", "--yes"] {
+            let o = restore(
+                dir,
+                &fresh,
+                &[
+                    "--identity",
+                    key.to_str().unwrap(),
+                    "--store",
+                    dir.join(store).to_str().unwrap(),
+                    "--latest",
+                    "--new-host",
+                    "--node-name",
+                    "cp-new-0",
+                    "--node-ip",
+                    "127.0.0.99",
+                    mode,
+                ],
+            );
+            assert_eq!(o.status.code(), Some(2), "{store} {mode}: {}", stderr(&o));
+            assert!(stderr(&o).contains(says), "{store} {mode}: {}", stderr(&o));
+            assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+            assert_eq!(
+                tree_digest(&fresh, &["var/lib/cpbackup"]),
+                before,
+                "{store} {mode}"
+            );
+        }
+    }
+    // and no decrypted copy is left behind
+    assert!(files_named(&fresh.join("var/lib/cpbackup"), "snapshot.db").is_empty());
 }

@@ -92,8 +92,18 @@ pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
             session.refuse_if_unfinished()?;
             session.disable_etcd(platform(args, &session), args.dry_run, &ui)
         }
+        Mode::Rejoin if args.new_host => {
+            session.refuse_if_unfinished()?;
+            rejoin_new_host(args, s, &session, &ui)
+        }
         Mode::Rejoin => {
             session.refuse_if_unfinished()?;
+            if args.backup.is_some() || args.latest {
+                return Err(usage(
+                    "--rejoin takes no backup: this node joins the restored cluster through --etcd-endpoint. \
+                     On a new machine, add --new-host (its files then come from the backup)",
+                ));
+            }
             if args.etcd.etcd_endpoint.is_none() {
                 return Err(usage(
                     "--rejoin needs --etcd-endpoint https://<recovery node>:2379: the restored member this node joins through",
@@ -172,6 +182,50 @@ fn restore(
     let j = restore.run(chosen, ui)?;
     ui.finished(&j)?;
     post(args, j.platform)
+}
+
+/// `--rejoin --new-host`: a fresh machine joins the restored cluster, its files from a backup.
+fn rejoin_new_host(
+    args: &RestoreArgs,
+    s: &Settings,
+    session: &Session,
+    ui: &Terminal,
+) -> anyhow::Result<()> {
+    let Some(via) = args.etcd.etcd_endpoint.clone() else {
+        return Err(usage(
+            "--rejoin needs --etcd-endpoint https://<recovery node>:2379: the restored member this node joins through",
+        ));
+    };
+    let which = BackupRef {
+        backup: args.backup.clone(),
+        latest: args.latest,
+        cluster: args.cluster.clone(),
+        node: args.from_node.clone(),
+        trust: args.trust.clone(),
+    };
+    crate::commands::check_backup_arg(&which, "restore --rejoin --new-host")?;
+    if !args.dry_run {
+        ui.can_confirm("join this host")?;
+    }
+    let new_host = new_host(args)?;
+    let target = Target::check(&session.host, Platform::Kubeadm, None, true)?;
+    let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
+    let ids = Identities::load(&s.identities(&args.identities)?)?;
+    let stores = crate::store::open_all(&crate::commands::stores_for(&which, &args.stores, s)?)?;
+    let chosen = choose(&which, &stores)?;
+    let restore = Restore {
+        session,
+        target: &target,
+        etcd: &etcd,
+        ids: &ids,
+        progress: s.progress(),
+        bump: crate::restore::plan::DEFAULT_BUMP,
+        new_host: new_host.as_ref(),
+    };
+    match restore.rejoin_new_host(chosen, &via, args.dry_run, ui)? {
+        Some(j) => ui.finished(&j),
+        None => Ok(()),
+    }
 }
 
 /// `--new-host --node-name N --node-ip IP`, checked.

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod platform;
 pub mod post;
 pub mod rejoin;
+pub mod rejoin_new_host;
 pub mod session;
 pub mod steps;
 pub mod tools;

@@ -229,7 +229,7 @@ fn same_endpoint(a: &str, b: &str) -> bool {
 
 /// Asks the recovery member for the members; refuses when this node is already one. Returns
 /// whether to join as a learner and a line for the operator.
-fn check_cluster(
+pub(crate) fn check_cluster(
     via: &crate::host::EtcdAccess,
     etcd: &KubeadmEtcd,
 ) -> anyhow::Result<(bool, String)> {

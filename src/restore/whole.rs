@@ -185,6 +185,82 @@ impl Restore<'_> {
         Ok(j)
     }
 
+    /// `--rejoin --new-host`: stages the bundle, adapts its files to this host (the database
+    /// is the cluster's: nothing deleted), checks the recovery member at `via`, plans the join,
+    /// shows, asks and runs it (`dry_run`: plans only, the staging thrown away).
+    pub fn rejoin_new_host(
+        &self,
+        chosen: Chosen,
+        via: &str,
+        dry_run: bool,
+        ui: &dyn Ui,
+    ) -> anyhow::Result<Option<Journal>> {
+        let nh = self
+            .new_host
+            .context("--rejoin --new-host without a new host")?;
+        let nh = NewHost {
+            keep_old_nodes: true,
+            ..nh.clone()
+        };
+        let work = self.work(&chosen)?;
+        let name = chosen.listing.name.clone();
+        let (manifest, _) = self.stage(&work, chosen, ui)?;
+        let planned = self.plan_rejoin(&work, &manifest, &nh, via, &name, ui);
+        if dry_run || planned.is_err() {
+            discard(&work);
+        }
+        let mut j = planned.context("nothing on this node was changed")?;
+        ui.plan(&j, dry_run)?;
+        if dry_run {
+            ui.say("dry run: the recovery member answers, the backup verifies and nothing on this host was changed; run again without --dry-run to join");
+            return Ok(None);
+        }
+        ui.confirm("join this host to the restored cluster")
+            .inspect_err(|_| discard(&work))?;
+        self.session.run(&mut j, true, ui)?;
+        Ok(Some(j))
+    }
+
+    fn plan_rejoin(
+        &self,
+        work: &Work,
+        manifest: &Manifest,
+        nh: &NewHost,
+        via: &str,
+        name: &str,
+        ui: &dyn Ui,
+    ) -> anyhow::Result<Journal> {
+        use super::rejoin_new_host as join;
+        let prepared = newhost::prepare(&work.staged, &work.dir, manifest, nh)?;
+        for w in &prepared.warnings {
+            ui.say(w);
+        }
+        let etcd = super::platform::kubeadm::kubeadm_etcd_at(prepared.manifests.join("etcd.yaml"))?;
+        let access = join::access_from_staging(via, self.etcd, &work.staged);
+        let (learner, summary) = super::rejoin::check_cluster(&access, &etcd)?;
+        ui.say(&summary);
+        let steps = join::steps(&join::Input {
+            host: &self.session.host,
+            id: &work.id,
+            work_dir: &work.dir,
+            staged: &work.staged,
+            prepared: &prepared,
+            via,
+            etcd: self.etcd,
+            learner,
+        })?;
+        let mut j = new_journal(
+            &work.id,
+            Operation::Rejoin,
+            Some(name),
+            Platform::Kubeadm,
+            &work.dir,
+            steps,
+        );
+        j.changes = prepared.changes;
+        Ok(j)
+    }
+
     /// The checks of the staged bundle, `--new-host`'s adaptation, and the journal of the plan.
     fn adapt_and_plan(
         &self,

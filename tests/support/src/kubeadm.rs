@@ -196,7 +196,8 @@ pub fn kubeadm_init_root(root: &Path, me: &KubeadmHost, cpe: &str) -> Pki {
         format!("--initial-advertise-peer-urls=https://{ip}:{p}"),
         format!("--initial-cluster={n}=https://{ip}:{p}"),
         format!("--key-file={e}/server.key"),
-        format!("--listen-client-urls=https://127.0.0.1:{c},https://{ip}:{c}"),
+        // kubeadm also listens on 127.0.0.1: left out so that hosts on one machine do not clash
+        format!("--listen-client-urls=https://{ip}:{c}"),
         format!("--listen-peer-urls=https://{ip}:{p}"),
         format!("--name={n}"),
         format!("--peer-cert-file={e}/peer.crt"),
