@@ -252,6 +252,37 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         before,
         "the dry run changed the host"
     );
+    // The same plan for machines, as docs/output.md documents it; --keep-old-nodes deletes nothing.
+    let o = restore(
+        dir,
+        &new_root,
+        &args(&with_ip(
+            B,
+            &["--dry-run", "-o", "json", "--keep-old-nodes"],
+        )),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    conforms("restore --dry-run", &json);
+    let changes = json["changes"].as_array().expect("changes");
+    assert!(changes.iter().any(|c| {
+        c.as_str()
+            .unwrap()
+            .starts_with("pki/apiserver.crt: re-issued")
+    }));
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("masterleases")),
+        "{changes:?}"
+    );
+    assert!(
+        json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.get("remove").is_none())
+    );
 
     // The restore.
     let _new_kubelet = FakeKubelet::start(&new_root, V);
