@@ -94,7 +94,7 @@ pub fn run(args: &RestoreArgs, s: &Settings) -> anyhow::Result<()> {
         }
         Mode::Rejoin if args.new_host => {
             session.refuse_if_unfinished()?;
-            rejoin_new_host(args, s, &session, &ui)
+            restore(args, s, &session, &ui)
         }
         Mode::Rejoin => {
             session.refuse_if_unfinished()?;
@@ -134,13 +134,24 @@ fn platform(args: &RestoreArgs, session: &Session) -> Platform {
     }
 }
 
-/// A restore from a backup: everything that can be checked without side effects first.
+/// A restore from a backup (or, with `--rejoin --new-host`, a join whose files come from
+/// one): everything that can be checked without side effects first.
 fn restore(
     args: &RestoreArgs,
     s: &Settings,
     session: &Session,
     ui: &Terminal,
 ) -> anyhow::Result<()> {
+    // --rejoin --new-host: the restored member to join through
+    let via = match (args.rejoin, &args.etcd.etcd_endpoint) {
+        (false, _) => None,
+        (true, Some(e)) => Some(e.clone()),
+        (true, None) => {
+            return Err(usage(
+                "--rejoin needs --etcd-endpoint https://<recovery node>:2379: the restored member this node joins through",
+            ));
+        }
+    };
     let which = BackupRef {
         backup: args.backup.clone(),
         latest: args.latest,
@@ -155,12 +166,11 @@ fn restore(
         ui.can_confirm("restore")?;
     }
     let new_host = new_host(args)?;
-    let target = Target::check(
-        &session.host,
-        platform(args, session),
-        args.etcdutl.as_deref(),
-        new_host.is_some(),
-    )?;
+    let (platform, etcdutl) = match via {
+        Some(_) => (Platform::Kubeadm, None), // a join restores no snapshot
+        None => (platform(args, session), args.etcdutl.as_deref()),
+    };
+    let target = Target::check(&session.host, platform, etcdutl, new_host.is_some())?;
     let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
     let ids = Identities::load(&s.identities(&args.identities)?)?;
     let stores = crate::store::open_all(&crate::commands::stores_for(&which, &args.stores, s)?)?;
@@ -176,56 +186,18 @@ fn restore(
             .unwrap_or(crate::restore::plan::DEFAULT_BUMP),
         new_host: new_host.as_ref(),
     };
+    if let Some(via) = via {
+        return match restore.rejoin_new_host(chosen, &via, args.dry_run, ui)? {
+            Some(j) => ui.finished(&j),
+            None => Ok(()),
+        };
+    }
     if args.dry_run {
         return restore.dry_run(chosen, ui);
     }
     let j = restore.run(chosen, ui)?;
     ui.finished(&j)?;
     post(args, j.platform)
-}
-
-/// `--rejoin --new-host`: a fresh machine joins the restored cluster, its files from a backup.
-fn rejoin_new_host(
-    args: &RestoreArgs,
-    s: &Settings,
-    session: &Session,
-    ui: &Terminal,
-) -> anyhow::Result<()> {
-    let Some(via) = args.etcd.etcd_endpoint.clone() else {
-        return Err(usage(
-            "--rejoin needs --etcd-endpoint https://<recovery node>:2379: the restored member this node joins through",
-        ));
-    };
-    let which = BackupRef {
-        backup: args.backup.clone(),
-        latest: args.latest,
-        cluster: args.cluster.clone(),
-        node: args.from_node.clone(),
-        trust: args.trust.clone(),
-    };
-    crate::commands::check_backup_arg(&which, "restore --rejoin --new-host")?;
-    if !args.dry_run {
-        ui.can_confirm("join this host")?;
-    }
-    let new_host = new_host(args)?;
-    let target = Target::check(&session.host, Platform::Kubeadm, None, true)?;
-    let etcd = crate::settings::etcd::resolve(&args.etcd, &s.file.etcd)?;
-    let ids = Identities::load(&s.identities(&args.identities)?)?;
-    let stores = crate::store::open_all(&crate::commands::stores_for(&which, &args.stores, s)?)?;
-    let chosen = choose(&which, &stores)?;
-    let restore = Restore {
-        session,
-        target: &target,
-        etcd: &etcd,
-        ids: &ids,
-        progress: s.progress(),
-        bump: crate::restore::plan::DEFAULT_BUMP,
-        new_host: new_host.as_ref(),
-    };
-    match restore.rejoin_new_host(chosen, &via, args.dry_run, ui)? {
-        Some(j) => ui.finished(&j),
-        None => Ok(()),
-    }
 }
 
 /// `--new-host --node-name N --node-ip IP`, checked.

@@ -8,14 +8,14 @@
 use std::path::Path;
 
 use super::newhost::Prepared;
-use super::plan::{KUBEADM_MANIFESTS, apiserver_watch, etcd_watch, placement_target};
+use super::plan::{KUBEADM_MANIFESTS, placement_target};
 use super::platform::kubeadm::{kubeadm_etcd_at, set_data_dir_aside};
+use super::platform::kubeadm_new_host::{pod_watch, stop_running};
 use super::steps::{
     EtcdTarget, JoinManifest, MemberAdd, PlaceFiles, RemoveStaged, Selection, StartPod, Step,
-    StopPod, WaitJoined,
+    WaitJoined,
 };
 use crate::host::{EtcdAccess, EtcdSettings, HostRoot};
-use crate::restore::node::Watch;
 
 /// Where kubeadm keeps the client certificate the API server (and cpbackup) reach etcd with.
 const CLIENT: [&str; 3] = [
@@ -68,28 +68,9 @@ pub fn steps(i: &Input) -> anyhow::Result<Vec<Step>> {
     let place_into = placement_target(host, "/etc/kubernetes")?;
     let etcd = kubeadm_etcd_at(i.prepared.manifests.join("etcd.yaml"))?;
     let data_dir = host.path(&etcd.data_dir_host);
-    let watch_of = |c: &str| match c {
-        "etcd" => etcd_watch(&etcd.data_dir_host, &data_dir, false),
-        "kube-apiserver" => apiserver_watch(),
-        other => Watch {
-            containers: vec![other.to_owned()],
-            process: other.to_owned(),
-            args_containing: Vec::new(),
-        },
-    };
+    let watch_of = |c: &str| pod_watch(c, &etcd, &data_dir);
     let stopped = i.work_dir.join("manifests-stopped");
-    let mut steps = Vec::new();
-    for c in i.prepared.components.iter().rev() {
-        let manifest = manifests.join(format!("{c}.yaml"));
-        if manifest.exists() {
-            steps.push(Step::StopPod(StopPod {
-                component: c.clone(),
-                manifest,
-                aside: stopped.join(format!("{c}.yaml")),
-                watch: watch_of(c),
-            }));
-        }
-    }
+    let mut steps = stop_running(&manifests, &i.prepared.components, &stopped, watch_of);
     let _ = set_data_dir_aside(i.id, &data_dir, &mut steps);
     steps.push(Step::PlaceFiles(PlaceFiles {
         staged: i.staged.to_path_buf(),

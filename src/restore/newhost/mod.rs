@@ -8,12 +8,13 @@
 
 pub mod certs;
 pub mod cleanup;
+mod cluster_config;
+mod leaves;
+mod old_host;
 pub mod rewrite;
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -21,8 +22,9 @@ use crate::beneath::Beneath;
 use crate::bundle::manifest::Manifest;
 use crate::error::usage;
 use crate::host::{Platform, etcd_manifest};
-use certs::San;
-use cleanup::{OldMasters, Removal};
+use cleanup::Removal;
+use cluster_config::cluster_configuration;
+use old_host::{OldHost, host_of, old_host, refuse_collision};
 
 /// The new host, as the flags name it.
 #[derive(Debug, Clone)]
@@ -81,18 +83,6 @@ pub struct Prepared {
     pub removed_file: PathBuf,
 }
 
-/// What the bundle says the old host was.
-struct OldHost {
-    name: String,
-    addresses: BTreeSet<String>,
-    /// Every old master.
-    masters: OldMasters,
-    /// Client and peer URLs of every old member.
-    urls: Vec<String>,
-    etcd_prefix: String,
-    service_range: Option<String>,
-}
-
 /// Adapts the staged bundle at `staged` for `new`; the rewritten manifests go to
 /// `<work_dir>/manifests-new`, the removed keys' file to `<work_dir>/removed-old-hosts.json`.
 pub fn prepare(
@@ -142,7 +132,7 @@ pub fn prepare(
              update it in kube-system/kubeadm-config (and DNS or your load balancer) before `kubeadm join`"
         ));
     }
-    reissue_certificates(&dir, &old, new, &config, &mut p)?;
+    leaves::reissue_certificates(&dir, &old, new, &config, &mut p)?;
     rewrite_kubeconfigs(&dir, staged, &old, new, &mut p)?;
     rewrite_manifests(&dir, &etcd_yaml, &old, new, &mut p)?;
     if !new.keep_old_nodes {
@@ -164,276 +154,6 @@ pub fn prepare(
         }
     }
     Ok(p)
-}
-
-fn old_host(etcd_yaml: &str, api_yaml: Option<&str>, m: &Manifest) -> anyhow::Result<OldHost> {
-    let f = etcd_manifest::command_flags(etcd_yaml);
-    let name = f
-        .get("name")
-        .cloned()
-        .context("the backup's etcd manifest has no --name")?;
-    let api = api_yaml
-        .map(etcd_manifest::command_flags)
-        .unwrap_or_default();
-    let mut urls: Vec<String> = Vec::new();
-    for k in ["advertise-client-urls", "initial-advertise-peer-urls"] {
-        urls.extend(
-            f.get(k)
-                .into_iter()
-                .flat_map(|v| v.split(',').map(str::to_owned)),
-        );
-    }
-    let mut addresses: BTreeSet<String> = urls.iter().map(|u| host_of(u).to_owned()).collect();
-    addresses.extend(api.get("advertise-address").cloned());
-    addresses.retain(|a| !is_loopback(a));
-    let mut masters = OldMasters {
-        names: BTreeSet::from([name.clone()]),
-        addresses: addresses.clone(),
-    };
-    for member in f
-        .get("initial-cluster")
-        .into_iter()
-        .flat_map(|v| v.split(','))
-    {
-        if let Some((n, u)) = member.split_once('=') {
-            masters.names.insert(n.to_owned());
-            masters.addresses.insert(host_of(u).to_owned());
-            urls.push(u.to_owned());
-        }
-    }
-    for h in m.consistency.iter().flat_map(|c| &c.members) {
-        masters.names.insert(h.name.clone());
-        masters.addresses.insert(host_of(&h.endpoint).to_owned());
-        urls.push(h.endpoint.clone());
-    }
-    masters.addresses.retain(|a| !is_loopback(a));
-    Ok(OldHost {
-        name,
-        addresses,
-        masters,
-        urls,
-        etcd_prefix: api
-            .get("etcd-prefix")
-            .cloned()
-            .unwrap_or_else(|| "/registry".into()),
-        service_range: api.get("service-cluster-ip-range").cloned(),
-    })
-}
-
-/// The host of a URL or `host:port` (`https://10.0.0.1:2379` → `10.0.0.1`, `[fd00::1]:2379` →
-/// `fd00::1`).
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split('/').next().unwrap_or(rest);
-    if let Some(v6) = rest.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
-    }
-    match rest.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
-        _ => rest,
-    }
-}
-
-/// The loopback names kubeadm gives every host (other loopback addresses, as tests use, are
-/// addresses like any other).
-fn is_loopback(a: &str) -> bool {
-    matches!(a, "localhost" | "127.0.0.1" | "::1")
-}
-
-/// Refuses when an old member still answers at the new address: two etcds would claim it.
-fn refuse_collision(old: &OldHost, new: &NewHost) -> anyhow::Result<()> {
-    for url in &old.urls {
-        if host_of(url).parse::<IpAddr>().ok() != Some(new.ip) {
-            continue;
-        }
-        let hostport = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-        let addrs: Vec<SocketAddr> = hostport
-            .to_socket_addrs()
-            .map(Iterator::collect)
-            .unwrap_or_default();
-        if addrs
-            .iter()
-            .any(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok())
-        {
-            return Err(usage(format!(
-                "{url}, an old etcd member's address, still answers, and it is the --node-ip given ({}): two members would claim it. \
-                 Stop that etcd first (`cpbackup restore --disable-etcd` on its host), or give this host another address; nothing was changed",
-                new.ip
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// What kubeadm's ClusterConfiguration in the snapshot says (defaults where it is absent).
-#[derive(Debug, Default)]
-struct ClusterConfig {
-    control_plane_endpoint: Option<String>,
-    dns_domain: Option<String>,
-    service_subnet: Option<String>,
-    cert_sans: Vec<String>,
-}
-
-fn cluster_configuration(snapshot: &Path, prefix: &str) -> ClusterConfig {
-    read_cluster_configuration(snapshot, prefix).unwrap_or_else(|e| {
-        tracing::warn!(error = %format!("{e:#}"), "kubeadm's ClusterConfiguration not read from the snapshot: the API server's names are kubeadm's defaults");
-        ClusterConfig::default()
-    })
-}
-
-fn read_cluster_configuration(snapshot: &Path, prefix: &str) -> anyhow::Result<ClusterConfig> {
-    let file = std::fs::File::open(snapshot)?;
-    // SAFETY: a private file of this restore; nothing writes it now.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    let db = crate::snapshot::db::Db::open(&map)?;
-    let ks = crate::snapshot::mvcc::keyspace(&db)?;
-    let key = format!(
-        "{}/configmaps/kube-system/kubeadm-config",
-        prefix.trim_end_matches('/')
-    );
-    let live = ks
-        .live
-        .get(key.as_bytes())
-        .context("no kube-system/kubeadm-config in the snapshot")?;
-    let kv = crate::snapshot::mvcc::decode_kv(live.raw).map_err(anyhow::Error::msg)?;
-    let decoder = crate::k8s::decode::Decoder::new(
-        crate::k8s::schema::Schema::builtin()?,
-        crate::k8s::encryption::Keyring::empty(),
-    );
-    let cm = decoder.decode(kv.key, kv.value)?;
-    let text = cm.json["data"]["ClusterConfiguration"]
-        .as_str()
-        .context("kubeadm-config has no ClusterConfiguration")?;
-    let v: serde_json::Value = serde_saphyr::from_str(text)?;
-    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
-    Ok(ClusterConfig {
-        control_plane_endpoint: s("/controlPlaneEndpoint").filter(|x| !x.is_empty()),
-        dns_domain: s("/networking/dnsDomain"),
-        service_subnet: s("/networking/serviceSubnet"),
-        cert_sans: v
-            .pointer("/apiServer/certSANs")
-            .and_then(|x| x.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
-}
-
-/// The first address of a service range (`10.96.0.0/12` → `10.96.0.1`): the `kubernetes`
-/// service's ClusterIP.
-fn service_ip(range: &str) -> Option<IpAddr> {
-    let first = range.split(',').next()?.trim();
-    let (net, _) = first.split_once('/')?;
-    Some(match net.parse::<IpAddr>().ok()? {
-        IpAddr::V4(v4) => IpAddr::from((u32::from(v4).checked_add(1)?).to_be_bytes()),
-        IpAddr::V6(v6) => IpAddr::from((u128::from(v6).checked_add(1)?).to_be_bytes()),
-    })
-}
-
-fn san(s: &str) -> San {
-    match s.parse::<IpAddr>() {
-        Ok(ip) => San::Ip(ip),
-        Err(_) => San::Dns(s.to_owned()),
-    }
-}
-
-/// `want` plus what the old leaf named beyond the old host itself (names an operator added).
-fn with_kept(want: Vec<San>, before: &[San], old: &OldHost) -> Vec<San> {
-    let old_identity: BTreeSet<San> = old
-        .addresses
-        .iter()
-        .chain(std::iter::once(&old.name))
-        .map(|s| san(s))
-        .collect();
-    let mut all: BTreeSet<San> = want.into_iter().collect();
-    all.extend(before.iter().filter(|s| !old_identity.contains(s)).cloned());
-    all.into_iter().collect()
-}
-
-fn reissue_certificates(
-    dir: &Beneath,
-    old: &OldHost,
-    new: &NewHost,
-    config: &ClusterConfig,
-    p: &mut Prepared,
-) -> anyhow::Result<()> {
-    let exists = |rel: &str| dir.read(rel, 1 << 20).is_ok();
-    let loopback = [
-        San::Ip("127.0.0.1".parse().expect("ip")),
-        San::Ip("::1".parse().expect("ip")),
-    ];
-    // kubeadm: the node's name, localhost and its address, on the etcd server and peer leaves
-    let mut etcd_names = vec![
-        San::Dns(new.name.clone()),
-        San::Dns("localhost".into()),
-        San::Ip(new.ip),
-    ];
-    etcd_names.extend(loopback);
-    let etcd_leaves = ["pki/etcd/server", "pki/etcd/peer"];
-    if etcd_leaves.iter().any(|l| exists(&format!("{l}.crt"))) {
-        let ca = certs::Authority::load(dir, "etcd/ca")?;
-        for leaf in etcd_leaves.iter().filter(|l| exists(&format!("{l}.crt"))) {
-            reissue_one(dir, &ca, "the etcd CA", leaf, etcd_names.clone(), old, p)?;
-        }
-    }
-    if exists("pki/apiserver.crt") {
-        let ca = certs::Authority::load(dir, "ca")?;
-        let domain = config.dns_domain.as_deref().unwrap_or("cluster.local");
-        let mut names = vec![
-            San::Dns(new.name.clone()),
-            San::Dns("kubernetes".into()),
-            San::Dns("kubernetes.default".into()),
-            San::Dns("kubernetes.default.svc".into()),
-            San::Dns(format!("kubernetes.default.svc.{domain}")),
-            San::Ip(new.ip),
-        ];
-        let range = old
-            .service_range
-            .as_deref()
-            .or(config.service_subnet.as_deref())
-            .unwrap_or("10.96.0.0/12");
-        names.extend(service_ip(range).map(San::Ip));
-        if let Some(cpe) = &config.control_plane_endpoint {
-            let h = host_of(cpe);
-            if !old.addresses.contains(h) {
-                names.push(san(h));
-            }
-        }
-        names.extend(config.cert_sans.iter().map(|s| san(s)));
-        reissue_one(dir, &ca, "the cluster CA", "pki/apiserver", names, old, p)?;
-    }
-    Ok(())
-}
-
-fn reissue_one(
-    dir: &Beneath,
-    ca: &certs::Authority,
-    ca_name: &str,
-    leaf: &str,
-    want: Vec<San>,
-    old: &OldHost,
-    p: &mut Prepared,
-) -> anyhow::Result<()> {
-    let (crt, key) = (format!("{leaf}.crt"), format!("{leaf}.key"));
-    let before =
-        certs::sans_in(&certs::read_text(dir, &crt)?).with_context(|| format!("reading {crt}"))?;
-    let names = with_kept(want, &before, old);
-    let r = certs::reissue(ca, dir, &crt, &key, &names)?;
-    let list = |v: &[San]| {
-        v.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    p.changes.push(format!(
-        "{crt}: re-issued by {ca_name} with its own key, for one year: {} → {}",
-        list(&r.before),
-        list(&r.after)
-    ));
-    Ok(())
 }
 
 fn rewrite_kubeconfigs(
@@ -542,28 +262,6 @@ fn record(p: &mut Prepared, path: &str, before: &str, after: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_of_urls() {
-        assert_eq!(host_of("https://10.0.0.1:2379"), "10.0.0.1");
-        assert_eq!(host_of("https://[fd00::1]:2380"), "fd00::1");
-        assert_eq!(host_of("10.0.0.1:6443"), "10.0.0.1");
-        assert_eq!(host_of("cp.example.com"), "cp.example.com");
-        assert_eq!(host_of("fd00::1"), "fd00::1");
-    }
-
-    #[test]
-    fn the_service_ip_is_the_first_of_the_range() {
-        assert_eq!(
-            service_ip("10.96.0.0/12"),
-            Some("10.96.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            service_ip("fd00:10:96::/108,10.0.0.0/16"),
-            Some("fd00:10:96::1".parse().unwrap())
-        );
-        assert_eq!(service_ip("nonsense"), None);
-    }
 
     #[test]
     fn node_names_are_checked() {

@@ -14,7 +14,44 @@ use crate::restore::steps::{
     WaitServing,
 };
 
-use super::kubeadm::{kubeadm_etcd_at, restore_snapshot, set_data_dir_aside};
+use super::kubeadm::{KubeadmEtcd, kubeadm_etcd_at, restore_snapshot, set_data_dir_aside};
+use std::path::Path;
+
+/// How to tell a control-plane pod runs (etcd's by its data directory).
+pub(crate) fn pod_watch(c: &str, etcd: &KubeadmEtcd, data_dir: &Path) -> Watch {
+    match c {
+        "etcd" => etcd_watch(&etcd.data_dir_host, data_dir, false),
+        "kube-apiserver" => apiserver_watch(),
+        other => Watch {
+            containers: vec![other.to_owned()],
+            process: other.to_owned(),
+            args_containing: Vec::new(),
+        },
+    }
+}
+
+/// Stops what of `components` runs on this host now (the API server before etcd), their
+/// manifests set aside in `stopped`; a fresh host gets no step.
+pub(crate) fn stop_running(
+    manifests: &Path,
+    components: &[String],
+    stopped: &Path,
+    watch: impl Fn(&str) -> Watch,
+) -> Vec<Step> {
+    components
+        .iter()
+        .rev()
+        .filter(|c| manifests.join(format!("{c}.yaml")).exists())
+        .map(|c| {
+            Step::StopPod(StopPod {
+                component: c.clone(),
+                manifest: manifests.join(format!("{c}.yaml")),
+                aside: stopped.join(format!("{c}.yaml")),
+                watch: watch(c),
+            })
+        })
+        .collect()
+}
 
 pub(super) fn restore(p: &PlanInput, nh: &Prepared) -> anyhow::Result<Vec<Step>> {
     let host = p.host;
@@ -27,28 +64,8 @@ pub(super) fn restore(p: &PlanInput, nh: &Prepared) -> anyhow::Result<Vec<Step>>
     let etcd = kubeadm_etcd_at(nh.manifests.join("etcd.yaml"))?;
     let data_dir = host.path(&etcd.data_dir_host);
     let stopped = p.work_dir.join("manifests-stopped");
-    let watch_of = |c: &str| match c {
-        "etcd" => etcd_watch(&etcd.data_dir_host, &data_dir, false),
-        "kube-apiserver" => apiserver_watch(),
-        other => Watch {
-            containers: vec![other.to_owned()],
-            process: other.to_owned(),
-            args_containing: Vec::new(),
-        },
-    };
-    let mut steps = Vec::new();
-    // what runs here now stops first: the API server before etcd
-    for c in nh.components.iter().rev() {
-        let manifest = manifests.join(format!("{c}.yaml"));
-        if manifest.exists() {
-            steps.push(Step::StopPod(StopPod {
-                component: c.clone(),
-                manifest,
-                aside: stopped.join(format!("{c}.yaml")),
-                watch: watch_of(c),
-            }));
-        }
-    }
+    let watch_of = |c: &str| pod_watch(c, &etcd, &data_dir);
+    let mut steps = stop_running(&manifests, &nh.components, &stopped, watch_of);
     let scratch = set_data_dir_aside(p.id, &data_dir, &mut steps);
     let scratch = match p.tool.is_some_and(|t| t.image.is_some()) {
         true => scratch.join("data"),

@@ -4,7 +4,7 @@
 //! platform is a file here and one arm in [`of`].
 
 pub mod kubeadm;
-mod kubeadm_new_host;
+pub(crate) mod kubeadm_new_host;
 pub mod openshift;
 
 use std::path::Path;
