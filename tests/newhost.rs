@@ -247,6 +247,10 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         assert!(plan.contains(&want), "the plan lacks {want:?}:\n{plan}");
     }
     assert!(!plan.contains("S0VZ"), "a key is never shown");
+    assert!(
+        stderr(&o).contains("--trust-signer"),
+        "an unsigned backup's pods run as written: said so"
+    );
     assert_eq!(
         tree_digest(&new_root, &["var/lib/cpbackup"]),
         before,

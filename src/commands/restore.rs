@@ -166,6 +166,13 @@ fn restore(
         ui.can_confirm("restore")?;
     }
     let new_host = new_host(args)?;
+    if new_host.is_some() && args.trust.trust_signers.is_empty() {
+        ui.say(
+            "WARNING: a new host runs the backup's own static pod manifests (images, commands, host mounts), \
+             and anyone with the recipient and write access to the store can write a backup. \
+             Pass --trust-signer (or set trusted_signers) so that only backups signed by your masters are accepted",
+        );
+    }
     let (platform, etcdutl) = match via {
         Some(_) => (Platform::Kubeadm, None), // a join restores no snapshot
         None => (platform(args, session), args.etcdutl.as_deref()),
