@@ -13,7 +13,10 @@ use cpbackup::settings::Settings;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(e),
+    };
     let settings = match Settings::load(&cli.global) {
         Ok(s) => s,
         Err(e) => return fail(&e, cli.global.log_format.unwrap_or(LogFormat::Text)),
@@ -24,6 +27,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e, settings.log_format),
     }
+}
+
+/// A command line clap refuses: clap's own message, or under `--log-format json` (flag or
+/// `CPBACKUP_LOG_FORMAT`) the same as one JSON log object, exit code 2. Help and version are
+/// printed as asked.
+fn parse_failure(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+    if shown || !json_logs_asked() {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let message = text.trim().trim_start_matches("error: ");
+    fail(&cpbackup::error::usage(message), LogFormat::Json)
+}
+
+/// Whether the command line or the environment asks for JSON logs (read by hand: the command
+/// line did not parse).
+fn json_logs_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = args
+        .windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    flag || std::env::var("CPBACKUP_LOG_FORMAT").is_ok_and(|v| v == "json")
 }
 
 /// The last word on stderr: a line for people, or under `--log-format json` one more JSON log

@@ -419,4 +419,23 @@ fn under_log_format_json_every_stderr_line_is_json_the_error_too() {
     assert_eq!(o.status.code(), Some(2));
     let last: serde_json::Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
     assert_eq!(last["fields"]["exit_code"], 2);
+    // A command line that does not parse: one JSON object too (flag or environment), exit 2;
+    // without JSON logs, clap's own text.
+    for json in [true, false] {
+        let mut c = cpbackup(t.path());
+        if json {
+            c.env("CPBACKUP_LOG_FORMAT", "json");
+        }
+        c.args(["list", "--no-such-flag"]);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(2));
+        let err = stderr(&o);
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(err.trim());
+        assert_eq!(parsed.is_ok(), json, "{err}");
+        assert!(err.contains("--no-such-flag"), "{err}");
+        if let Ok(v) = parsed {
+            assert_eq!(v["level"], "ERROR");
+            assert_eq!(v["fields"]["exit_code"], 2);
+        }
+    }
 }
