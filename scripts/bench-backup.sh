@@ -12,9 +12,11 @@
 # name, namespace and uid, the other placeholder strings from a small vocabulary, so that it
 # compresses like a real cluster) to each database size in SIZES_MIB (default 256 and 1024 MiB). At each
 # size every contender runs ROUNDS times, interleaved; median wall time, peak RSS (GNU time) and
-# bundle size are reported, then `cpbackup verify` of the zstd and the gzip bundle. Goals
+# bundle size are reported, then `cpbackup verify` of the zstd and the gzip bundle, and the
+# restore's unpack of each (`cpbackup restore` on a kubeadm-shaped root, stopped by its failpoint
+# right before its first step: fetched, decrypted, decompressed, verified and staged). Goals
 # (issue 17): bundle ≤ 1.0× the zstd pipe's; wall ≤ 1.0× floor and ≤ 0.7× the zstd pipe; peak
-# RSS ≤ 64 MiB; verify of a zstd bundle ≥ 1.5× faster than of a gzip one.
+# RSS ≤ 64 MiB; verify and unpack of a zstd bundle ≥ 1.5× faster than of a gzip one.
 #
 # Usage: scripts/bench-backup.sh [--sizes "256 1024"] [--rounds 3] [--level N]
 set -euo pipefail
@@ -36,8 +38,20 @@ gzip_pipe() {
   "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/gpipe.db" >/dev/null
   gzip -c "$WORK/gpipe.db" | age -r "$R" >"$WORK/gpipe.db.gz.age"
 }
-export -f zstd_pipe gzip_pipe
-export ETCD EP WORK R
+# The restore up to its first step (exit 137 at the failpoint): unpack and plan, nothing run.
+ROOT=$WORK/root
+mkdir -p "$ROOT/etc/kubernetes/manifests" "$ROOT/var/lib"
+printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'spec:' '  containers:' '  - command:' '    - etcd' \
+  '    - --name=cp-1' '    - --data-dir=/var/lib/etcd' '    - --initial-advertise-peer-urls=http://127.0.0.1:2380' \
+  '    - --advertise-client-urls=http://127.0.0.1:2379' '    image: registry.k8s.io/etcd:3.5.15-0' >"$ROOT/etc/kubernetes/manifests/etcd.yaml"
+unpack() {
+  rm -rf "$WORK/ustate"
+  CPBACKUP_RESTORE_FAILPOINT=1:before "$BIN" -q --host-root "$ROOT" restore --latest --yes --store "$1" \
+    --identity "$WORK/key" --etcdutl "$ETCD/etcdutl" --state-dir "$WORK/ustate" && return 1
+  [ $? -eq 137 ]
+}
+export -f zstd_pipe gzip_pipe unpack
+export ETCD EP WORK R ROOT BIN
 
 keys=0
 for size in $SIZES_MIB; do
@@ -57,6 +71,8 @@ for size in $SIZES_MIB; do
       --store "$WORK/store-gzip" --state-dir "$WORK/state" --compression gzip
     cpb_measure verify_zstd "$BIN" -q verify --store "$WORK/store" --identity "$WORK/key" --latest
     cpb_measure verify_gzip "$BIN" -q verify --store "$WORK/store-gzip" --identity "$WORK/key" --latest
+    cpb_measure unpack_zstd bash -c 'unpack "$WORK/store"'
+    cpb_measure unpack_gzip bash -c 'unpack "$WORK/store-gzip"'
   done
   db=$(stat -c %s "$WORK/floor.db")
   cpb=$(find "$WORK/store" -name '*.cpb' -printf '%s\n' | head -1)
@@ -85,6 +101,9 @@ print("cpbackup wall / zstd pipe:           %.2fx (goal <= 0.7)" % (c / z))
 print("cpbackup peak RSS:                   %.0f MiB (goal <= 64)" % rss("cpbackup"))
 print("verify: zstd %.2f s (%.0f MiB), gzip %.2f s (%.0f MiB): gzip/zstd %.2fx (goal >= 1.5)" % (
     vz, rss("verify_zstd"), vg, rss("verify_gzip"), vg / vz))
+uz, ug = med("unpack_zstd"), med("unpack_gzip")
+print("unpack: zstd %.2f s (%.0f MiB), gzip %.2f s (%.0f MiB): gzip/zstd %.2fx (goal >= 1.5)" % (
+    uz, rss("unpack_zstd"), ug, rss("unpack_gzip"), ug / uz))
 print("gzip for comparison: bundle %.2fx the zstd pipe's, wall %.2fx etcdctl save" % (cpbg / zp, med("cpb_gzip") / f))
 PY
 done
