@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::Context;
 
@@ -35,7 +36,7 @@ pub struct Unpacked {
 /// Writes admitted entries below the staging directory.
 struct Staging {
     dir: Beneath,
-    file: Option<File>,
+    file: Option<Output>,
     /// Files and directories, in bundle order, for their modes and owners at the end.
     owned: Vec<Admitted>,
     links: Vec<Admitted>,
@@ -49,7 +50,11 @@ impl Sink for Staging {
                 self.owned.push(e.clone());
             }
             EntryKind::File => {
-                self.file = Some(self.dir.create_file(&e.path)?);
+                let f = self.dir.create_file(&e.path)?;
+                self.file = Some(match e.is_snapshot() {
+                    true => Output::Background(Background::spawn(f)?),
+                    false => Output::File(f),
+                });
                 self.owned.push(e.clone());
             }
             // After everything else, once the bundle is accepted.
@@ -60,22 +65,92 @@ impl Sink for Staging {
 
     fn data(&mut self, chunk: &[u8]) -> io::Result<()> {
         match self.file.as_mut() {
-            Some(f) => f.write_all(chunk),
+            Some(Output::File(f)) => f.write_all(chunk),
+            Some(Output::Background(b)) => b.write(chunk),
             None => Err(io::Error::other("content outside a file entry")),
         }
     }
 
-    fn end(&mut self, e: &Admitted) -> io::Result<()> {
-        let f = self.file.take();
-        // Durable before a restore renames it onto the host. The snapshot is not synced:
-        // etcdutl copies it (and syncs its copy) right away, and a restore continued by
-        // another process hashes it again before use.
-        if let Some(f) = f
-            && !e.is_snapshot()
-        {
-            f.sync_all()?;
+    fn end(&mut self, _: &Admitted) -> io::Result<()> {
+        match self.file.take() {
+            // Durable before a restore renames it onto the host.
+            Some(Output::File(f)) => f.sync_all(),
+            // The snapshot is not synced: etcdutl copies it (and syncs its copy) right away,
+            // and a restore continued by another process hashes it again before use.
+            Some(Output::Background(mut b)) => b.finish(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+/// Where an entry's content goes.
+enum Output {
+    File(File),
+    /// The snapshot: most of a bundle's bytes.
+    Background(Background),
+}
+
+/// A file written by a thread of its own, so that its writes overlap the hashing and the
+/// decompression that feed it. Chunks go round between the two threads (at most `DEPTH` in
+/// flight), so memory stays at a few chunks whatever the file's size.
+struct Background {
+    full: Option<mpsc::SyncSender<Vec<u8>>>,
+    empty: mpsc::Receiver<Vec<u8>>,
+    done: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Background {
+    const DEPTH: usize = 4;
+
+    fn spawn(mut f: File) -> io::Result<Self> {
+        let (full, chunks) = mpsc::sync_channel::<Vec<u8>>(Self::DEPTH);
+        let (give_back, empty) = mpsc::channel();
+        let done = std::thread::Builder::new()
+            .name("stage-snapshot".into())
+            .spawn(move || {
+                for mut chunk in chunks {
+                    f.write_all(&chunk)?;
+                    chunk.clear();
+                    let _ = give_back.send(chunk);
+                }
+                Ok(())
+            })?;
+        Ok(Background {
+            full: Some(full),
+            empty,
+            done: Some(done),
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut chunk = self.empty.try_recv().unwrap_or_default();
+        chunk.extend_from_slice(data);
+        let sent = self.full.as_ref().map(|f| f.send(chunk));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // the writer stopped: its error says why
+            _ => match self.finish() {
+                Ok(()) => Err(io::Error::other("the staged snapshot's writer stopped")),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Waits until every chunk is written; the writer's error, if it had one.
+    fn finish(&mut self) -> io::Result<()> {
+        drop(self.full.take());
+        match self.done.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the staged snapshot's writer panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }
 
