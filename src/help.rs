@@ -50,8 +50,8 @@ pub const RESTORE: &str = "Examples:
   cpbackup restore --continue                                # after a failure or a kill
   cpbackup restore --rollback --yes                          # the node as before
   cpbackup restore --rejoin --etcd-endpoint https://10.0.0.5:2379   # kubeadm, the other masters
-  cpbackup restore --identity KEY --latest --new-host --node-name cp-new-0 --node-ip 10.0.3.7 --dry-run
-                                                             # kubeadm, onto a new machine
+  cpbackup restore --identity KEY --latest --new-host --node-name cp-new-0 \\
+    --node-ip 10.0.3.7 --dry-run                             # kubeadm, onto a new machine
   cpbackup restore --identity KEY --latest --rejoin --new-host --node-name cp-new-1 \\
     --node-ip 10.0.3.8 --etcd-endpoint https://10.0.3.7:2379   # then each further new machine
 Guide: docs/restore.md";

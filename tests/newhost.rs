@@ -533,6 +533,25 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
     assert!(!s.contains(A) && !s.contains(B), "{s}");
     let etcd = fs::read_to_string(third.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
     assert!(etcd.contains("--initial-cluster-state=existing"), "{etcd}");
+
+    // Rolled back: the member leaves the cluster and the host is as it was before the join.
+    let o = restore(dir, &third, &["--rollback", "--yes"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let members = etcdctl_tls(V, &client, &b_url, &["member", "list", "-w", "json"]);
+    let m: serde_json::Value = serde_json::from_slice(&members.stdout).unwrap();
+    assert_eq!(m["members"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["members"][0]["name"], "cp-new-0");
+    for gone in [
+        "etc/kubernetes/pki",
+        "etc/kubernetes/manifests/etcd.yaml",
+        "etc/kubernetes/kubelet.conf",
+    ] {
+        assert!(
+            !third.join(gone).exists(),
+            "{gone} is still there after the rollback"
+        );
+    }
+    wait_serving(&client, &b_url);
 }
 
 /// What `--new-host` cannot do is refused before anything on the host changes, with what to
