@@ -159,14 +159,7 @@ impl Beneath {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(at(rel, e)),
         }
-        let fd = rustix::fs::openat(
-            &dir,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| at(rel, e))?;
-        let mut f = File::from(fd);
+        let mut f = self.create_file(rel)?;
         f.write_all(bytes)?;
         rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| at(rel, e))?;
         f.sync_all()

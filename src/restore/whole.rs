@@ -158,7 +158,7 @@ impl Restore<'_> {
         for w in plan::check_versions(&self.session.host, self.target.platform, &report.manifest)? {
             ui.say(&w);
         }
-        let steps = self.plan(&work, &report.manifest)?;
+        let steps = self.plan(&work, &report.manifest, self.target.tool.as_ref(), None)?;
         let j = self.journal(&work, &chosen.listing.name, steps);
         ui.plan(&j, true)?;
         ui.say("dry run: the backup verifies and nothing was changed; run again without --dry-run to restore");
@@ -297,19 +297,8 @@ impl Restore<'_> {
             }
             _ => None,
         };
-        let steps = plan::restore(&plan::PlanInput {
-            host: &self.session.host,
-            platform: self.target.platform,
-            id: &work.id,
-            work_dir: &work.dir,
-            staged: &work.staged,
-            manifest,
-            etcd: self.etcd,
-            tool: self.target.tool.as_ref().or(image_tool.as_ref()),
-            token: &work.token,
-            bump: self.bump,
-            new_host: prepared.as_ref(),
-        })?;
+        let tool = self.target.tool.as_ref().or(image_tool.as_ref());
+        let steps = self.plan(work, manifest, tool, prepared.as_ref())?;
         let mut j = self.journal(work, name, steps);
         j.changes = prepared.map(|p| p.changes).unwrap_or_default();
         Ok(j)
@@ -366,7 +355,13 @@ impl Restore<'_> {
         Ok((u.manifest, u.snapshot_check.size))
     }
 
-    fn plan(&self, work: &Work, manifest: &Manifest) -> anyhow::Result<Vec<super::steps::Step>> {
+    fn plan(
+        &self,
+        work: &Work,
+        manifest: &Manifest,
+        tool: Option<&RestoreTool>,
+        new_host: Option<&newhost::Prepared>,
+    ) -> anyhow::Result<Vec<super::steps::Step>> {
         plan::restore(&plan::PlanInput {
             host: &self.session.host,
             platform: self.target.platform,
@@ -375,10 +370,10 @@ impl Restore<'_> {
             staged: &work.staged,
             manifest,
             etcd: self.etcd,
-            tool: self.target.tool.as_ref(),
+            tool,
             token: &work.token,
             bump: self.bump,
-            new_host: None,
+            new_host,
         })
     }
 
