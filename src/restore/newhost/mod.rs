@@ -168,21 +168,18 @@ fn rewrite_kubeconfigs(
         .into_iter()
         .filter(|n| n.ends_with(".conf"))
         .collect();
-    let mut kubelet_ca = None;
     for conf in confs {
         let before = certs::read_text(dir, &conf)?;
         let mut after = before.clone();
         for a in old.addresses.iter().chain(std::iter::once(&old.name)) {
             after = rewrite::replace_on_server_lines(&after, a, &new_ip);
         }
-        if conf == "kubelet.conf" && old.name != new.name {
-            let ca = match kubelet_ca.take() {
-                Some(ca) => ca,
-                None => certs::Authority::load(dir, "ca")?,
-            };
+        if conf == "kubelet.conf" {
+            // A fresh machine has no rotated kubelet certificate (even under the old name):
+            // the kubelet gets one inline, for its name.
+            let ca = certs::Authority::load(dir, "ca")?;
             let (cert, key) = certs::kubelet_client(&ca, &new.name)?;
             after = rewrite::kubelet_identity(&after, &old.name, &new.name, &cert, &key);
-            kubelet_ca = Some(ca);
         }
         record(p, &conf, &before, &after);
         if after != before {
