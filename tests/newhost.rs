@@ -173,6 +173,9 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         &cm,
         &[],
     );
+    let kubelet = r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"kubelet-config","namespace":"kube-system"},"data":{"kubelet":"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\n"}}"#;
+    let kubelet_key = "/registry/configmaps/kube-system/kubelet-config";
+    put(&client, &a_url, kubelet_key, kubelet, &[]);
     put(
         &client,
         &a_url,
@@ -192,9 +195,10 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // A fresh host as the kubeadm and kubelet packages leave it: the kubelet has no config yet.
     let new_root = dir.join("new");
     fs::create_dir_all(new_root.join("etc/kubernetes/manifests")).unwrap();
-    fs::create_dir_all(new_root.join("var/lib")).unwrap();
+    fs::create_dir_all(new_root.join("var/lib/kubelet")).unwrap();
     let etcdutl = V.bin("etcdutl");
     let from_backup = [
         "--identity",
@@ -311,6 +315,7 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         keys,
         [
             "/registry/configmaps/kube-system/kubeadm-config",
+            "/registry/configmaps/kube-system/kubelet-config",
             "/registry/deployments/shop/web",
             "/registry/leases/kube-node-lease/worker-1",
             "/registry/minions/worker-1",
@@ -385,6 +390,11 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
             "{c} started"
         );
     }
+    let kc = fs::read_to_string(new_root.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(
+        kc.contains("staticPodPath: /etc/kubernetes/manifests"),
+        "{kc}"
+    );
     let cm = fs::read_to_string(k.join("controller-manager.conf")).unwrap();
     assert!(cm.contains(&format!("server: https://{B}:6443")), "{cm}");
     let kubelet = fs::read_to_string(k.join("kubelet.conf")).unwrap();
@@ -452,7 +462,7 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
     // A second fresh machine joins as a master on C, its files from the same backup.
     let third = dir.join("third");
     fs::create_dir_all(third.join("etc/kubernetes/manifests")).unwrap();
-    fs::create_dir_all(third.join("var/lib")).unwrap();
+    fs::create_dir_all(third.join("var/lib/kubelet")).unwrap();
     let _third_kubelet = FakeKubelet::start(&third, V);
     let join: Vec<String> = [
         "--identity",
@@ -533,6 +543,7 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
     assert!(!s.contains(A) && !s.contains(B), "{s}");
     let etcd = fs::read_to_string(third.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
     assert!(etcd.contains("--initial-cluster-state=existing"), "{etcd}");
+    assert!(third.join("var/lib/kubelet/config.yaml").is_file());
 
     // Rolled back: the member leaves the cluster and the host is as it was before the join.
     let o = restore(dir, &third, &["--rollback", "--yes"]);
@@ -545,6 +556,7 @@ fn a_kubeadm_cluster_comes_back_on_a_new_host_with_another_name_and_address() {
         "etc/kubernetes/pki",
         "etc/kubernetes/manifests/etcd.yaml",
         "etc/kubernetes/kubelet.conf",
+        "var/lib/kubelet/config.yaml",
     ] {
         assert!(
             !third.join(gone).exists(),

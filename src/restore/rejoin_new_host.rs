@@ -10,7 +10,7 @@ use std::path::Path;
 use super::newhost::Prepared;
 use super::plan::{KUBEADM_MANIFESTS, placement_target};
 use super::platform::kubeadm::{kubeadm_etcd_at, set_data_dir_aside};
-use super::platform::kubeadm_new_host::{pod_watch, stop_running};
+use super::platform::kubeadm_new_host::{kubelet_config, pod_watch, stop_running};
 use super::steps::{
     EtcdTarget, JoinManifest, MemberAdd, PlaceFiles, RemoveStaged, Selection, StartPod, Step,
     WaitJoined,
@@ -78,6 +78,7 @@ pub fn steps(i: &Input) -> anyhow::Result<Vec<Step>> {
         replaced: i.work_dir.join("replaced"),
         select: Selection::KubeadmPkiAndConfs,
     }));
+    steps.extend(kubelet_config(host, i.prepared, i.work_dir));
     steps.push(Step::RemoveStaged(RemoveStaged {
         staged: i.staged.to_path_buf(),
     }));

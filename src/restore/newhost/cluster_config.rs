@@ -1,7 +1,10 @@
-//! What kubeadm's ClusterConfiguration (`kube-system/kubeadm-config`, read from the staged
-//! snapshot) says about the API server's names: the control-plane endpoint, the DNS domain,
-//! the service subnet and extra certificate SANs; kubeadm's defaults where it says nothing.
+//! What kubeadm keeps in the snapshot's `kube-system` ConfigMaps: the ClusterConfiguration
+//! (`kubeadm-config`: the API server's names — the control-plane endpoint, the DNS domain, the
+//! service subnet and extra certificate SANs; kubeadm's defaults where it says nothing), and the
+//! kubelet's configuration (`kubelet-config`, which `kubeadm join` writes to
+//! `/var/lib/kubelet/config.yaml`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -14,36 +17,60 @@ pub(super) struct ClusterConfig {
     pub(super) dns_domain: Option<String>,
     pub(super) service_subnet: Option<String>,
     pub(super) cert_sans: Vec<String>,
+    /// `kubelet-config`'s KubeletConfiguration, as text.
+    pub(super) kubelet: Option<String>,
 }
 
 pub(super) fn cluster_configuration(snapshot: &Path, prefix: &str) -> ClusterConfig {
-    read_cluster_configuration(snapshot, prefix).unwrap_or_else(|e| {
+    let mut maps = configmaps(snapshot, prefix, &["kubeadm-config", "kubelet-config"])
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "the snapshot's kube-system ConfigMaps not read");
+            BTreeMap::new()
+        });
+    let mut c = read_cluster_configuration(maps.remove("kubeadm-config")).unwrap_or_else(|e| {
         tracing::warn!(error = %format!("{e:#}"), "kubeadm's ClusterConfiguration not read from the snapshot: the API server's names are kubeadm's defaults");
         ClusterConfig::default()
-    })
+    });
+    c.kubelet = maps
+        .remove("kubelet-config")
+        .and_then(|d| d["kubelet"].as_str().map(str::to_owned));
+    c
 }
 
-fn read_cluster_configuration(snapshot: &Path, prefix: &str) -> anyhow::Result<ClusterConfig> {
+/// `data` of the ConfigMaps `kube-system/<name>` the snapshot holds, by name (one pass over it).
+fn configmaps(
+    snapshot: &Path,
+    prefix: &str,
+    names: &[&str],
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     let file = std::fs::File::open(snapshot)?;
     // SAFETY: a private file of this restore; nothing writes it now.
     let map = unsafe { memmap2::Mmap::map(&file)? };
     let db = crate::snapshot::db::Db::open(&map)?;
     let ks = crate::snapshot::mvcc::keyspace(&db)?;
-    let key = format!(
-        "{}/configmaps/kube-system/kubeadm-config",
-        prefix.trim_end_matches('/')
-    );
-    let live = ks
-        .live
-        .get(key.as_bytes())
-        .context("no kube-system/kubeadm-config in the snapshot")?;
-    let kv = crate::snapshot::mvcc::decode_kv(live.raw).map_err(anyhow::Error::msg)?;
     let decoder = crate::k8s::decode::Decoder::new(
         crate::k8s::schema::Schema::builtin()?,
         crate::k8s::encryption::Keyring::empty(),
     );
-    let cm = decoder.decode(kv.key, kv.value)?;
-    let text = cm.json["data"]["ClusterConfiguration"]
+    let mut out = BTreeMap::new();
+    for name in names {
+        let key = format!(
+            "{}/configmaps/kube-system/{name}",
+            prefix.trim_end_matches('/')
+        );
+        let Some(live) = ks.live.get(key.as_bytes()) else {
+            continue;
+        };
+        let kv = crate::snapshot::mvcc::decode_kv(live.raw).map_err(anyhow::Error::msg)?;
+        let mut cm = decoder.decode(kv.key, kv.value)?.json;
+        out.insert((*name).to_owned(), cm["data"].take());
+    }
+    Ok(out)
+}
+
+fn read_cluster_configuration(data: Option<serde_json::Value>) -> anyhow::Result<ClusterConfig> {
+    let data = data.context("no kube-system/kubeadm-config in the snapshot")?;
+    let text = data["ClusterConfiguration"]
         .as_str()
         .context("kubeadm-config has no ClusterConfiguration")?;
     let v: serde_json::Value = serde_saphyr::from_str(text)?;
@@ -61,6 +88,7 @@ fn read_cluster_configuration(snapshot: &Path, prefix: &str) -> anyhow::Result<C
                     .collect()
             })
             .unwrap_or_default(),
+        kubelet: None,
     })
 }
 

@@ -81,7 +81,13 @@ pub struct Prepared {
     pub removals: Vec<Removal>,
     /// Where they were saved with their values.
     pub removed_file: PathBuf,
+    /// A directory holding `config.yaml`: the cluster's KubeletConfiguration (from
+    /// `kube-system/kubelet-config`), for a host whose kubelet has none yet.
+    pub kubelet_config: Option<PathBuf>,
 }
+
+/// Where kubeadm's kubelet reads its configuration.
+pub const KUBELET_DIR: &str = "/var/lib/kubelet";
 
 /// Adapts the staged bundle at `staged` for `new`; the rewritten manifests go to
 /// `<work_dir>/manifests-new`, the removed keys' file to `<work_dir>/removed-old-hosts.json`.
@@ -123,6 +129,7 @@ pub fn prepare(
         components: Vec::new(),
         removals: Vec::new(),
         removed_file: work_dir.join("removed-old-hosts.json"),
+        kubelet_config: None,
     };
     if let Some(cpe) = config.control_plane_endpoint.as_deref()
         && old.addresses.iter().any(|a| host_of(cpe) == a.as_str())
@@ -135,6 +142,16 @@ pub fn prepare(
     leaves::reissue_certificates(&dir, &old, new, &config, &mut p)?;
     rewrite_kubeconfigs(&dir, staged, &old, new, &mut p)?;
     rewrite_manifests(&dir, &etcd_yaml, &old, new, &mut p)?;
+    if let Some(kubelet) = &config.kubelet {
+        // as `kubeadm join` writes it: a fresh host's kubelet runs no static pod without it
+        let d = work_dir.join("kubelet");
+        crate::restore::fsops::create_private_dir(&d)?;
+        crate::fsutil::write_atomically(&d.join("config.yaml"), kubelet.as_bytes(), 0o644)?;
+        p.changes.push(format!(
+            "{KUBELET_DIR}/config.yaml: the cluster's kube-system/kubelet-config, where the host has none yet (as kubeadm join writes it)"
+        ));
+        p.kubelet_config = Some(d);
+    }
     if !new.keep_old_nodes {
         p.removals = cleanup::select(
             &snapshot,

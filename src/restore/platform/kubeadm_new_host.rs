@@ -53,6 +53,32 @@ pub(crate) fn stop_running(
         .collect()
 }
 
+/// The cluster's kubelet configuration put in place where the host's kubelet has none (a
+/// fresh kubeadm host: the kubelet waits for it before it runs any static pod).
+pub(crate) fn kubelet_config(
+    host: &crate::host::HostRoot,
+    nh: &Prepared,
+    work_dir: &Path,
+) -> Option<Step> {
+    let staged = nh.kubelet_config.clone()?;
+    let dir = host.path(crate::restore::newhost::KUBELET_DIR);
+    if dir.join("config.yaml").exists() {
+        return None;
+    }
+    match placement_target(host, crate::restore::newhost::KUBELET_DIR) {
+        Ok(target) => Some(Step::PlaceFiles(PlaceFiles {
+            staged,
+            target,
+            replaced: work_dir.join("replaced-kubelet"),
+            select: Selection::All,
+        })),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the kubelet's configuration is not placed: install the kubelet package first");
+            None
+        }
+    }
+}
+
 pub(super) fn restore(p: &PlanInput, nh: &Prepared) -> anyhow::Result<Vec<Step>> {
     let host = p.host;
     let manifests = placement_target(host, KUBEADM_MANIFESTS).map_err(|e| {
@@ -77,6 +103,7 @@ pub(super) fn restore(p: &PlanInput, nh: &Prepared) -> anyhow::Result<Vec<Step>>
         replaced: p.work_dir.join("replaced"),
         select: Selection::KubeadmPkiAndConfs,
     }));
+    steps.extend(kubelet_config(host, nh, p.work_dir));
     let mut restore = restore_snapshot(p, &etcd, &scratch, &data_dir)?;
     if let Step::RestoreSnapshot(r) = &mut restore
         && !nh.removals.is_empty()
