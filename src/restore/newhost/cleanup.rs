@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use base64::Engine;
 
-use crate::snapshot::{db::Db, mvcc};
+use crate::snapshot::mvcc::Keyspace;
 
 /// Who the old masters were.
 #[derive(Debug, Clone, Default)]
@@ -37,21 +37,15 @@ pub struct Removal {
     pub reason: String,
 }
 
-/// The keys of the old masters in the snapshot at `snapshot`, under the API server's etcd
-/// `prefix` (`/registry`), except what names the new host (`keep_name`, `keep_address`).
+/// The keys of the old masters among the snapshot's live keys `ks`, under the API server's
+/// etcd `prefix` (`/registry`), except what names the new host (`keep_name`, `keep_address`).
 pub fn select(
-    snapshot: &Path,
+    ks: &Keyspace<'_>,
     prefix: &str,
     old: &OldMasters,
     keep_name: &str,
     keep_address: &str,
-) -> anyhow::Result<Vec<Removal>> {
-    let file = std::fs::File::open(snapshot)
-        .with_context(|| format!("opening the staged snapshot {}", snapshot.display()))?;
-    // SAFETY: the staged snapshot is a private file of this restore; nothing writes it now.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    let db = Db::open(&map).context("reading the staged snapshot")?;
-    let ks = mvcc::keyspace(&db).context("reading the staged snapshot's keys")?;
+) -> Vec<Removal> {
     let p = prefix.trim_end_matches('/');
     let masterleases = format!("{p}/masterleases/");
     let leases = format!("{p}/leases/kube-node-lease/");
@@ -97,7 +91,7 @@ pub fn select(
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
+    out
 }
 
 /// Writes what will be removed (0600) to `path`, so nothing is lost: each value can be put

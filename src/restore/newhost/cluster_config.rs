@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+
+use crate::snapshot::mvcc::Keyspace;
 
 use anyhow::Context;
 
@@ -21,8 +22,8 @@ pub(super) struct ClusterConfig {
     pub(super) kubelet: Option<String>,
 }
 
-pub(super) fn cluster_configuration(snapshot: &Path, prefix: &str) -> ClusterConfig {
-    let mut maps = configmaps(snapshot, prefix, &["kubeadm-config", "kubelet-config"])
+pub(super) fn cluster_configuration(ks: &Keyspace<'_>, prefix: &str) -> ClusterConfig {
+    let mut maps = configmaps(ks, prefix, &["kubeadm-config", "kubelet-config"])
         .unwrap_or_else(|e| {
             tracing::warn!(error = %format!("{e:#}"), "the snapshot's kube-system ConfigMaps not read");
             BTreeMap::new()
@@ -37,17 +38,12 @@ pub(super) fn cluster_configuration(snapshot: &Path, prefix: &str) -> ClusterCon
     c
 }
 
-/// `data` of the ConfigMaps `kube-system/<name>` the snapshot holds, by name (one pass over it).
+/// `data` of the ConfigMaps `kube-system/<name>` among the snapshot's live keys, by name.
 fn configmaps(
-    snapshot: &Path,
+    ks: &Keyspace<'_>,
     prefix: &str,
     names: &[&str],
 ) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
-    let file = std::fs::File::open(snapshot)?;
-    // SAFETY: a private file of this restore; nothing writes it now.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    let db = crate::snapshot::db::Db::open(&map)?;
-    let ks = crate::snapshot::mvcc::keyspace(&db)?;
     let decoder = crate::k8s::decode::Decoder::new(
         crate::k8s::schema::Schema::builtin()?,
         crate::k8s::encryption::Keyring::empty(),

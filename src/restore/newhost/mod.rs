@@ -120,8 +120,15 @@ pub fn prepare(
     let old = old_host(&etcd_yaml, api_yaml.as_deref(), m)?;
     refuse_collision(&old, new)?;
     let new_ip = new.ip.to_string();
+    // The staged snapshot's live keys, read once for the ConfigMaps and the clean-up.
     let snapshot = staged.join(crate::bundle::manifest::SNAPSHOT_PATH);
-    let config = cluster_configuration(&snapshot, &old.etcd_prefix);
+    let file = std::fs::File::open(&snapshot)
+        .with_context(|| format!("opening the staged snapshot {}", snapshot.display()))?;
+    // SAFETY: the staged snapshot is a private file of this restore; nothing writes it now.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let db = crate::snapshot::db::Db::open(&map).context("reading the staged snapshot")?;
+    let ks = crate::snapshot::mvcc::keyspace(&db).context("reading the staged snapshot's keys")?;
+    let config = cluster_configuration(&ks, &old.etcd_prefix);
     let mut p = Prepared {
         changes: Vec::new(),
         warnings: Vec::new(),
@@ -153,13 +160,7 @@ pub fn prepare(
         p.kubelet_config = Some(d);
     }
     if !new.keep_old_nodes {
-        p.removals = cleanup::select(
-            &snapshot,
-            &old.etcd_prefix,
-            &old.masters,
-            &new.name,
-            &new_ip,
-        )?;
+        p.removals = cleanup::select(&ks, &old.etcd_prefix, &old.masters, &new.name, &new_ip);
         cleanup::save(&p.removed_file, &p.removals)?;
         p.changes.push(format!(
             "etcd: {} key(s) of the old masters deleted before etcd starts (kept with their values in {}; --keep-old-nodes keeps them):",
