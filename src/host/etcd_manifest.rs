@@ -52,6 +52,18 @@ pub fn minor_of(version: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Refuses a value that could break out of a manifest's flag line (a newline, a quote, a
+/// comment, a shell character): names and URLs that come from a cluster or a bundle.
+pub fn plain_flag_value(v: &str) -> anyhow::Result<()> {
+    match v
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'#`$\\".contains(*c))
+    {
+        Some(c) => anyhow::bail!("{v:?} holds {c:?} in a name or URL"),
+        None => Ok(()),
+    }
+}
+
 /// The manifest with each `(flag, value)` set: a flag's list-item line rewritten in place
 /// (indentation and quoting kept), a missing flag added after the last flag line. Every other
 /// byte is unchanged.

@@ -242,12 +242,16 @@ fn rewrite_manifests(
                 .and_then(|u| u.split(',').next())
                 .context("the backup's etcd manifest has no --initial-advertise-peer-urls")?
                 .to_owned();
+            // the peer URL is the bundle's: it must not break out of the flag's line
+            let cluster = format!("{}={peer}", new.name);
+            etcd_manifest::plain_flag_value(&cluster).map_err(|e| {
+                usage(format!(
+                    "the backup's etcd manifest names an unusable peer URL ({e:#}); nothing was changed"
+                ))
+            })?;
             after = etcd_manifest::with_flags(
                 &after,
-                &[
-                    ("name", &new.name),
-                    ("initial-cluster", &format!("{}={peer}", new.name)),
-                ],
+                &[("name", &new.name), ("initial-cluster", &cluster)],
             );
         }
         record(p, &rel, &before, &after);
@@ -277,6 +281,55 @@ fn record(p: &mut Prepared, path: &str, before: &str, after: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bundle's etcd manifest whose peer URL would break out of `--initial-cluster`'s line
+    /// (anyone with the recipient and PutObject can write one) is refused, nothing written.
+    #[test]
+    fn a_crafted_peer_url_never_reaches_the_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let staged = d.path().join("staged");
+        std::fs::create_dir_all(staged.join("manifests")).unwrap();
+        let old = OldHost {
+            name: "cp-old".into(),
+            addresses: ["10.0.0.1".to_owned()].into(),
+            masters: Default::default(),
+            urls: Vec::new(),
+            etcd_prefix: "/registry".into(),
+            service_range: None,
+        };
+        let new = NewHost::new("cp-new", "10.0.3.7".parse().unwrap(), false).unwrap();
+        for (peer, refused) in [
+            ("https://10.0.0.1:2380", false),
+            ("https://10.0.0.1:2380#x", true),
+            ("https://10.0.0.1:2380`id`", true),
+            ("https://10.0.0.1:2380$(reboot)", true),
+        ] {
+            let yaml = format!(
+                "spec:\n  containers:\n  - command:\n    - etcd\n    - --name=cp-old\n    - --initial-advertise-peer-urls={peer}\n"
+            );
+            let mut p = Prepared {
+                changes: Vec::new(),
+                warnings: Vec::new(),
+                manifests: d.path().join(format!("out-{refused}")),
+                components: Vec::new(),
+                removals: Vec::new(),
+                removed_file: d.path().join("removed.json"),
+                kubelet_config: None,
+            };
+            let dir = Beneath::open(&staged).unwrap();
+            let r = rewrite_manifests(&dir, &yaml, &old, &new, &mut p);
+            assert_eq!(r.is_err(), refused, "{peer}: {r:?}");
+            let written = p.manifests.join("etcd.yaml");
+            assert_eq!(written.exists(), !refused, "{peer}");
+            if !refused {
+                let t = std::fs::read_to_string(written).unwrap();
+                assert!(
+                    t.contains("--initial-cluster=cp-new=https://10.0.3.7:2380"),
+                    "{t}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn node_names_are_checked() {
