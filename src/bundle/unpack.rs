@@ -225,3 +225,31 @@ pub fn unpack_tar(input: impl Read, dest: &Path) -> anyhow::Result<Manifest> {
     staging.complete()?;
     Ok(checked.manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails on the snapshot's writer thread (a full disk) is the unpack's
+    /// error, never lost.
+    #[test]
+    fn the_background_writers_error_reaches_the_caller() {
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        let mut b = Background::spawn(full).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut failed = None;
+        for _ in 0..64 {
+            if let Err(e) = b.write(&chunk) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.unwrap_or_else(|| b.finish().unwrap_err());
+        assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
+        let ok = tempfile::tempfile().unwrap();
+        let mut b = Background::spawn(ok.try_clone().unwrap()).unwrap();
+        b.write(&chunk).unwrap();
+        b.finish().unwrap();
+        assert_eq!(ok.metadata().unwrap().len(), chunk.len() as u64);
+    }
+}

@@ -397,6 +397,24 @@ mod tests {
         c.verify_signature(Some(cac.public_key())).unwrap();
     }
 
+    /// A staged CA key that is a link (a crafted bundle pointing it at a host file) is never
+    /// followed: the CA is refused as missing.
+    #[test]
+    fn a_linked_ca_key_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        ca(d.path());
+        let real = d.path().join("elsewhere.key");
+        std::fs::rename(d.path().join("pki/ca.key"), &real).unwrap();
+        std::os::unix::fs::symlink(&real, d.path().join("pki/ca.key")).unwrap();
+        let e = Authority::load(&Beneath::open(d.path()).unwrap(), "ca")
+            .err()
+            .expect("refused");
+        assert!(
+            format!("{e:#}").contains("no usable CA key pki/ca.key"),
+            "{e:#}"
+        );
+    }
+
     #[test]
     fn sec1_keys_as_go_writes_them_are_read() {
         // ring's PKCS#8 of a P-256 key: the private scalar at 36..68, the public point at 73..
