@@ -87,6 +87,15 @@ fn listing_costs_one_pass_plus_only_the_reads_each_command_needs() {
     assert_eq!(kinds(&reqs), (1, 60, 60), "{reqs:#?}");
     assert_eq!(reqs.len(), 121, "{reqs:#?}");
 
+    // the second time, records (a version never changes) and COMPLIANCE locks (never
+    // shortened) come from the cache: the listing alone, and the same answer
+    let (again, reqs) = list(&moto, &proxy, dir, &[]);
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(again, all);
+    let (asked, reqs) = list(&moto, &proxy, dir, &["--no-cache"]);
+    assert_eq!(kinds(&reqs), (1, 60, 60), "{reqs:#?}");
+    assert_eq!(asked, all);
+
     // --fast: the listing only, every whole backup `unchecked`
     let (fast, reqs) = list(&moto, &proxy, dir, &["--fast"]);
     assert_eq!(reqs.len(), 1, "{reqs:#?}");
@@ -114,6 +123,7 @@ fn listing_costs_one_pass_plus_only_the_reads_each_command_needs() {
             "--limit",
             "3",
             "--reverse",
+            "--no-cache",
         ],
     );
     let want: Vec<String> = names(&all)
@@ -163,39 +173,54 @@ fn listing_costs_one_pass_plus_only_the_reads_each_command_needs() {
     assert!(err.contains(&format!("--latest chose {newest}")), "{err}");
     assert!(count(&reqs, record) <= 8, "{reqs:#?}");
 
-    // prune --dry-run plans from the names and reads lock state only for what it would delete:
-    // the plan shown is the plan run (everything due is still locked)
-    proxy.take();
-    let mut c = moto.cpbackup(dir);
-    c.env("CPBACKUP_S3_ENDPOINT", format!("http://{}", proxy.addr));
-    c.args([
-        "--output",
-        "json",
-        "prune",
-        "--dry-run",
-        "--keep-last",
-        "10",
-        "--store",
-        "s3://locked/fleet",
-    ]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let reqs = proxy.take();
-    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rows = rows.as_array().unwrap();
-    let action = |a: &str| rows.iter().filter(|r| r["action"] == a).count();
-    assert_eq!(
-        (action("keep"), action("locked"), action("delete")),
-        (40, 20, 0),
-        "{rows:#?}"
-    );
-    assert!(rows.iter().filter(|r| r["action"] == "locked").all(|r| {
-        r["reason"]
-            .as_str()
-            .unwrap()
-            .contains("Object Lock keeps it until")
-    }));
-    assert_eq!(kinds(&reqs), (1, 20, 20), "{reqs:#?}");
+    // prune --dry-run plans from the names and reads lock state (no record) only for what it
+    // would delete: the plan shown is the plan run (everything due is still locked); with the
+    // locks remembered, the listing alone. The real run then deletes nothing, asks nothing.
+    let prune = |extra: &[&str]| {
+        proxy.take();
+        let mut c = moto.cpbackup(dir);
+        c.env("CPBACKUP_S3_ENDPOINT", format!("http://{}", proxy.addr));
+        c.args([
+            "--output",
+            "json",
+            "prune",
+            "--keep-last",
+            "10",
+            "--store",
+            "s3://locked/fleet",
+        ])
+        .args(extra);
+        let o = run(c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (rows, proxy.take())
+    };
+    for (extra, want) in [
+        (&["--dry-run", "--no-cache"][..], (1, 0, 20)),
+        (&["--dry-run"][..], (1, 0, 0)),
+        (&[][..], (1, 0, 0)),
+    ] {
+        let (rows, reqs) = prune(extra);
+        let rows = rows.as_array().unwrap();
+        let action = |a: &str| rows.iter().filter(|r| r["action"] == a).count();
+        assert_eq!(
+            (action("keep"), action("locked"), action("delete")),
+            (40, 20, 0),
+            "{extra:?}: {rows:#?}"
+        );
+        assert!(rows.iter().filter(|r| r["action"] == "locked").all(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("Object Lock keeps it until")
+        }));
+        let deletes = count(&reqs, |r| r.starts_with("DELETE "));
+        let uploads = count(&reqs, |r| r.contains("uploads"));
+        assert_eq!((kinds(&reqs), deletes), (want, 0), "{extra:?}: {reqs:#?}");
+        assert_eq!(reqs.len(), 1 + want.2 + uploads, "{extra:?}: {reqs:#?}");
+    }
+    let (again, _) = list(&moto, &proxy, dir, &["--no-cache"]);
+    assert_eq!(again, all, "prune deleted nothing locked");
 }
 
 /// `count` hourly backups of prod/m1 in a local store, ending an hour ago: (file, record).

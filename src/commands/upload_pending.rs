@@ -9,7 +9,7 @@ use crate::store::pending::upload::upload_all;
 
 /// Copies every pending local backup; exit 1 when a copy failed (it stays pending).
 pub fn run(args: &BackupSettings, s: &Settings) -> anyhow::Result<()> {
-    let specs = s.write_stores(&args.stores)?;
+    let specs = s.write_stores(&args.stores, args.state_dir.as_deref())?;
     let state_dir = s.state_dir(args.state_dir.as_deref());
     let _lock = NodeLock::acquire(&state_dir, "upload-pending")?;
     let done = upload_all(&specs)?;

@@ -69,7 +69,7 @@ pub fn job_with(
         host: s.host(),
         etcd: super::etcd::resolve(&args.etcd, &file.etcd)?,
         recipients,
-        stores: s.write_stores(&args.stores)?,
+        stores: s.write_stores(&args.stores, args.state_dir.as_deref())?,
         codec,
         level: compression_level(codec, args.compression_level, s)?,
         mode: args

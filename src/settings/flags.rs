@@ -131,6 +131,14 @@ pub struct StoreArgs {
     /// default 32).
     #[arg(long, env = "CPBACKUP_S3_CONCURRENCY", value_name = "N")]
     pub s3_concurrency: Option<usize>,
+    /// Where S3 records and COMPLIANCE locks already read are remembered, so that listing a
+    /// fleet's store costs one listing (default: <state dir>/cache).
+    #[arg(long, env = "CPBACKUP_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Ask the S3 store for every record and lock state; remember nothing (wins over
+    /// --cache-dir).
+    #[arg(long, env = "CPBACKUP_NO_CACHE")]
+    pub no_cache: bool,
 }
 
 /// The stores of the commands that write backups (`backup`, `daemon`, `doctor`): where, plus

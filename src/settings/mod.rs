@@ -90,12 +90,37 @@ impl Settings {
 
     /// The stores: flags replacing the file's list.
     pub fn stores(&self, args: &StoreArgs) -> anyhow::Result<Vec<StoreSpec>> {
-        store::resolve(args, &flags::StoreWriteArgs::default(), &self.file)
+        let specs = store::resolve(args, &flags::StoreWriteArgs::default(), &self.file)?;
+        Ok(self.with_cache(args, None, specs))
     }
 
-    /// The stores of a command that writes backups, with its lock flags.
-    pub fn write_stores(&self, args: &flags::StoreWriteArgs) -> anyhow::Result<Vec<StoreSpec>> {
-        store::resolve(&args.stores, args, &self.file)
+    /// The stores of a command that writes backups, with its lock flags and its `--state-dir`.
+    pub fn write_stores(
+        &self,
+        args: &flags::StoreWriteArgs,
+        state_dir: Option<&Path>,
+    ) -> anyhow::Result<Vec<StoreSpec>> {
+        let specs = store::resolve(&args.stores, args, &self.file)?;
+        Ok(self.with_cache(&args.stores, state_dir, specs))
+    }
+
+    /// Sets where S3 stores remember what they read: `--cache-dir`, else `<state dir>/cache`;
+    /// nowhere with `--no-cache`.
+    fn with_cache(
+        &self,
+        args: &StoreArgs,
+        state_dir: Option<&Path>,
+        mut specs: Vec<StoreSpec>,
+    ) -> Vec<StoreSpec> {
+        let dir = (!args.no_cache).then(|| {
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| self.state_dir(state_dir).join("cache"))
+        });
+        for s in &mut specs {
+            s.s3.cache_dir = dir.clone();
+        }
+        specs
     }
 
     /// Identity files, flags replacing the file's list; at least one.

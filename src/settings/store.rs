@@ -62,6 +62,7 @@ pub fn resolve(
                 allow_mutable: write.allow_mutable || fs.allow_mutable.unwrap_or(false),
                 part_size: write.s3_part_size.unwrap_or(d.part_size),
                 list_concurrency,
+                cache_dir: None,
             },
             url,
         });

@@ -179,6 +179,11 @@ pub trait Store: Send + Sync {
     /// Reads the records (and the lock state) of these listings, as many at once as the store
     /// allows, and sets their final states. A record that cannot be read is said in its listing.
     fn read_records(&self, listings: &mut [Listing]) -> anyhow::Result<()>;
+    /// When Object Lock holds each of these listings' bundle until (RFC 3339; `None`: not
+    /// locked, or a store without locks), as many asked at once as the store allows.
+    fn locked_until(&self, listings: &[&Listing]) -> anyhow::Result<Vec<Option<String>>> {
+        Ok(vec![None; listings.len()])
+    }
     /// Every backup, oldest first, records read.
     fn list(&self) -> anyhow::Result<Vec<Listing>> {
         let mut all = self.scan()?;

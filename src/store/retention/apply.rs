@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{Candidate, Policy};
 use crate::store::{BackupState, BundleName, Deleted, Listing, Store};
@@ -119,29 +118,28 @@ pub fn apply(
             })
             .collect();
         let decisions = super::plan(&candidates, policy, now);
-        // the dry run reads the lock state of what would be deleted, so that it shows the plan
-        // the real run carries out; the real run learns it from the deletes themselves
-        let due: HashSet<String> = decisions
+        // the lock state of what is due, read before anything is deleted, so that the dry run
+        // shows the plan the real run carries out and the real run spends no request on a
+        // backup Object Lock still holds (a COMPLIANCE lock seen before is remembered)
+        let due: HashSet<&str> = decisions
             .iter()
-            .filter(|d| dry_run && !d.keep)
-            .map(|d| d.name.clone())
+            .filter(|d| !d.keep)
+            .map(|d| d.name.as_str())
             .collect();
-        let mut doomed: Vec<Listing> = listings
-            .into_iter()
-            .filter(|l| due.contains(&l.name))
+        let doomed: Vec<&Listing> = listings
+            .iter()
+            .filter(|l| due.contains(l.name.as_str()))
             .collect();
-        store.read_records(&mut doomed)?;
-        let doomed: HashMap<&str, &Listing> = doomed.iter().map(|l| (l.name.as_str(), l)).collect();
+        let locks: HashMap<String, String> = doomed
+            .iter()
+            .zip(store.locked_until(&doomed)?)
+            .filter_map(|(l, until)| Some((l.name.clone(), until?)))
+            .collect();
         for d in decisions {
-            let locked_until = doomed
-                .get(d.name.as_str())
-                .and_then(|l| l.record.as_ref())
-                .and_then(|r| r.retain_until.as_deref())
-                .filter(|u| OffsetDateTime::parse(u, &Rfc3339).is_ok_and(|u| u > now))
-                .map(str::to_owned);
+            let locked_until = locks.get(&d.name);
             let (action, reason) = if d.keep {
                 (Action::Keep, d.reason)
-            } else if let (true, Some(until)) = (dry_run, &locked_until) {
+            } else if let Some(until) = locked_until {
                 (
                     Action::Locked,
                     format!("{}; Object Lock keeps it until {until}", d.reason),

@@ -11,6 +11,7 @@
 //! The [`Store`] trait is blocking; S3 calls run through [`crate::store::bridge`]. The upload
 //! lives in `upload.rs`, version listing and pinned reads in `versions.rs`.
 
+mod cache;
 mod probe;
 mod upload;
 mod versions;
@@ -73,6 +74,9 @@ pub struct S3Settings {
     pub part_size: usize,
     /// Records and lock states read at once when listing.
     pub list_concurrency: usize,
+    /// Where records and COMPLIANCE locks already read are remembered between runs (see
+    /// `cache.rs`); `None`: ask the store every time.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Default for [`S3Settings::list_concurrency`].
@@ -95,6 +99,7 @@ impl Default for S3Settings {
             allow_mutable: false,
             part_size: DEFAULT_PART_SIZE,
             list_concurrency: DEFAULT_LIST_CONCURRENCY,
+            cache_dir: None,
         }
     }
 }
@@ -199,6 +204,7 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     settings: S3Settings,
+    cache: cache::Cache,
 }
 
 impl S3Store {
@@ -220,11 +226,18 @@ impl S3Store {
             )));
         }
         let client = block(build_client(settings.clone()))?;
+        let prefix = prefix.trim_matches('/').to_owned();
+        let cache = cache::Cache::new(
+            settings.cache_dir.clone(),
+            settings.endpoint.as_deref(),
+            &format!("s3://{bucket}/{prefix}"),
+        );
         Ok(S3Store {
             client,
             bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
+            prefix,
             settings,
+            cache,
         })
     }
 
@@ -287,6 +300,22 @@ impl S3Store {
             LockMode::Governance => ObjectLockMode::Governance,
         };
         (mode, DateTime::from(until))
+    }
+
+    /// A version's Object Lock mode and retain-until date: a COMPLIANCE lock still ahead from
+    /// the cache, else as the server reports it now (HeadObject).
+    async fn lock_state(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> anyhow::Result<(Option<String>, Option<String>)> {
+        if let Some(until) = self.cache.lock(key, version) {
+            return Ok((Some("COMPLIANCE".to_owned()), Some(until)));
+        }
+        let (_, mode, until) = self.fetch_lock(key, Some(version)).await?;
+        self.cache
+            .put_lock(key, version, mode.as_deref(), until.as_deref());
+        Ok((mode, until))
     }
 
     /// A version's size, Object Lock mode and retain-until date (HeadObject).
@@ -482,6 +511,13 @@ impl Store for S3Store {
             format!("{}/", self.prefix)
         };
         let objects = self.versions(&base)?;
+        let full: Vec<(String, &str)> = objects
+            .iter()
+            .flat_map(|(k, v)| v.versions.iter().map(move |v| (k, v.id.as_str())))
+            .map(|(k, id)| (self.key(k), id))
+            .collect();
+        self.cache
+            .listed(full.iter().map(|(k, id)| (k.as_str(), *id)));
         let mut names: Vec<String> = objects
             .keys()
             .filter_map(|k| {
@@ -549,9 +585,10 @@ impl Store for S3Store {
                 let record = self
                     .fetch_record(&record_name(&name), rec_version.as_deref().unwrap_or(""))
                     .await;
-                // lock state as the server reports it now, not as the record remembers it
+                // lock state as the server reports it (or a COMPLIANCE lock it reported
+                // before), not as the record remembers it
                 let lock = match (&record, &bundle_version) {
-                    (Ok(_), Some(v)) => Some(self.fetch_lock(&self.key(&name), Some(v)).await),
+                    (Ok(_), Some(v)) => Some(self.lock_state(&self.key(&name), v).await),
                     _ => None,
                 };
                 (i, record, lock)
@@ -574,7 +611,7 @@ impl Store for S3Store {
                         ));
                     }
                     if let Some(lock) = lock {
-                        let (_, mode, until) = lock?;
+                        let (mode, until) = lock?;
                         r.lock_mode = mode;
                         r.retain_until = until;
                     }
@@ -584,7 +621,30 @@ impl Store for S3Store {
             }
             l.state = state_of(l.size, l.record.as_ref(), &l.tampered);
         }
+        self.cache.save();
         Ok(())
+    }
+
+    fn locked_until(&self, listings: &[&Listing]) -> anyhow::Result<Vec<Option<String>>> {
+        use futures::StreamExt;
+        let now = time::OffsetDateTime::now_utc();
+        let jobs = listings.iter().map(|l| async move {
+            let Some(v) = &l.version_id else {
+                return Ok(None);
+            };
+            let (_, until) = self.lock_state(&self.key(&l.name), v).await?;
+            Ok::<_, anyhow::Error>(until.filter(|u| {
+                time::OffsetDateTime::parse(u, &time::format_description::well_known::Rfc3339)
+                    .is_ok_and(|u| u > now)
+            }))
+        });
+        let out: Vec<anyhow::Result<Option<String>>> = block(
+            futures::stream::iter(jobs)
+                .buffered(self.settings.list_concurrency.max(1))
+                .collect::<Vec<_>>(),
+        );
+        self.cache.save();
+        out.into_iter().collect()
     }
 
     fn open(&self, name: &str) -> anyhow::Result<Box<dyn Read + Send>> {

@@ -180,9 +180,17 @@ impl S3Store {
         }))
     }
 
-    /// One version of a record, or why it cannot be used.
+    /// One version of a record, or why it cannot be used; a version read before comes from
+    /// the cache (a version's bytes never change).
     pub(super) async fn fetch_record(&self, rel: &str, version: &str) -> Result<Record, String> {
         let key = self.key(rel);
+        if let Some(r) = self
+            .cache
+            .record(&key, version)
+            .and_then(|b| Record::parse_limited(&b).ok())
+        {
+            return Ok(r);
+        }
         let vid = version_param(version);
         let bytes = async {
             let out = self
@@ -204,7 +212,9 @@ impl S3Store {
             Ok::<_, String>(buf)
         }
         .await?;
-        Record::parse_limited(&bytes)
+        let record = Record::parse_limited(&bytes)?;
+        self.cache.put_record(&key, version, &bytes);
+        Ok(record)
     }
 }
 

@@ -32,6 +32,7 @@ pub fn cpbackup(dir: &Path) -> Command {
     }
     c.env("CPBACKUP_CONFIG", cfg)
         .env("CPBACKUP_STATE_DIR", dir.join("state"))
+        .env("CPBACKUP_CACHE_DIR", dir.join("cache"))
         .stdin(Stdio::null());
     c
 }
