@@ -19,6 +19,15 @@ cd "$(dirname "$0")/.."
 cpb_bench_args 2,12 counts=COUNTS:"3000 30000" rounds=ROUNDS:3 -- "$@"
 cpb_bench_setup bench-list
 cpb_bench_moto
+MOTO_PID=${PIDS[-1]}
+# measure NAME CMD...: cpb_measure, plus the CPU time the S3 server spent on it (clock ticks)
+measure() {
+  local before after
+  before=$(awk '{print $14 + $15}' "/proc/$MOTO_PID/stat")
+  cpb_measure "$@"
+  after=$(awk '{print $14 + $15}' "/proc/$MOTO_PID/stat")
+  echo "$1 $((after - before))" >>"$WORK/server"
+}
 export CPBACKUP_S3_ENDPOINT=$EP CPBACKUP_S3_PATH_STYLE=true CPBACKUP_CACHE_DIR=$WORK/cache
 age-keygen -o "$WORK/key.txt" 2>/dev/null
 export EP WORK BIN
@@ -50,34 +59,38 @@ with ThreadPoolExecutor(16) as pool:
 PY
   export BUCKET=b$COUNT
   : >"$WORK/times"
+  : >"$WORK/server"
   # what a previous run leaves in the cache
   "$BIN" list --output json --store "s3://$BUCKET/fleet" >/dev/null
   "$BIN" prune --dry-run --keep-last 24 --output json --store "s3://$BUCKET/fleet" >/dev/null
   for _ in $(seq 1 "$ROUNDS"); do
-    cpb_measure boto3 python3 -c "
+    measure boto3 python3 -c "
 import boto3, os
 s3 = boto3.client('s3', endpoint_url=os.environ['EP'])
 n = 0
 for page in s3.get_paginator('list_object_versions').paginate(Bucket=os.environ['BUCKET'], Prefix='fleet/'):
     n += len(page.get('Versions', []))
 print(n)"
-    cpb_measure list "$BIN" list --no-cache --output json --store "s3://$BUCKET/fleet"
-    cpb_measure list-cached "$BIN" list --output json --store "s3://$BUCKET/fleet"
-    cpb_measure summary "$BIN" list --summary --store "s3://$BUCKET/fleet"
-    cpb_measure fast "$BIN" list --fast --output json --store "s3://$BUCKET/fleet"
-    cpb_measure latest bash -c '"$BIN" verify --no-cache --ciphertext-only --latest --store "s3://$BUCKET/fleet" >/dev/null 2>&1; true'
-    cpb_measure latest-cached bash -c '"$BIN" verify --ciphertext-only --latest --store "s3://$BUCKET/fleet" >/dev/null 2>&1; true'
-    cpb_measure prune "$BIN" prune --no-cache --dry-run --keep-last 24 --output json --store "s3://$BUCKET/fleet"
-    cpb_measure prune-cached "$BIN" prune --dry-run --keep-last 24 --output json --store "s3://$BUCKET/fleet"
+    measure list "$BIN" list --no-cache --output json --store "s3://$BUCKET/fleet"
+    measure list-cached "$BIN" list --output json --store "s3://$BUCKET/fleet"
+    measure summary "$BIN" list --summary --store "s3://$BUCKET/fleet"
+    measure fast "$BIN" list --fast --output json --store "s3://$BUCKET/fleet"
+    measure latest bash -c '"$BIN" verify --no-cache --ciphertext-only --latest --store "s3://$BUCKET/fleet" >/dev/null 2>&1; true'
+    measure latest-cached bash -c '"$BIN" verify --ciphertext-only --latest --store "s3://$BUCKET/fleet" >/dev/null 2>&1; true'
+    measure prune "$BIN" prune --no-cache --dry-run --keep-last 24 --output json --store "s3://$BUCKET/fleet"
+    measure prune-cached "$BIN" prune --dry-run --keep-last 24 --output json --store "s3://$BUCKET/fleet"
   done
-  python3 - "$WORK/times" "$COUNT" <<'PY'
+  python3 - "$WORK/times" "$COUNT" "$WORK/server" "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+server = [l.split() for l in open(sys.argv[3]) if l.strip()]
+tck = float(sys.argv[4])
 med = lambda n: statistics.median(float(r[1]) for r in rows if r[0] == n)
+cpu = lambda n: statistics.median(int(r[1]) / tck for r in server if r[0] == n)
 rss = lambda n: max(int(r[2]) for r in rows if r[0] == n) / 1024
 b = med("boto3")
 print("\n%s backups (%d keys) on moto with Object Lock" % (sys.argv[2], 2 * int(sys.argv[2])))
-print("%-50s %8s %7s %10s" % ("", "seconds", "ratio", "peak RSS"))
+print("%-50s %8s %7s %10s %11s" % ("", "seconds", "ratio", "peak RSS", "server CPU"))
 for name, what, goal in [("boto3", "boto3 list_object_versions (baseline)", None),
                          ("list", "cpbackup list --output json (--no-cache)", 2.0),
                          ("list-cached", "cpbackup list --output json (cache)", 2.0),
@@ -88,6 +101,7 @@ for name, what, goal in [("boto3", "boto3 list_object_versions (baseline)", None
                          ("prune", "prune --dry-run --keep-last 24 (--no-cache)", 1.5),
                          ("prune-cached", "prune --dry-run --keep-last 24 (cache)", 1.5)]:
     m = med(name)
-    print("%-50s %8.2f %6.2fx %7.0f MiB%s" % (what, m, m / b, rss(name), "" if goal is None else "  (goal <= %.1fx)" % goal))
+    print("%-50s %8.2f %6.2fx %7.0f MiB %9.2f s%s" % (what, m, m / b, rss(name), cpu(name),
+          "" if goal is None else "  (goal <= %.1fx)" % goal))
 PY
 done
