@@ -49,7 +49,7 @@ async fn backup(job: &BackupJob, textfile: Option<PathBuf>, s: &Settings) -> any
         }
     }
     let report = result.map_err(|f| f.error)?;
-    output::emit(s.output, &report, |r| {
+    output::emit(s.output, "BackupReport", &report, |r| {
         let mut s = format!(
             "{}  revision {}  snapshot {}  bundle {}  {:.1}s",
             r.name,

@@ -28,7 +28,7 @@ pub fn run(args: &DoctorArgs, s: &Settings) -> anyhow::Result<()> {
         max_backup_age,
     };
     let report = doctor::run(&job, &opts);
-    output::emit(s.output, &report, text).map_err(output::stdout_error)?;
+    output::emit(s.output, "DoctorReport", &report, text).map_err(output::stdout_error)?;
     let failed: Vec<&str> = report
         .checks
         .iter()

@@ -22,7 +22,7 @@ pub fn run(args: &ExportArgs, s: &Settings) -> anyhow::Result<()> {
     )
     .map_err(|e| e.context(format!("exporting {}", chosen.listing.name)))?;
     tracing::warn!(dir = %args.out.display(), "the exported files are NOT encrypted and hold every control-plane key; delete them after the restore");
-    output::emit(s.output, &out, |o| {
+    output::emit(s.output, "ExportReport", &out, |o| {
         let mut s = format!(
             "{}\n{}",
             o.snapshot.display(),

@@ -139,8 +139,12 @@ pub fn run(args: &ExtractArgs, s: &Settings) -> anyhow::Result<()> {
     // the objects may be on stdout: the report goes to stderr then
     let text = summary(&report, args.with_cluster_deps);
     match (format, written.is_some()) {
-        (OutputFormat::Json, true) => println!("{}", serde_json::to_string_pretty(&report)?),
-        (OutputFormat::Json, false) => eprintln!("{}", serde_json::to_string_pretty(&report)?),
+        (OutputFormat::Json, true) => {
+            println!("{}", crate::output::json_text("ExtractReport", &report)?)
+        }
+        (OutputFormat::Json, false) => {
+            eprintln!("{}", crate::output::json_text("ExtractReport", &report)?)
+        }
         (OutputFormat::Text, true) => println!("{text}"),
         (OutputFormat::Text, false) => eprintln!("{text}"),
     }
@@ -288,7 +292,7 @@ fn apply(
             applied: Some(&results),
             ..Report::new(name, found)
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", crate::output::json_text("ApplyReport", &report)?);
     } else {
         for u in &found.undecoded {
             eprintln!("not applied, not decoded: {}: {}", u.key, u.reason);

@@ -53,7 +53,9 @@ pub fn run(args: &InspectArgs, s: &Settings) -> anyhow::Result<()> {
         source: name,
         report,
     };
-    output::emit(s.output, &out, |o| text(o, args.by, args.top))
+    output::emit(s.output, "SnapshotReport", &out, |o| {
+        text(o, args.by, args.top)
+    })
 }
 
 fn text(o: &Output, by: GroupBy, top: usize) -> String {

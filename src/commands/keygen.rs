@@ -32,7 +32,7 @@ pub fn run(args: &KeygenArgs, s: &Settings) -> anyhow::Result<()> {
             signing_key_file: args.out.display().to_string(),
             public_key: public,
         };
-        return output::emit(format, &report, |r| r.public_key.clone());
+        return output::emit(format, "SigningKey", &report, |r| r.public_key.clone());
     }
     let recipient = keys::generate_identity_file(&args.out)?;
     tracing::info!(
@@ -44,5 +44,5 @@ pub fn run(args: &KeygenArgs, s: &Settings) -> anyhow::Result<()> {
         fingerprint: keys::fingerprint(&recipient),
         recipient,
     };
-    output::emit(format, &report, |r| r.recipient.clone())
+    output::emit(format, "Key", &report, |r| r.recipient.clone())
 }

@@ -271,7 +271,7 @@ impl Ui for Terminal {
             steps: j.steps.iter().map(|s| &s.step).collect(),
             changes: &j.changes,
         };
-        output::emit(self.format, &report, |r| {
+        output::emit(self.format, "RestorePlan", &report, |r| {
             let mut s = format!(
                 "{} plan ({} node{}), journal {}:",
                 r.operation.as_str(),
@@ -360,7 +360,7 @@ impl Terminal {
             "previous_etcd_data": aside,
             "next_steps": next,
         });
-        output::emit(self.format, &json, |_| {
+        output::emit(self.format, "RestoreReport", &json, |_| {
             let mut s = format!("{} {} completed.", j.operation.as_str(), j.id);
             for a in &aside {
                 s.push_str(&format!("\nThe previous etcd data is kept in {a}."));

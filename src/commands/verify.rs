@@ -78,7 +78,7 @@ fn full(
                 details: Some(rep),
                 tampered: chosen.listing.tampered.clone(),
             };
-            output::emit(format, &report, |r| {
+            output::emit(format, "VerifyReport", &report, |r| {
                 let d = r.details.as_ref().expect("ok report has details");
                 let meta = d.snapshot.meta.as_ref();
                 format!(
@@ -129,7 +129,7 @@ fn emit_failure(
             details: None,
             tampered: tampered.to_vec(),
         };
-        output::emit(format, &r, |_| String::new())?;
+        output::emit(format, "VerifyReport", &r, |_| String::new())?;
     }
     Ok(())
 }
@@ -143,7 +143,7 @@ fn ciphertext_only(
     let chosen = choose(which, stores)?;
     let report = crate::store::integrity::check(&chosen.listing, chosen.reader)
         .with_context(|| format!("reading {}", chosen.listing.name))?;
-    output::emit(format, &report, |r| {
+    output::emit(format, "CiphertextReport", &report, |r| {
         let mut s = format!(
             "{} {} (ciphertext only: no key was used)\n  {} bytes, sha256 {}",
             if r.ok { "OK" } else { "FAILED" },

@@ -45,12 +45,34 @@ fn type_ok(ty: &str, v: &Value) -> bool {
     }
 }
 
-/// Checks one object against a section; returns how many fields were checked.
+/// The `kind` a section documents (the literal in its `kind` row's meaning cell).
+fn documented_kind(section: &str) -> Option<String> {
+    let text =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/output.md")).unwrap();
+    let mut current = "";
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("## ") {
+            current = t.trim();
+        } else if current == section
+            && let Some(rest) = line.strip_prefix("| `kind` | string | `")
+        {
+            return rest.split('`').next().map(str::to_owned);
+        }
+    }
+    None
+}
+
+/// Checks one object against a section (its `kind` too, where the section documents one);
+/// returns how many fields were checked.
 pub fn conforms(section: &str, v: &Value) -> usize {
     let docs = documented();
     let fields = docs
         .get(section)
         .unwrap_or_else(|| panic!("docs/output.md has no section {section}"));
+    if let Some(kind) = documented_kind(section) {
+        assert_eq!(v["kind"], kind.as_str(), "{section}: kind");
+        assert_eq!(v["format_version"], 1, "{section}: format_version");
+    }
     let obj = v
         .as_object()
         .unwrap_or_else(|| panic!("{section}: not an object: {v}"));
