@@ -27,7 +27,7 @@ pub struct FileConfig {
     pub cluster_name: Option<String>,
     /// `node_name`: this node's name (default from the etcd certificate, else the hostname).
     pub node_name: Option<String>,
-    /// `state_dir`: node lock, metrics state, restore journal.
+    /// `state_dir`: node lock, metrics state, restore journal, S3 cache.
     pub state_dir: Option<PathBuf>,
     /// `static_pods`: auto, openshift, kubeadm or none.
     pub static_pods: Option<StaticPodsMode>,

@@ -138,8 +138,8 @@ impl Settings {
         Ok(ids)
     }
 
-    /// The state directory (node lock, metrics state, restore journal): flag, file, else
-    /// /var/lib/cpbackup on the host; for a user other than root on the machine itself (a
+    /// The state directory (node lock, metrics state, restore journal, S3 cache): flag, file,
+    /// else /var/lib/cpbackup on the host; for a user other than root on the machine itself (a
     /// workstation trying it out), `$XDG_STATE_HOME/cpbackup` (`~/.local/state/cpbackup`).
     pub fn state_dir(&self, flag: Option<&Path>) -> PathBuf {
         flag.map(Path::to_path_buf)
