@@ -15,33 +15,55 @@ pub enum OutputFormat {
 /// fields may appear at any time).
 pub const FORMAT_VERSION: u32 = 1;
 
-/// `value` as JSON, each document object saying what it is: `kind` and `format_version` first
-/// in the object itself, or in each object of a top-level array (`list`, `prune`).
-pub fn stamped<T: Serialize>(kind: &str, value: &T) -> serde_json::Result<serde_json::Value> {
-    use serde_json::{Map, Value};
-    let stamp = |v: Value| match v {
-        Value::Object(fields) => {
-            let mut o = Map::with_capacity(fields.len() + 2);
-            o.insert("kind".into(), kind.into());
-            o.insert("format_version".into(), FORMAT_VERSION.into());
-            o.extend(fields);
-            Value::Object(o)
-        }
-        other => other,
-    };
-    Ok(match serde_json::to_value(value)? {
-        Value::Array(items) => Value::Array(items.into_iter().map(stamp).collect()),
-        v => stamp(v),
+/// A document object saying what it is: `kind` and `format_version` first, then the fields of
+/// `body` (a struct or a map), serialized as they stream (nothing is built in between).
+#[derive(Serialize)]
+struct Stamped<'a, T: ?Sized> {
+    kind: &'a str,
+    format_version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// `value` (a struct or a map) as pretty JSON text, stamped with `kind` (see [`Stamped`]).
+pub fn json_text<T: Serialize + ?Sized>(kind: &str, value: &T) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(&Stamped {
+        kind,
+        format_version: FORMAT_VERSION,
+        body: value,
     })
 }
 
-/// `value` stamped with `kind` (see [`stamped`]) as pretty JSON text.
-pub fn json_text<T: Serialize>(kind: &str, value: &T) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(&stamped(kind, value)?)
+/// `items` as a pretty JSON array, each object stamped with `kind`.
+pub fn json_text_each<T: Serialize>(kind: &str, items: &[T]) -> serde_json::Result<String> {
+    let stamped: Vec<Stamped<'_, T>> = items
+        .iter()
+        .map(|body| Stamped {
+            kind,
+            format_version: FORMAT_VERSION,
+            body,
+        })
+        .collect();
+    serde_json::to_string_pretty(&stamped)
 }
 
-/// Prints `value` as pretty JSON (its objects of kind `kind`, see [`stamped`]), or calls `text`
-/// for the human form.
+/// Prints `items` as a JSON array of objects of kind `kind` (see [`json_text_each`]), or calls
+/// `text` for the human form.
+pub fn emit_each<T: Serialize>(
+    format: OutputFormat,
+    kind: &str,
+    items: &[T],
+    text: impl FnOnce(&[T]) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", json_text_each(kind, items)?),
+        OutputFormat::Text => print_text(text(items)),
+    }
+    Ok(())
+}
+
+/// Prints `value` (a struct or a map) as a pretty JSON object of kind `kind` (see
+/// [`json_text`]), or calls `text` for the human form.
 pub fn emit<T: Serialize>(
     format: OutputFormat,
     kind: &str,
@@ -50,14 +72,15 @@ pub fn emit<T: Serialize>(
 ) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json => println!("{}", json_text(kind, value)?),
-        OutputFormat::Text => {
-            let s = text(value);
-            if !s.is_empty() {
-                println!("{}", s.trim_end());
-            }
-        }
+        OutputFormat::Text => print_text(text(value)),
     }
     Ok(())
+}
+
+fn print_text(s: String) {
+    if !s.is_empty() {
+        println!("{}", s.trim_end());
+    }
 }
 
 /// Human size with binary units (e.g. "1.5 GiB").
@@ -127,27 +150,43 @@ mod tests {
 
     #[test]
     fn every_document_object_says_its_kind_first() {
-        let one = stamped(
+        let one = json_text(
             "VerifyReport",
             &serde_json::json!({"name": "n", "details": {"a": 1}}),
         )
         .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
         assert_eq!(
-            serde_json::to_string(&one).unwrap(),
+            serde_json::to_string(&v).unwrap(),
             r#"{"kind":"VerifyReport","format_version":1,"name":"n","details":{"a":1}}"#,
             "first, and only at the top"
         );
-        let many = stamped(
-            "Backup",
-            &serde_json::json!([{"name": "a", "record": {"format_version": 1}}, {"name": "b"}]),
-        )
-        .unwrap();
+        #[derive(Serialize)]
+        struct Item {
+            name: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            size: Option<u64>,
+            record: serde_json::Value,
+        }
+        let items = [
+            Item {
+                name: "a",
+                size: Some(1),
+                record: serde_json::json!({"format_version": 1}),
+            },
+            Item {
+                name: "b",
+                size: None,
+                record: serde_json::Value::Null,
+            },
+        ];
+        let many: serde_json::Value =
+            serde_json::from_str(&json_text_each("Backup", &items).unwrap()).unwrap();
         assert_eq!(many[0]["kind"], "Backup");
         assert_eq!(many[1]["format_version"], FORMAT_VERSION);
+        assert_eq!(many[0]["size"], 1);
+        assert!(many[1].get("size").is_none(), "skipped fields stay skipped");
         assert!(many[0]["record"].get("kind").is_none());
-        assert_eq!(
-            stamped("Backup", &Vec::<u8>::new()).unwrap(),
-            serde_json::json!([])
-        );
+        assert_eq!(json_text_each::<Item>("Backup", &[]).unwrap(), "[]");
     }
 }

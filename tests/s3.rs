@@ -252,9 +252,12 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
     assert!(text.contains("pending: s3://locked/prod"), "{text}");
     assert_eq!(bucket_state(&moto, "locked"), (0, 0));
 
-    // S3 back: --upload-pending copies it, with its lock, and clears the mark.
+    // S3 back: --upload-pending copies it, with its lock, and clears the mark; one PendingCopy
+    // per copy in JSON.
     let mut c = moto.cpbackup(dir);
     c.args([
+        "--output",
+        "json",
         "backup",
         "--upload-pending",
         "--store",
@@ -264,7 +267,12 @@ fn unreachable_s3_keeps_the_local_copy_pending_until_upload_pending() {
     ]);
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("uploaded"), "{}", stdout(&o));
+    let copied: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(copied.as_array().map(Vec::len), Some(1), "{copied}");
+    assert_eq!(copied[0]["kind"], "PendingCopy");
+    assert_eq!(copied[0]["format_version"], 1);
+    assert_eq!(copied[0]["ok"], true);
+    assert_eq!(copied[0]["to"], "s3://locked/prod", "{copied}");
     let mut c = cpbackup(dir);
     c.args(["list", "--output", "json", "--store", local_s]);
     let l: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();

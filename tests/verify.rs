@@ -453,6 +453,10 @@ fn ciphertext_only_needs_no_key_and_catches_changed_bytes() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        (&v["kind"], &v["format_version"]),
+        (&"CiphertextReport".into(), &1.into())
+    );
     let rec: serde_json::Value =
         serde_json::from_slice(&fs::read(format!("{}.json", f.bundle.display())).unwrap()).unwrap();
     assert_eq!(v["sha256"], rec["bundle_sha256"]);

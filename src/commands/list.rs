@@ -88,7 +88,7 @@ fn show(
             "--fast: records and lock state not read; backups with both files show as `unchecked`"
         );
     }
-    output::emit(format, "Backup", &all, |all| {
+    output::emit_each(format, "Backup", &all, |all| {
         if all.is_empty() {
             return "no backups".into();
         }
@@ -171,7 +171,7 @@ fn notes(l: &Listing) -> String {
 /// `list --summary`: a line per cluster.
 fn summary(all: &[Listing], format: OutputFormat) -> anyhow::Result<()> {
     let lines = query::summarize(all, time::OffsetDateTime::now_utc());
-    output::emit(format, "ClusterSummary", &lines, |lines| {
+    output::emit_each(format, "ClusterSummary", &lines, |lines| {
         if lines.is_empty() {
             return "no backups".into();
         }

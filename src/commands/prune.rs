@@ -25,7 +25,7 @@ pub fn run(args: &PruneArgs, s: &Settings) -> anyhow::Result<()> {
         dry_run = args.dry_run,
         "prune finished"
     );
-    output::emit(s.output, "PruneDecision", &rows, |rows| {
+    output::emit_each(s.output, "PruneDecision", &rows, |rows| {
         if rows.is_empty() {
             return "no backups".into();
         }

@@ -14,7 +14,7 @@ pub fn run(args: &BackupSettings, s: &Settings) -> anyhow::Result<()> {
     let _lock = NodeLock::acquire(&state_dir, "upload-pending")?;
     let done = upload_all(&specs)?;
     let failed = done.iter().filter(|c| !c.ok).count();
-    output::emit(s.output, "PendingCopy", &done, |d| {
+    output::emit_each(s.output, "PendingCopy", &done, |d| {
         if d.is_empty() {
             return "nothing pending".into();
         }
