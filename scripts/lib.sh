@@ -157,7 +157,17 @@ cpb_bench_setup() {
   fi
   WORK=$(mktemp -d "/var/tmp/cpbackup-$1.XXXXXX")
   PIDS=()
-  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+  trap 'cpb_stop_all; rm -rf "$WORK"' EXIT
+}
+
+# cpb_stop_all: stops every PID in PIDS; one still running 5 s after SIGTERM (a moto server
+# busy with a 10,000-backup listing) gets SIGKILL.
+cpb_stop_all() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true
+  done
 }
 
 # cpb_bench_moto: a moto S3 server (Object Lock capable) on 127.0.0.1 for a benchmark; sets EP,
