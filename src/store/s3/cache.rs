@@ -1,6 +1,7 @@
 //! What an S3 store remembers between runs, so that a fleet's `list` and `prune` cost one
-//! listing rather than two requests per backup. One file per store (`<cache dir>/s3/<id>.json`,
-//! 0600 in a 0700 directory), holding only what cannot have changed on the server:
+//! listing rather than two requests per backup. Under `<cache dir>/s3/<store id>/`, one file
+//! per cluster (0600, directories 0700), so that a command about one cluster of a shared bucket
+//! loads only that cluster's. It holds only what cannot have changed on the server:
 //! - records already read, by object version: the bytes of a version never change, so a record
 //!   read once is that version's record (it is parsed and checked again on every use);
 //! - COMPLIANCE locks: such a lock can be extended but never shortened or lifted, so a version
@@ -8,7 +9,7 @@
 //!   them) and expired locks are asked for every time.
 //!
 //! The listing itself is never cached: every run still sees new, overwritten and deleted keys.
-//! Losing or damaging the file costs only the requests (a damaged file is said, then replaced);
+//! Losing or damaging a file costs only the requests (a damaged file is said, then replaced);
 //! writing it back keeps only the versions the last listing still showed.
 
 use std::collections::{HashMap, HashSet};
@@ -32,18 +33,27 @@ struct Saved {
     locks: HashMap<String, String>,
 }
 
+/// One cluster's file, loaded.
 #[derive(Default)]
-struct State {
-    loaded: bool,
+struct Shard {
     dirty: bool,
     saved: Saved,
+}
+
+#[derive(Default)]
+struct State {
+    /// By file name.
+    shards: HashMap<String, Shard>,
     /// `"<key>\n<version>"` of every version the last listing of this run showed.
     listed: Option<HashSet<String>>,
 }
 
-/// The cache of one store (no file: remembers nothing across runs).
+/// The cache of one store (no directory: remembers nothing across runs).
 pub(super) struct Cache {
-    path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    /// The store's prefix with its slash (`""` for a whole bucket), stripped from keys to find
+    /// their cluster.
+    prefix: String,
     state: Mutex<State>,
 }
 
@@ -55,48 +65,69 @@ fn future(until: &str, now: OffsetDateTime) -> bool {
     OffsetDateTime::parse(until, &Rfc3339).is_ok_and(|u| u > now)
 }
 
+fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text)[..16])
+}
+
 impl Cache {
-    /// The cache of the store at `location` on `endpoint`, under `dir` (`None`: no cache).
-    pub(super) fn new(dir: Option<PathBuf>, endpoint: Option<&str>, location: &str) -> Cache {
-        let path = dir.map(|d| {
-            let id = Sha256::digest(format!("{}\n{location}", endpoint.unwrap_or("aws")));
-            d.join("s3")
-                .join(format!("{}.json", hex::encode(&id[..16])))
-        });
+    /// The cache of the store `s3://<bucket>/<prefix>` on `endpoint`, under `dir` (`None`: no
+    /// cache).
+    pub(super) fn new(
+        dir: Option<PathBuf>,
+        endpoint: Option<&str>,
+        bucket: &str,
+        prefix: &str,
+    ) -> Cache {
+        let id = short_hash(&format!(
+            "{}\ns3://{bucket}/{prefix}",
+            endpoint.unwrap_or("aws")
+        ));
         Cache {
-            path,
+            dir: dir.map(|d| d.join("s3").join(id)),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
             state: Mutex::new(State::default()),
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    /// The file holding `key`'s cluster (the first component below the prefix).
+    fn file_of(&self, key: &str) -> String {
+        let rel = key.strip_prefix(&self.prefix).unwrap_or(key);
+        format!("{}.json", short_hash(rel.split('/').next().unwrap_or("")))
+    }
+
+    /// Runs `f` on the shard of `key` (loaded at first use); `None` without a directory.
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Shard) -> R) -> Option<R> {
+        let dir = self.dir.as_ref()?;
+        let file = self.file_of(key);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !s.loaded {
-            s.loaded = true;
-            if let Some(path) = &self.path {
-                s.saved = load(path);
-            }
-        }
-        f(&mut s)
+        let shard = s.shards.entry(file).or_insert_with_key(|file| Shard {
+            dirty: false,
+            saved: load(&dir.join(file)),
+        });
+        Some(f(shard))
     }
 
     /// The record bytes remembered for this version.
     pub(super) fn record(&self, key: &str, version: &str) -> Option<Vec<u8>> {
-        self.path.as_ref()?;
-        self.with(|s| {
+        self.with(key, |s| {
             s.saved
                 .records
                 .get(&entry(key, version))
                 .map(|r| r.clone().into_bytes())
         })
+        .flatten()
     }
 
     /// Remembers a record that parsed.
     pub(super) fn put_record(&self, key: &str, version: &str, bytes: &[u8]) {
-        let (Some(_), Ok(text)) = (&self.path, std::str::from_utf8(bytes)) else {
+        let Ok(text) = std::str::from_utf8(bytes) else {
             return;
         };
-        self.with(|s| {
+        self.with(key, |s| {
             s.saved.records.insert(entry(key, version), text.to_owned());
             s.dirty = true;
         });
@@ -104,15 +135,15 @@ impl Cache {
 
     /// The retain-until date of a COMPLIANCE lock remembered for this version, if still ahead.
     pub(super) fn lock(&self, key: &str, version: &str) -> Option<String> {
-        self.path.as_ref()?;
         let now = OffsetDateTime::now_utc();
-        self.with(|s| {
+        self.with(key, |s| {
             s.saved
                 .locks
                 .get(&entry(key, version))
                 .filter(|u| future(u, now))
                 .cloned()
         })
+        .flatten()
     }
 
     /// Remembers a lock the server reported, if it is COMPLIANCE and still ahead.
@@ -123,13 +154,13 @@ impl Cache {
         mode: Option<&str>,
         until: Option<&str>,
     ) {
-        let (Some(_), Some("COMPLIANCE"), Some(until)) = (&self.path, mode, until) else {
+        let (Some("COMPLIANCE"), Some(until)) = (mode, until) else {
             return;
         };
         if !future(until, OffsetDateTime::now_utc()) {
             return;
         }
-        self.with(|s| {
+        self.with(key, |s| {
             s.saved.locks.insert(entry(key, version), until.to_owned());
             s.dirty = true;
         });
@@ -137,48 +168,48 @@ impl Cache {
 
     /// The versions a listing showed (`(key, version)`): what is written back is limited to them.
     pub(super) fn listed<'a>(&self, versions: impl Iterator<Item = (&'a str, &'a str)>) {
-        if self.path.is_none() {
+        if self.dir.is_none() {
             return;
         }
         let set = versions.map(|(k, v)| entry(k, v)).collect();
-        self.with(|s| s.listed = Some(set));
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).listed = Some(set);
     }
 
-    /// Writes what was learnt back (nothing when nothing was). A failure is logged, never fatal.
+    /// Writes what was learnt back (only the files that changed). A failure is logged, never
+    /// fatal.
     pub(super) fn save(&self) {
-        let Some(path) = &self.path else { return };
-        let bytes = self.with(|s| {
-            if !s.dirty {
-                return None;
+        let Some(dir) = &self.dir else { return };
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { shards, listed } = &mut *s;
+        let now = OffsetDateTime::now_utc();
+        for (file, shard) in shards.iter_mut().filter(|(_, sh)| sh.dirty) {
+            shard.dirty = false;
+            let saved = &mut shard.saved;
+            saved.locks.retain(|_, u| future(u, now));
+            if let Some(listed) = listed {
+                saved.records.retain(|k, _| listed.contains(k));
+                saved.locks.retain(|k, _| listed.contains(k));
             }
-            s.dirty = false;
-            let now = OffsetDateTime::now_utc();
-            s.saved.locks.retain(|_, u| future(u, now));
-            if let Some(listed) = &s.listed {
-                s.saved.records.retain(|k, _| listed.contains(k));
-                s.saved.locks.retain(|k, _| listed.contains(k));
-            }
-            serde_json::to_vec(&s.saved).ok()
-        });
-        let Some(bytes) = bytes else { return };
-        let written = path
-            .parent()
-            .map(|dir| {
+            let written = {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
-            })
-            .unwrap_or(Ok(()))
-            .map_err(anyhow::Error::from)
-            .and_then(|()| crate::fsutil::write_atomically(path, &bytes, 0o600));
-        if let Err(e) = written {
-            tracing::warn!(
-                file = %path.display(),
-                error = %format!("{e:#}"),
-                "could not save the S3 cache; the next listing asks the store again (give a writable --cache-dir, or --no-cache)"
-            );
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| Ok(serde_json::to_vec(saved)?))
+                    .and_then(|bytes| {
+                        crate::fsutil::write_atomically(&dir.join(file), &bytes, 0o600)
+                    })
+            };
+            if let Err(e) = written {
+                tracing::warn!(
+                    file = %dir.join(file).display(),
+                    error = %format!("{e:#}"),
+                    "could not save the S3 cache; the next listing asks the store again (give a writable --cache-dir, or --no-cache)"
+                );
+                return;
+            }
         }
     }
 }
@@ -211,60 +242,72 @@ mod tests {
         t.format(&Rfc3339).unwrap()
     }
 
+    fn cache(dir: &std::path::Path, endpoint: &str) -> Cache {
+        Cache::new(Some(dir.into()), Some(endpoint), "b", "p")
+    }
+
     #[test]
     fn remembers_records_and_compliance_locks_across_runs_only() {
         let dir = tempfile::tempdir().unwrap();
         let ahead = rfc(OffsetDateTime::now_utc() + time::Duration::days(1));
         let past = rfc(OffsetDateTime::now_utc() - time::Duration::days(1));
-        let c = Cache::new(Some(dir.path().into()), Some("http://x"), "s3://b/p");
-        c.put_record("k.json", "v1", b"{\"a\":1}");
-        c.put_lock("k.cpb", "v2", Some("COMPLIANCE"), Some(&ahead));
-        c.put_lock("g.cpb", "v3", Some("GOVERNANCE"), Some(&ahead));
-        c.put_lock("e.cpb", "v4", Some("COMPLIANCE"), Some(&past));
+        let c = cache(dir.path(), "http://x");
+        c.put_record("p/a/n/k.json", "v1", b"{\"a\":1}");
+        c.put_lock("p/a/n/k.cpb", "v2", Some("COMPLIANCE"), Some(&ahead));
+        c.put_lock("p/a/n/g.cpb", "v3", Some("GOVERNANCE"), Some(&ahead));
+        c.put_lock("p/a/n/e.cpb", "v4", Some("COMPLIANCE"), Some(&past));
+        c.put_record("p/b/n/k.json", "v5", b"{}");
         c.save();
 
-        let again = Cache::new(Some(dir.path().into()), Some("http://x"), "s3://b/p");
-        assert_eq!(again.record("k.json", "v1").unwrap(), b"{\"a\":1}");
+        let again = cache(dir.path(), "http://x");
+        assert_eq!(again.record("p/a/n/k.json", "v1").unwrap(), b"{\"a\":1}");
         assert_eq!(
-            again.record("k.json", "other"),
+            again.record("p/a/n/k.json", "other"),
             None,
             "by version, not by key"
         );
-        assert_eq!(again.lock("k.cpb", "v2"), Some(ahead.clone()));
+        assert_eq!(again.lock("p/a/n/k.cpb", "v2"), Some(ahead.clone()));
         assert_eq!(
-            again.lock("g.cpb", "v3"),
+            again.lock("p/a/n/g.cpb", "v3"),
             None,
             "governance locks can be lifted"
         );
         assert_eq!(
-            again.lock("e.cpb", "v4"),
+            again.lock("p/a/n/e.cpb", "v4"),
             None,
             "expired locks are asked for"
         );
+        assert_eq!(again.record("p/b/n/k.json", "v5").unwrap(), b"{}");
+        // one file per cluster: reading cluster a's loaded only a's
+        assert_eq!(again.state.lock().unwrap().shards.len(), 2);
+        let only_a = cache(dir.path(), "http://x");
+        only_a.record("p/a/n/k.json", "v1");
+        assert_eq!(only_a.state.lock().unwrap().shards.len(), 1);
 
-        // another store (or endpoint) has its own file
-        let other = Cache::new(Some(dir.path().into()), Some("http://y"), "s3://b/p");
-        assert_eq!(other.record("k.json", "v1"), None);
+        // another endpoint (or store) has its own files
+        let other = cache(dir.path(), "http://y");
+        assert_eq!(other.record("p/a/n/k.json", "v1"), None);
 
         // written back: only what the last listing still showed
-        again.listed([("k.cpb", "v2")].into_iter());
-        again.put_record("n.json", "v9", b"{}");
+        again.listed([("p/a/n/k.cpb", "v2")].into_iter());
+        again.put_record("p/a/n/n.json", "v9", b"{}");
         again.save();
-        let third = Cache::new(Some(dir.path().into()), Some("http://x"), "s3://b/p");
-        assert_eq!(third.record("k.json", "v1"), None);
-        assert_eq!(third.lock("k.cpb", "v2"), Some(ahead));
+        let third = cache(dir.path(), "http://x");
+        assert_eq!(third.record("p/a/n/k.json", "v1"), None);
+        assert_eq!(third.lock("p/a/n/k.cpb", "v2"), Some(ahead));
 
-        let path = third.path.clone().unwrap();
+        let store_dir = third.dir.clone().unwrap();
+        let path = store_dir.join(third.file_of("p/a/n/k.cpb"));
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&store_dir), 0o700);
 
         // a damaged file is ignored, then replaced
         std::fs::write(&path, b"{not json").unwrap();
-        let damaged = Cache::new(Some(dir.path().into()), Some("http://x"), "s3://b/p");
-        assert_eq!(damaged.lock("k.cpb", "v2"), None);
-        damaged.put_record("k.json", "v1", b"{}");
+        let damaged = cache(dir.path(), "http://x");
+        assert_eq!(damaged.lock("p/a/n/k.cpb", "v2"), None);
+        damaged.put_record("p/a/n/k.json", "v1", b"{}");
         damaged.save();
         assert!(
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&path).unwrap()).is_ok()
@@ -273,7 +316,7 @@ mod tests {
 
     #[test]
     fn without_a_directory_nothing_is_remembered() {
-        let c = Cache::new(None, None, "s3://b/p");
+        let c = Cache::new(None, None, "b", "");
         c.put_record("k", "v", b"{}");
         c.put_lock(
             "k",

@@ -230,7 +230,8 @@ impl S3Store {
         let cache = cache::Cache::new(
             settings.cache_dir.clone(),
             settings.endpoint.as_deref(),
-            &format!("s3://{bucket}/{prefix}"),
+            bucket,
+            &prefix,
         );
         Ok(S3Store {
             client,
