@@ -380,3 +380,91 @@ fn a_reader_closing_the_pipe_ends_it_quietly() {
         assert_eq!(stderr(&o), "", "nothing to say when the reader left");
     }
 }
+
+/// What anyone with PutObject can write into an S3 store, listed twice: the second time
+/// (records and locks from the cache) every backup keeps the state the first listing gave it.
+/// A record that does not parse is never remembered (asked for again), a record that lies is
+/// remembered but judged again, and a record key written over after it was cached still reads
+/// the original and still shows as tampered.
+#[test]
+fn crafted_records_keep_their_state_when_read_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let moto = Moto::start(dir);
+    moto.create_bucket("locked", true);
+    plant(&moto, 2);
+    let crafted = |name: &str, body: &str, record: &str| {
+        moto.py(&format!(
+            r#"
+until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
+for key, data in [('fleet/{name}', b'x' * 100), ('fleet/{name}.json', {record:?}.encode())]:
+    s3.put_object(Bucket='locked', Key=key, Body=data, ObjectLockMode='COMPLIANCE',
+        ObjectLockRetainUntilDate=until)
+"#,
+            record = record.replace("BODY", body),
+        ))
+    };
+    let lying = "c/m1/20200101T000000Z-rev1.cpb";
+    let broken = "c/m1/20200101T010000Z-rev2.cpb";
+    let record = r#"{"format_version": 1, "name": "NAME", "created": "2020-01-01T00:00:00Z", "cluster": "c", "node": "m1", "etcd_revision": 1, "etcd_version": "3.5.1", "etcd_member_id": "1", "etcd_cluster_id": "2", "snapshot_size": 1, "bundle_size": 7, "bundle_sha256": "00", "recipients": [], "forced": false, "tool_version": "0"}"#;
+    crafted(lying, "", &record.replace("NAME", lying));
+    crafted(broken, "", "{not json");
+    let proxy = RequestLog::start(moto.endpoint.trim_start_matches("http://"));
+    let record_get = |r: &str| r.starts_with("GET ") && r.contains(".json?");
+    let states = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let s = l["state"].as_str().unwrap().to_owned();
+                (l["name"].as_str().unwrap().to_owned(), s)
+            })
+            .collect()
+    };
+    let state_of = |v: &Value, name: &str| {
+        states(v)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .unwrap()
+    };
+
+    let (cold, reqs) = list(&moto, &proxy, dir, &[]);
+    assert_eq!(count(&reqs, record_get), 10, "{reqs:#?}");
+    assert_eq!(state_of(&cold, lying), "size-mismatch");
+    assert_eq!(state_of(&cold, broken), "incomplete");
+    // the listing pass asks again only for the record that did not parse
+    let (warm, reqs) = list(&moto, &proxy, dir, &[]);
+    assert_eq!(warm, cold);
+    assert_eq!(count(&reqs, record_get), 1, "{reqs:#?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("20200101T010000Z-rev2.cpb.json")),
+        "{reqs:#?}"
+    );
+
+    // a record written over after it was cached: the original is still what is read, and the
+    // backup shows as tampered whether the record comes from the cache or from the store
+    let victim = names(&cold)
+        .into_iter()
+        .find(|n| n.starts_with("a/m1/"))
+        .unwrap();
+    moto.py(&format!(
+        "s3.put_object(Bucket='locked', Key='fleet/{victim}.json', Body=b'{{\"format_version\": 1}}')"
+    ));
+    let (warm, _) = list(&moto, &proxy, dir, &[]);
+    let (asked, _) = list(&moto, &proxy, dir, &["--no-cache"]);
+    assert_eq!(warm, asked);
+    assert_eq!(state_of(&warm, &victim), "tampered");
+    let l = warm
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == victim.as_str())
+        .unwrap();
+    assert_eq!(
+        l["record"]["name"],
+        victim.as_str(),
+        "the original record: {l:#}"
+    );
+}
