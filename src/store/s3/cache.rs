@@ -61,7 +61,8 @@ fn entry(key: &str, version: &str) -> String {
     format!("{key}\n{version}")
 }
 
-fn future(until: &str, now: OffsetDateTime) -> bool {
+/// Whether the RFC 3339 time `until` is after `now` (a lock that still holds).
+pub(super) fn still_ahead(until: &str, now: OffsetDateTime) -> bool {
     OffsetDateTime::parse(until, &Rfc3339).is_ok_and(|u| u > now)
 }
 
@@ -140,7 +141,7 @@ impl Cache {
             s.saved
                 .locks
                 .get(&entry(key, version))
-                .filter(|u| future(u, now))
+                .filter(|u| still_ahead(u, now))
                 .cloned()
         })
         .flatten()
@@ -157,7 +158,7 @@ impl Cache {
         let (Some("COMPLIANCE"), Some(until)) = (mode, until) else {
             return;
         };
-        if !future(until, OffsetDateTime::now_utc()) {
+        if !still_ahead(until, OffsetDateTime::now_utc()) {
             return;
         }
         self.with(key, |s| {
@@ -185,7 +186,7 @@ impl Cache {
         for (file, shard) in shards.iter_mut().filter(|(_, sh)| sh.dirty) {
             shard.dirty = false;
             let saved = &mut shard.saved;
-            saved.locks.retain(|_, u| future(u, now));
+            saved.locks.retain(|_, u| still_ahead(u, now));
             if let Some(listed) = listed {
                 saved.records.retain(|k, _| listed.contains(k));
                 saved.locks.retain(|k, _| listed.contains(k));

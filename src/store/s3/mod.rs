@@ -634,10 +634,7 @@ impl Store for S3Store {
                 return Ok(None);
             };
             let (_, until) = self.lock_state(&self.key(&l.name), v).await?;
-            Ok::<_, anyhow::Error>(until.filter(|u| {
-                time::OffsetDateTime::parse(u, &time::format_description::well_known::Rfc3339)
-                    .is_ok_and(|u| u > now)
-            }))
+            Ok::<_, anyhow::Error>(until.filter(|u| cache::still_ahead(u, now)))
         });
         let out: Vec<anyhow::Result<Option<String>>> = block(
             futures::stream::iter(jobs)
