@@ -89,6 +89,13 @@ fn listing_costs_one_pass_plus_only_the_reads_each_command_needs() {
 
     // the second time, records (a version never changes) and COMPLIANCE locks (never
     // shortened) come from the cache: the listing alone, and the same answer
+    let remembered = files_under(&dir.join("cache"));
+    assert!(
+        remembered
+            .iter()
+            .any(|f| f.starts_with("s3/") && f.ends_with(".json")),
+        "where --cache-dir (CPBACKUP_CACHE_DIR) says: {remembered:?}"
+    );
     let (again, reqs) = list(&moto, &proxy, dir, &[]);
     assert_eq!(reqs.len(), 1, "{reqs:#?}");
     assert_eq!(again, all);
