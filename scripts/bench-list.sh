@@ -20,14 +20,8 @@ cpb_bench_args 2,12 counts=COUNTS:"3000 30000" rounds=ROUNDS:3 -- "$@"
 cpb_bench_setup bench-list
 cpb_bench_moto
 MOTO_PID=${PIDS[-1]}
-# measure NAME CMD...: cpb_measure, plus the CPU time the S3 server spent on it (clock ticks)
-measure() {
-  local before after
-  before=$(awk '{print $14 + $15}' "/proc/$MOTO_PID/stat")
-  cpb_measure "$@"
-  after=$(awk '{print $14 + $15}' "/proc/$MOTO_PID/stat")
-  echo "$1 $((after - before))" >>"$WORK/server"
-}
+# measure NAME CMD...: cpb_measure, plus the CPU time the S3 server spent on it
+measure() { cpb_measure_server "$MOTO_PID" "$@"; }
 export CPBACKUP_S3_ENDPOINT=$EP CPBACKUP_S3_PATH_STYLE=true CPBACKUP_CACHE_DIR=$WORK/cache
 age-keygen -o "$WORK/key.txt" 2>/dev/null
 export EP WORK BIN

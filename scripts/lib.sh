@@ -190,6 +190,18 @@ cpb_measure() {
   [ -z "${CPB_SHOW_STDERR:-}" ] || cat "$WORK/last.err" >&2
 }
 
+# cpb_measure_server PID NAME CMD...: cpb_measure, plus the CPU time (clock ticks) the server
+# process PID (etcd, moto) spent meanwhile, appended to $WORK/server as "NAME TICKS". A server
+# whose CPU time equals the command's wall time was the bound, not the command.
+cpb_measure_server() {
+  local pid=$1 before after
+  shift
+  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  cpb_measure "$@"
+  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  echo "$1 $((after - before))" >>"$WORK/server"
+}
+
 # cpb_bench_args HELP_LINES FLAG=VAR[:DEFAULT]... -- "$@": a benchmark's flags. Each
 # `--FLAG VALUE` sets the shell variable VAR (else DEFAULT, when given); -h/--help prints lines
 # HELP_LINES (a sed range) of the calling script; anything else is refused (exit 2).
