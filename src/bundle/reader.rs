@@ -134,11 +134,18 @@ pub fn read_bundle(
         &taps,
     )?;
     let result = std::thread::scope(|s| {
-        let plain = Decoder::parallel(ReadAhead::spawn(s, plain), default_threads());
-        let detected = plain.detected();
-        // Decompression on a thread of its own too, ahead of tar, hashing and the sink.
-        let checked = check_tar(ReadAhead::spawn(s, plain), sink, expect)?;
-        codec_as_named(&checked.manifest, detected.get().copied())?;
+        let mut plain = Decoder::parallel(ReadAhead::spawn(s, plain), default_threads());
+        let codec = plain
+            .detect_now()
+            .map_err(|e| content_error(e.to_string()))?;
+        let checked = match codec {
+            // Parallel gunzip has worker threads of its own; one more stage would only copy.
+            Some(Codec::Gzip) => check_tar(plain, sink, expect)?,
+            // zstd decodes on the thread that reads it: a thread of its own, ahead of tar,
+            // hashing and the sink.
+            _ => check_tar(ReadAhead::spawn(s, plain), sink, expect)?,
+        };
+        codec_as_named(&checked.manifest, codec)?;
         Ok(checked)
     });
     let checked = result.map_err(|e| taps.classify(e))?;
@@ -303,15 +310,18 @@ pub fn check_plaintext(input: impl Read) -> Result<Manifest, VerifyError> {
     Ok(checked.manifest)
 }
 
+/// What decrypted but did not decompress or untar.
+fn content_error(m: String) -> VerifyError {
+    VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
+}
+
 /// Every tar entry through the checker and into `sink`, then the checker's verdict.
 pub(crate) fn check_tar(
     input: impl Read,
     sink: &mut dyn Sink,
     expect: &Expectation,
 ) -> Result<Checked, VerifyError> {
-    let bad = |m: String| {
-        VerifyError::Corrupted(format!("invalid gzip/tar content after decryption: {m}"))
-    };
+    let bad = content_error;
     let mut archive = tar::Archive::new(input);
     let mut checker = Checker::new();
     let mut buf = vec![0u8; 256 * 1024];

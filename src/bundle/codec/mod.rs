@@ -9,7 +9,6 @@ pub mod gzip_read;
 pub mod gzip_write;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::{Arc, OnceLock};
 
 use clap::ValueEnum;
 use gzip_read::ParGzReader;
@@ -150,7 +149,6 @@ impl<W: Write> Write for Encoder<W> {
 pub struct Decoder<R: Read> {
     state: State<R>,
     threads: usize,
-    detected: Arc<OnceLock<Codec>>,
 }
 
 enum State<R: Read> {
@@ -172,7 +170,6 @@ impl<R: Read> Decoder<R> {
         Decoder {
             state: State::Undetected(BufReader::with_capacity(256 * 1024, input)),
             threads: threads.max(1),
-            detected: Arc::default(),
         }
     }
 
@@ -181,14 +178,7 @@ impl<R: Read> Decoder<R> {
         Decoder {
             state: State::Undetected(BufReader::with_capacity(64 * 1024, input)),
             threads: 0,
-            detected: Arc::default(),
         }
-    }
-
-    /// Where the codec will be, once the first read told it (for a caller that hands the
-    /// decoder to another thread).
-    pub fn detected(&self) -> Arc<OnceLock<Codec>> {
-        self.detected.clone()
     }
 
     /// The codec of the stream, once the first read told it.
@@ -200,15 +190,20 @@ impl<R: Read> Decoder<R> {
         }
     }
 
+    /// Reads the first bytes now, and tells the codec (`None`: neither; every read fails).
+    pub fn detect_now(&mut self) -> io::Result<Option<Codec>> {
+        if matches!(self.state, State::Undetected(_)) {
+            self.detect()?;
+        }
+        Ok(self.codec())
+    }
+
     fn detect(&mut self) -> io::Result<()> {
         let State::Undetected(mut input) = std::mem::replace(&mut self.state, State::Failed) else {
             return Ok(());
         };
         let head = input.fill_buf()?;
         let found = Codec::detect(head);
-        if let Some(c) = found {
-            let _ = self.detected.set(c);
-        }
         self.state = match found {
             Some(Codec::Zstd) => State::Zstd(zstd::stream::read::Decoder::with_buffer(input)?),
             Some(Codec::Gzip) if self.threads == 0 => {
