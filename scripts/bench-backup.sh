@@ -20,12 +20,16 @@
 # "etcd CPU" column is the etcd server's CPU time during each backup: where it equals the wall
 # time, etcd producing its snapshot stream on one core was the bound.
 #
-# Usage: scripts/bench-backup.sh [--sizes "256 1024"] [--rounds 3] [--level N]
+# --baseline-bin PATH adds the release a user upgrades from (e.g. 3ab8ad1, the last before zstd):
+# its own gzip bundle, backed up, verified and unpacked by it, against this release's zstd.
+#
+# Usage: scripts/bench-backup.sh [--sizes "256 1024"] [--rounds 3] [--level N] [--baseline-bin PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 LEVEL=""
-cpb_bench_args 2,23 "sizes=SIZES_MIB:256 1024" rounds=ROUNDS:3 level=LEVEL -- "$@"
+OLD_BIN=""
+cpb_bench_args 2,26 "sizes=SIZES_MIB:256 1024" rounds=ROUNDS:3 level=LEVEL baseline-bin=OLD_BIN -- "$@"
 cpb_bench_setup bench
 [ -n "${CPBACKUP_K8S_FIXTURES:-}" ] || { echo "the Kubernetes serialization fixtures are needed (../shared/fixtures)" >&2; exit 1; }
 cpb_bench_etcd
@@ -49,9 +53,9 @@ mkdir -p "$ROOT/etc/kubernetes/manifests" "$ROOT/var/lib"
 printf '%s\n' 'apiVersion: v1' 'kind: Pod' 'spec:' '  containers:' '  - command:' '    - etcd' \
   '    - --name=cp-1' '    - --data-dir=/var/lib/etcd' '    - --initial-advertise-peer-urls=http://127.0.0.1:2380' \
   '    - --advertise-client-urls=http://127.0.0.1:2379' '    image: registry.k8s.io/etcd:3.5.15-0' >"$ROOT/etc/kubernetes/manifests/etcd.yaml"
-unpack() {
+unpack() { # unpack STORE [BIN]
   rm -rf "$WORK/ustate"
-  CPBACKUP_RESTORE_FAILPOINT=1:before "$BIN" --log-format json --host-root "$ROOT" restore --latest --yes \
+  CPBACKUP_RESTORE_FAILPOINT=1:before "${2:-$BIN}" --log-format json --host-root "$ROOT" restore --latest --yes \
     --store "$1" --identity "$WORK/key" --etcdutl "$ETCD/etcdutl" --state-dir "$WORK/ustate" && return 1
   [ $? -eq 137 ]
 }
@@ -68,7 +72,7 @@ for line in open(sys.argv[1]):
 PY
 }
 export -f zstd_pipe gzip_pipe unpack unpack_step
-export ETCD EP WORK R ROOT BIN
+export ETCD EP WORK R ROOT BIN OLD_BIN
 
 keys=0
 for size in $SIZES_MIB; do
@@ -78,7 +82,7 @@ for size in $SIZES_MIB; do
   keys=$target
   : >"$WORK/times"; : >"$WORK/server"
   for round in $(seq 1 "$ROUNDS"); do
-    rm -rf "$WORK/store" "$WORK/store-gzip" "$WORK"/*.db "$WORK"/*.age
+    rm -rf "$WORK/store" "$WORK/store-gzip" "$WORK/store-old" "$WORK"/*.db "$WORK"/*.age
     measure floor "$ETCD/etcdctl" --endpoints "$EP" snapshot save "$WORK/floor.db"
     measure zstd_pipe bash -c zstd_pipe
     measure gzip_pipe bash -c gzip_pipe
@@ -92,16 +96,25 @@ for size in $SIZES_MIB; do
     unpack_step unpack_zstd
     cpb_measure restore_gzip bash -c 'unpack "$WORK/store-gzip"'
     unpack_step unpack_gzip
+    if [ -n "$OLD_BIN" ]; then
+      measure old_backup "$OLD_BIN" -q backup --static-pods none --etcd-endpoint "$EP" --recipient "$R" \
+        --store "$WORK/store-old" --state-dir "$WORK/state-old"
+      cpb_measure verify_old "$OLD_BIN" -q verify --store "$WORK/store-old" --identity "$WORK/key" --latest
+      cpb_measure restore_old bash -c 'unpack "$WORK/store-old" "$OLD_BIN"'
+      unpack_step unpack_old
+    fi
   done
   db=$(stat -c %s "$WORK/floor.db")
   cpb=$(find "$WORK/store" -name '*.cpb' -printf '%s\n' | head -1)
   cpbg=$(find "$WORK/store-gzip" -name '*.cpb' -printf '%s\n' | head -1)
   zp=$(stat -c %s "$WORK/zpipe.db.zst.age")
   gp=$(stat -c %s "$WORK/gpipe.db.gz.age")
-  python3 - "$WORK/times" "$size" "$db" "$cpb" "$cpbg" "$zp" "$gp" "$WORK/server" "$(getconf CLK_TCK)" <<'PY'
+  ob=$(find "$WORK/store-old" -name '*.cpb' -printf '%s\n' 2>/dev/null | head -1)
+  python3 - "$WORK/times" "$size" "$db" "$cpb" "$cpbg" "$zp" "$gp" "$WORK/server" "$(getconf CLK_TCK)" "${ob:-0}" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 server = [l.split() for l in open(sys.argv[8]) if l.strip()]
+ob = int(sys.argv[10])
 etcd_cpu = lambda n: statistics.median(int(r[1]) / float(sys.argv[9]) for r in server if r[0] == n)
 med = lambda n: statistics.median(float(r[1]) for r in rows if r[0] == n)
 rss = lambda n: max(int(r[2]) for r in rows if r[0] == n) / 1024
@@ -129,5 +142,9 @@ print("restore's unpack step: zstd %.2f s (%.0f MiB), gzip %.2f s (%.0f MiB): gz
 rz, rg = med("restore_zstd"), med("restore_gzip")
 print("  the whole process up to the first step: zstd %.2f s, gzip %.2f s: %.2fx" % (rz, rg, rg / rz))
 print("gzip for comparison: bundle %.2fx the zstd pipe's, wall %.2fx etcdctl save" % (cpbg / zp, med("cpb_gzip") / f))
+if any(r[0] == "verify_old" for r in rows):
+    vo, uo = med("verify_old"), med("unpack_old")
+    print("upgrading from --baseline-bin (its own gzip bundle, %.1f MiB): backup %.2f s; verify %.2f s -> %.2fx with zstd;"
+          " unpack %.2f s -> %.2fx with zstd" % (mib(ob), med("old_backup"), vo, vo / vz, uo, uo / uz))
 PY
 done
