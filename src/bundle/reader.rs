@@ -1,4 +1,4 @@
-//! Reading a bundle as a stream: age → gunzip → tar → the one checker (`bundle::check`) → a
+//! Reading a bundle as a stream: age → zstd or gzip → tar → the one checker (`bundle::check`) → a
 //! [`Sink`] that keeps what a command needs (nothing for `verify`, the staging directory for a
 //! restore, the snapshot spool for `inspect`/`extract`, the two files of `export-openshift`),
 //! plus the ciphertext's size and SHA-256 against the record. Memory stays flat.
@@ -108,8 +108,9 @@ impl<R: Read> Read for HashCount<R> {
 
 /// Reads, decrypts and checks a whole bundle from `input`, handing every entry the
 /// [`Checker`] admits to `sink`. Reading, hashing and decrypting run on a thread of their own,
-/// ahead of gunzip (worker threads) and tar, the checker and the sink (this thread). Nothing the
-/// sink received may be trusted unless this returns Ok.
+/// ahead of decompression (zstd: a thread of its own; gzip: worker threads) and of tar, the
+/// checker and the sink (this thread). Nothing the sink received may be trusted unless this
+/// returns Ok.
 pub fn read_bundle(
     input: impl Read + Send,
     ids: &Identities,
