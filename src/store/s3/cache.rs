@@ -182,8 +182,22 @@ impl Cache {
         let Some(dir) = &self.dir else { return };
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let State { shards, listed } = &mut *s;
+        let dirty: Vec<_> = shards.iter_mut().filter(|(_, sh)| sh.dirty).collect();
+        if dirty.is_empty() {
+            return;
+        }
+        let created = {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        };
+        if let Err(e) = created {
+            return not_saved(dir, &e.into());
+        }
         let now = OffsetDateTime::now_utc();
-        for (file, shard) in shards.iter_mut().filter(|(_, sh)| sh.dirty) {
+        for (file, shard) in dirty {
             shard.dirty = false;
             let saved = &mut shard.saved;
             saved.locks.retain(|_, u| still_ahead(u, now));
@@ -191,28 +205,24 @@ impl Cache {
                 saved.records.retain(|k, _| listed.contains(k));
                 saved.locks.retain(|k, _| listed.contains(k));
             }
-            let written = {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| Ok(serde_json::to_vec(saved)?))
-                    .and_then(|bytes| {
-                        crate::fsutil::write_atomically(&dir.join(file), &bytes, 0o600)
-                    })
-            };
+            let path = dir.join(file);
+            let written = serde_json::to_vec(saved)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| crate::fsutil::write_atomically(&path, &bytes, 0o600));
             if let Err(e) = written {
-                tracing::warn!(
-                    file = %dir.join(file).display(),
-                    error = %format!("{e:#}"),
-                    "could not save the S3 cache; the next listing asks the store again (give a writable --cache-dir, or --no-cache)"
-                );
-                return;
+                return not_saved(&path, &e);
             }
         }
     }
+}
+
+/// Says that the cache could not be written at `path` (never fatal: it is only a cache).
+fn not_saved(path: &std::path::Path, e: &anyhow::Error) {
+    tracing::warn!(
+        file = %path.display(),
+        error = %format!("{e:#}"),
+        "could not save the S3 cache; the next listing asks the store again (give a writable --cache-dir, or --no-cache)"
+    );
 }
 
 fn load(path: &std::path::Path) -> Saved {
@@ -313,6 +323,19 @@ mod tests {
         assert!(
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(&path).unwrap()).is_ok()
         );
+    }
+
+    /// A cache directory that cannot be made (here: below a regular file) costs only the
+    /// requests: `save` says so and returns, and what this run learnt still answers.
+    #[test]
+    fn an_unwritable_directory_is_said_and_never_fatal() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let c = cache(&file.path().join("below-a-file"), "http://x");
+        c.put_record("p/a/n/k.json", "v1", b"{}");
+        c.save();
+        assert_eq!(c.record("p/a/n/k.json", "v1").unwrap(), b"{}");
+        let again = cache(&file.path().join("below-a-file"), "http://x");
+        assert_eq!(again.record("p/a/n/k.json", "v1"), None);
     }
 
     #[test]
