@@ -10,11 +10,6 @@ use std::process::Command;
 
 use support::*;
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
-
 /// Decrypts with the age CLI and unpacks with GNU tar into `out`; returns `tar -tv` lines.
 fn age_and_tar(bundle: &Path, key: &Path, out: &Path) -> String {
     fs::create_dir_all(out).unwrap();

@@ -80,10 +80,6 @@ impl Old {
     }
 }
 
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
-}
-
 /// Every file under `dir` (relative path → content).
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files_under(dir)

@@ -3,13 +3,7 @@
 
 use cpbackup_testkit as support;
 
-use serde_json::Value;
 use support::*;
-
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
 
 #[test]
 fn every_commands_json_is_what_docs_output_md_says() {

@@ -5,11 +5,6 @@ use cpbackup_testkit as support;
 
 use support::*;
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
-
 #[test]
 fn backup_to_a_locked_bucket_is_immutable_listable_and_verifiable() {
     let t = tempfile::tempdir().unwrap();

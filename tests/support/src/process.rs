@@ -37,6 +37,12 @@ pub fn cpbackup(dir: &Path) -> Command {
     c
 }
 
+/// A run's standard output as JSON, or a panic showing both streams.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
 /// Appends `backup --static-pods none --etcd-endpoint EP --recipient R` (etcd only, no host).
 pub fn etcd_backup(c: &mut Command, endpoint: &str, recipient: &str) {
     c.args([
