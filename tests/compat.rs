@@ -269,19 +269,11 @@ fn an_old_bundle_restores_the_whole_node() {
     let o = old("kubeadm");
     let root = o.dir.join("root");
     let k = root.join("etc/kubernetes");
-    fs::create_dir_all(k.join("pki/etcd")).unwrap();
-    fs::create_dir_all(k.join("manifests")).unwrap();
-    fs::create_dir_all(root.join("var/lib")).unwrap();
-    fs::write(k.join("pki/etcd/ca.crt"), "stand-in etcd CA\n").unwrap();
-    fs::write(k.join("pki/sa.key"), "a newer service account key\n").unwrap();
-    fs::set_permissions(k.join("pki/sa.key"), fs::Permissions::from_mode(0o600)).unwrap();
-    fs::write(k.join("admin.conf"), "kind: Config # later\n").unwrap();
+    // A kubeadm node, then the fixture's own etcd manifest (its address) and a newer service
+    // account key than the bundle's, which the restore must put back.
+    fake_kubeadm_node(&root, 2379, 2380);
     fs::copy(o.src.join("etcd.yaml"), k.join("manifests/etcd.yaml")).unwrap();
-    fs::write(
-        k.join("manifests/kube-apiserver.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.30.1\n",
-    )
-    .unwrap();
+    fs::write(k.join("pki/sa.key"), "a newer service account key\n").unwrap();
     let ep = "http://127.1.0.1:2379";
     let _kubelet = FakeKubelet::start(&root, Version::V35);
     wait_for_key(Version::V35, ep, "/nothing", None);
