@@ -160,8 +160,10 @@ struct Case {
     /// A record beside the bundle that disagrees with it.
     lying_record: bool,
     /// What the manifest says the bundle is compressed with (`None`: no such key, as bundles
-    /// written before zstd); the bytes are always gzip.
+    /// written before zstd).
     codec: Option<&'static str>,
+    /// The tar compressed with zstd rather than gzip.
+    zstd_bytes: bool,
     /// What every error must name.
     names: &'static str,
 }
@@ -175,6 +177,7 @@ fn case(name: &'static str, names: &'static str, entries: Vec<Raw>) -> Case {
         unlisted: vec![],
         lying_record: false,
         codec: Some("gzip"),
+        zstd_bytes: false,
         names,
     }
 }
@@ -226,9 +229,13 @@ fn craft(b: &Base, c: &Case, recipient: &str) -> Vec<u8> {
         ),
     );
     let tar_bytes = t.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar_bytes).unwrap();
-    let gz = gz.finish().unwrap();
+    let gz = if c.zstd_bytes {
+        zstd::encode_all(&tar_bytes[..], 3).unwrap()
+    } else {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar_bytes).unwrap();
+        gz.finish().unwrap()
+    };
     let r: age::x25519::Recipient = recipient.parse().unwrap();
     let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
     let mut out = Vec::new();
@@ -446,6 +453,15 @@ fn crafted_bundles_are_refused_by_every_reader_and_touch_nothing() {
             ..case(
                 "a manifest listing an outside path",
                 "../../etc/shadow",
+                vec![],
+            )
+        },
+        Case {
+            codec: None,
+            zstd_bytes: true,
+            ..case(
+                "a manifest of the format before zstd over zstd bytes",
+                "manifest says the bundle is gzip",
                 vec![],
             )
         },
